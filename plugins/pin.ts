@@ -1,0 +1,28 @@
+// pin: keep every open incident pinned in its incident channel, so the channel's pins are the to-do list.
+// Scopes: pins:write. Pins are a Tier 2 method: IMS's per-channel queue absorbs Slack's 429s.
+import { definePlugin, type Incident, type HookContext } from '../ims.ts';
+
+export interface PinOptions {
+  /** Unpin when the incident is resolved (default true). */
+  unpinOnResolve?: boolean;
+}
+
+const HARMLESS = new Set(['already_pinned', 'no_pin', 'message_not_found']);
+
+export function pin(options: PinOptions = {}) {
+  const unpinOnResolve = options.unpinOnResolve ?? true;
+  const call = async (ctx: HookContext, method: 'add' | 'remove', incident: Incident) => {
+    try {
+      await ctx.slack.pins[method]({ channel: incident.incidentChannel, timestamp: incident.incidentTs });
+    } catch (error) {
+      const code = (error as { data?: { error?: string } }).data?.error;
+      if (!code || !HARMLESS.has(code)) throw error;
+    }
+  };
+  return definePlugin({
+    name: 'pin',
+    onMatch: (ctx) => call(ctx, 'add', ctx.incident),
+    onResolve: (ctx) => (unpinOnResolve ? call(ctx, 'remove', ctx.incident) : undefined),
+    onReopen: (ctx) => (unpinOnResolve ? call(ctx, 'add', ctx.incident) : undefined),
+  });
+}
