@@ -961,15 +961,14 @@ export class FakeSlack {
     const requested: { id: string; title?: string }[] = Array.isArray(p.files) && p.files.length ? p.files : fail('invalid_arguments');
     const ch = p.channel_id ? this.writableChannel(p.channel_id) : undefined;
     const threadTs = ch && p.thread_ts ? this.threadTsFor(ch, p.thread_ts) : undefined;
-    const uploads = requested.map(({ id, title }) => {
+    const uploads = requested.map(({ id, title }): FakeUpload => {
       const file = this.pendingFiles.get(id);
       if (file?.content === undefined) fail('file_not_found');
-      return { id, title, filename: file.filename, content: file.content };
+      const where = { title, channel: ch?.id, thread_ts: threadTs, initial_comment: p.initial_comment };
+      return { id, filename: file.filename, content: file.content, ...defined(where) };
     });
-    for (const upload of uploads) {
-      this.pendingFiles.delete(upload.id);
-      this.uploads.push({ ...upload, ...defined({ channel: ch?.id, thread_ts: threadTs, initial_comment: p.initial_comment }) });
-    }
+    for (const upload of uploads) this.pendingFiles.delete(upload.id);
+    this.uploads.push(...uploads);
     const files = uploads.map((u) => this.fileJson(u));
     if (ch) this.postFileShare(ch, files, p, threadTs);
     return { files: files.map(({ id, title }) => ({ id, title })) };
@@ -1174,7 +1173,7 @@ export class FakeSlack {
     };
   }
 
-  private fileJson(u: { id: string; title?: string; filename: string; content: string }): Record<string, any> {
+  private fileJson(u: FakeUpload): Record<string, any> {
     return {
       id: u.id,
       name: u.filename,
