@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS incident_events_by_incident ON incident_events (incid
 CREATE TABLE IF NOT EXISTS cursors (channel TEXT PRIMARY KEY, last_ts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS reminders (channel TEXT NOT NULL, hour TEXT NOT NULL, PRIMARY KEY (channel, hour));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plugin_store (plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (plugin, key));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL, key TEXT NOT NULL, grp TEXT NOT NULL,
   payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, last_error TEXT,
@@ -111,6 +112,9 @@ export class State {
       reminder: prepare('INSERT OR IGNORE INTO reminders (channel, hour) VALUES (?, ?)'),
       getMeta: prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      storeGet: prepare('SELECT value FROM plugin_store WHERE plugin = ? AND key = ?'),
+      storeSet: prepare('INSERT INTO plugin_store (plugin, key, value) VALUES (?, ?, ?) ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value'),
+      storeDelete: prepare('DELETE FROM plugin_store WHERE plugin = ? AND key = ?'),
       enqueue: prepare(`INSERT OR IGNORE INTO outbox (plugin, key, grp, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
       dueOutbox: prepare(`SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE delivered_at IS NULL AND dead = 0 GROUP BY grp)
         AND next_at <= ? ORDER BY id LIMIT ?`),
@@ -241,6 +245,17 @@ export class State {
 
   setMeta(key: string, value: string): void {
     this.statements.setMeta.run(key, value);
+  }
+
+  /** A plugin's own durable value (JSON). */
+  storeGet(plugin: string, key: string): unknown {
+    const row = this.statements.storeGet.get(plugin, key) as Row | undefined;
+    return row ? JSON.parse(row.value as string) : undefined;
+  }
+
+  storeSet(plugin: string, key: string, value: unknown): void {
+    if (value === undefined) this.statements.storeDelete.run(plugin, key);
+    else this.statements.storeSet.run(plugin, key, JSON.stringify(value));
   }
 
   /** Queue an outbox delivery; false when the key was already queued or delivered. */

@@ -219,6 +219,12 @@ export interface HookContext {
   };
   /** The report channel, resolved to an ID (undefined when none is configured). */
   reportChannel?: string;
+  /** This plugin's durable key-value store (JSON values; `undefined` deletes); `read` looks at another plugin's. */
+  store: {
+    get<T = unknown>(key: string): T | undefined;
+    set(key: string, value: unknown): void;
+    read<T = unknown>(plugin: string, key: string): T | undefined;
+  };
   /** A link to a Slack message. */
   permalink(channel: string, ts: string): string;
 }
@@ -1432,6 +1438,12 @@ export class Ims {
     this.log.info('stopped');
   }
 
+  /** Resolves when nothing is in flight: events handled, posts sent, hooks finished. */
+  async idle(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+    await this.queues.drain();
+  }
+
   private track<T>(promise: Promise<T>): Promise<T> {
     this.inflight.add(promise);
     void promise.catch((error) => this.log.error(`unexpected failure: ${errorText(error)}`)).finally(() => this.inflight.delete(promise));
@@ -1736,6 +1748,11 @@ export class Ims {
         events: (id) => state.incidentEvents(id),
       },
       reportChannel: this.config.report.channel,
+      store: {
+        get: <T>(key: string) => state.storeGet(plugin.name, key) as T | undefined,
+        set: (key, value) => state.storeSet(plugin.name, key, value),
+        read: <T>(name: string, key: string) => state.storeGet(name, key) as T | undefined,
+      },
       permalink: (channel, ts) => this.permalink(channel, ts),
     };
   }

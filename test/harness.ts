@@ -1,0 +1,94 @@
+/**
+ * Shared set-up for end-to-end tests: a fake Slack, a real IMS (real SDK clients) pointed at it, a temp
+ * state file, short timeouts, and a log captured in memory.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before } from 'node:test';
+import { Ims, compileConfig, createLogger, type Config, type CompiledConfig, type RuntimeOptions } from '../ims.ts';
+import { FakeSlack, type FakeSlackOptions } from './fake-slack.ts';
+
+/** socket-mode 3.1 rejects with `undefined` when disconnect() races a reconnect; let every other rejection fail the test. */
+export function guardSocketModeShutdownBug(): void {
+  before(() => {
+    const listeners = process.listeners('unhandledRejection');
+    process.removeAllListeners('unhandledRejection');
+    for (const listener of listeners) {
+      process.on('unhandledRejection', (reason, promise) => { if (reason !== undefined) listener(reason, promise); });
+    }
+  });
+}
+
+export const ALERTS = 'C0ALERTS01';
+export const ALERTS2 = 'C0ALERTS02';
+export const INC_INFRA = 'C0INCINFRA';
+export const INC_APPS = 'C0INCAPPS1';
+export const REPORT = 'C0REPORT01';
+export const DEFAULT_CH = 'C0INCDEFLT';
+export const NAGIOS = 'B0NAGIOS1';
+export const ONCALL = 'U0ONCALL01';
+export const HUMAN = 'U0HUMAN001';
+
+/** A small realistic config; override any part. */
+export function baseConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    timezone: 'UTC',
+    rules: [
+      { match: 'backup', when: '!.*', head: '[Backup]', incident: 'INFRA' },
+      { match: 'CRITICAL', head: '[Critical]', incident: 'INFRA', hotline: 'OnCall' },
+      { match: '(?i)error', head: '[Error]', incident: 'APPS' },
+    ],
+    incidents: { INFRA: { channel: INC_INFRA }, APPS: { channel: INC_APPS } },
+    reverseDefault: { channel: DEFAULT_CH, header: '[Alert]' },
+    report: { channel: REPORT },
+    hotlines: { OnCall: [ONCALL, 'here'] },
+    ...overrides,
+  };
+}
+
+export function tempDir(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ims-test-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A workspace with the channels and users the base config names. */
+export async function startFake(options: FakeSlackOptions = {}): Promise<FakeSlack> {
+  const fake = await FakeSlack.start({ redeliverAfterMs: 400, ...options });
+  for (const [id, name] of [[ALERTS, 'alerts-infra'], [ALERTS2, 'alerts-apps'], [INC_INFRA, 'inc-infra'], [INC_APPS, 'inc-apps'], [REPORT, 'ims-report'], [DEFAULT_CH, 'inc-default']]) {
+    fake.addChannel({ id, name });
+  }
+  fake.addUser({ id: ONCALL, name: 'oncall', real_name: 'Ona Call' });
+  fake.addUser({ id: HUMAN, name: 'hugo', real_name: 'Hugo Human' });
+  return fake;
+}
+
+export interface Bot {
+  ims: Ims;
+  logs: string[];
+  config: CompiledConfig;
+  stop(): Promise<void>;
+}
+
+/** Start a real IMS against the fake. Stop it (or let the test's `after` do it) before closing the fake. */
+export async function startBot(fake: FakeSlack, config: Config, options: Partial<RuntimeOptions> & { statePath?: string; start?: boolean } = {}): Promise<Bot> {
+  const statePath = options.statePath ?? path.join(tempDir(), 'ims.db');
+  const compiled = compileConfig({ ...config, state: { ...config.state, path: statePath } }, { source: 'test-config', reverse: options.reverse, reacji: options.reacji });
+  const logs: string[] = [];
+  const log = createLogger({ level: 'debug', write: (line) => logs.push(line), secrets: ['xapp-test', 'xoxb-test'] });
+  const ims = new Ims(compiled, {
+    appToken: 'xapp-test', botToken: 'xoxb-test', apiUrl: fake.apiUrl, log, autoReload: false, reports: false,
+    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options,
+  });
+  let stopped = false;
+  const bot: Bot = { ims, logs, config: compiled, stop: async () => { if (!stopped) { stopped = true; await ims.stop(); } } };
+  if (options.start !== false) await ims.start();
+  return bot;
+}
+
+/** Wait until the bot has nothing in flight (events handled, posts sent). */
+export async function settle(bot: Bot, ms = 150): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  await bot.ims.idle();
+}
