@@ -379,15 +379,13 @@ export interface SlackAttachment {
 // Define helpers
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 
-type Exact<T, Shape> = T & Record<Exclude<keyof T, keyof Shape>, never>;
-
-/** Identity: types an `ims.config.ts` so a misspelt key fails type-checking. */
-export function defineConfig<const C extends Config>(config: Exact<C, Config>): C {
+/** Identity: types an `ims.config.ts` so a misspelt key, at any depth, fails type-checking. */
+export function defineConfig(config: Config): Config {
   return config;
 }
 
-/** Identity: types a plugin so a misspelt hook name fails type-checking. */
-export function definePlugin<const P extends Plugin>(plugin: Exact<P, Plugin>): P {
+/** Identity: types a plugin so a misspelt hook name fails type-checking and hooks get typed contexts. */
+export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
 }
 
@@ -404,9 +402,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** Where each value of a config read from IMS.ini came from, so validation can say `IMS.ini:12:`. */
+/**
+ * Where each object of a config read from IMS.ini came from, so validation can say `IMS.ini:12:`. Keyed by
+ * identity: a config that spreads `loadIni()` and adds its own rules still blames the right file.
+ */
 const SOURCE_LINES = Symbol.for('ims.sourceLines');
-interface SourceLines { file: string; lines: Record<string, number> }
+interface SourceLines { file: string; lines: WeakMap<object, number> }
 type Located = { [SOURCE_LINES]?: SourceLines };
 
 const INI_SECTIONS = ['Rules', 'Incidents', 'Label', 'Report', 'PostID', 'Hotline', 'Reacji', 'Reminder', 'ReacjiID', 'MgmtReport'] as const;
@@ -418,7 +419,8 @@ const NO_HOTLINE = new Set(['', 'no', 'none', '-', 'off', 'false']);
  * refused (throws `ConfigError`). Use it from `ims.config.ts` to keep the file:
  * `defineConfig({ ...loadIni('./IMS.ini'), plugins: [pin()] })`.
  */
-export function loadIni(file: string, options: { reverse?: boolean } = {}): Config {
+export function loadIni(file: string | URL, options: { reverse?: boolean } = {}): Config {
+  if (file instanceof URL) file = fileURLToPath(file);
   let body: string;
   try {
     body = readFileSync(file, 'utf8');
@@ -434,7 +436,8 @@ export function loadIni(file: string, options: { reverse?: boolean } = {}): Conf
 /** Parse IMS.ini text. Exported for tests; `loadIni` is the public entry. */
 export function parseIni(body: string, file = 'IMS.ini'): { config: Config; problems: string[] } {
   const problems: string[] = [];
-  const lines: Record<string, number> = {};
+  const lines = new WeakMap<object, number>();
+  const located = <T extends object>(value: T, line: number): T => { lines.set(value, line); return value; };
   const at = (line: number, message: string) => problems.push(`${file}:${line}: ${message}`);
   const bodies = new Map<IniSection, { line: number; text: string }[]>();
   const headerLine = new Map<IniSection, number>();
@@ -442,8 +445,8 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
 
   body.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/).forEach((rawLine, index) => {
     const line = index + 1;
-    const text = rawLine.trimStart().replace(/[ \t]+$/, '');
-    if (text === '' || text.startsWith('#') || text.startsWith(';')) return;
+    const text = rawLine.trimStart().replace(/ +$/, '');
+    if (text.trim() === '' || text.startsWith('#') || text.startsWith(';')) return;
     const header = /^\[([A-Za-z]+)\]$/.exec(text);
     if (header && (INI_SECTIONS as readonly string[]).includes(header[1])) {
       section = header[1] as IniSection;
@@ -459,6 +462,12 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   });
   const sectionLines = (name: IniSection) => bodies.get(name) ?? [];
   const fields = (text: string) => text.split('\t');
+  // A trailing TAB leaves an empty last field (e.g. no HOTLINE): keep it up to the expected count, drop the rest.
+  const fieldsOf = (text: string, expected: number) => {
+    const parts = fields(text);
+    while (parts.length > expected && parts.at(-1) === '') parts.pop();
+    return parts;
+  };
   const single = (name: IniSection) => sectionLines(name).at(-1);
   const list = (name: IniSection) => sectionLines(name).flatMap(({ text }) => fields(text).filter(Boolean));
 
@@ -467,78 +476,80 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   for (const { line, text } of sectionLines('Hotline')) {
     const [label, ...members] = fields(text).filter(Boolean);
     if (!members.length) { at(line, `[Hotline] expected 'LABEL<TAB>member<TAB>member…', found only '${text}'`); continue; }
-    if (config.hotlines?.[label]) at(line, `[Hotline] label '${label}' is defined twice (first on line ${lines[`hotlines.${label}`]})`);
-    (config.hotlines ??= {})[label] = members;
-    lines[`hotlines.${label}`] = line;
+    const earlier = config.hotlines?.[label];
+    if (earlier) at(line, `[Hotline] label '${label}' is defined twice (first on line ${lines.get(earlier)})`);
+    (config.hotlines ??= located<Record<string, string[]>>({}, line))[label] = located(members, line);
   }
 
   for (const { line, text } of sectionLines('Incidents')) {
-    const parts = fields(text);
+    const parts = fieldsOf(text, 3);
     if (parts.length !== 3 || parts.some((p) => p === '')) {
       at(line, `[Incidents] expected 3 TAB-separated fields (LABEL, CHANNEL, LIMIT — or DEFAULT, CHANNEL, HEADER), found ${parts.filter(Boolean).length}: '${text}'${text.includes('\t') ? '' : ' (are the fields separated by spaces instead of TABs?)'}`);
       continue;
     }
     const [label, channel, third] = parts;
     if (label === 'DEFAULT') {
-      if (config.reverseDefault) at(line, `[Incidents] DEFAULT is defined twice (first on line ${lines.reverseDefault})`);
-      config.reverseDefault = { channel, header: third };
-      lines.reverseDefault = line;
+      if (config.reverseDefault) at(line, `[Incidents] DEFAULT is defined twice (first on line ${lines.get(config.reverseDefault)})`);
+      config.reverseDefault = located({ channel, header: third }, line);
       continue;
     }
     if (!/^\d+$/.test(third) || Number(third) < 1) { at(line, `[Incidents] LIMIT must be a positive whole number, found '${third}'`); continue; }
-    if (config.incidents[label]) at(line, `[Incidents] label '${label}' is defined twice (first on line ${lines[`incidents.${label}`]})`);
-    config.incidents[label] = { channel, limit: Number(third) };
-    lines[`incidents.${label}`] = line;
+    if (config.incidents[label]) at(line, `[Incidents] label '${label}' is defined twice (first on line ${lines.get(config.incidents[label])})`);
+    config.incidents[label] = located({ channel, limit: Number(third) }, line);
   }
 
   for (const { line, text } of sectionLines('Rules')) {
-    const parts = fields(text);
+    const parts = fieldsOf(text, 5);
     if (parts.length !== 5) {
       at(line, `[Rules] expected 5 TAB-separated fields (MESSAGE_REGEX, DATE_REGEX, HEAD, INCIDENT_LABEL, HOTLINE), found ${parts.length}: '${text}'${text.includes('\t') ? '' : ' (are the fields separated by spaces instead of TABs?)'}`);
       continue;
     }
     const [match, when, head, incident, hotline] = parts;
-    const index = config.rules.length;
-    const rule: Rule = { match, when, head, incident };
+    const rule: Rule = located({ match, when, head, incident }, line);
     if (hotline && !NO_HOTLINE.has(hotline.toLowerCase()) && config.hotlines?.[hotline]) rule.hotline = hotline;
     config.rules.push(rule);
-    lines[`rules[${index}]`] = line;
   }
 
   const label = single('Label');
-  if (label) { config.resolvedReactions = [label.text.replace(/^:|:$/g, '')]; lines.resolvedReactions = label.line; }
+  if (label) config.resolvedReactions = located([label.text.replace(/^:|:$/g, '')], label.line);
   const report = single('Report');
-  if (report) { config.report = { channel: report.text }; lines.report = report.line; }
+  if (report) config.report = located({ channel: report.text }, report.line);
   const posters = list('PostID');
-  if (posters.length) { config.posters = posters; lines.posters = sectionLines('PostID')[0].line; }
+  if (posters.length) config.posters = located(posters, sectionLines('PostID')[0].line);
   const reacji = single('Reacji');
   const reacjiBots = list('ReacjiID');
   if (reacji || reacjiBots.length) {
-    config.reacji = { reaction: reacji?.text.replace(/^:|:$/g, '') ?? '', bots: reacjiBots };
-    lines.reacji = (reacji ?? sectionLines('ReacjiID')[0]).line;
+    config.reacji = located({ reaction: reacji?.text.replace(/^:|:$/g, '') ?? '', bots: reacjiBots }, (reacji ?? sectionLines('ReacjiID')[0]).line);
   }
   const mgmt = list('MgmtReport');
-  if (mgmt.length) { (config.report ??= {}).onlyPosters = mgmt; lines['report.onlyPosters'] = sectionLines('MgmtReport')[0].line; }
+  if (mgmt.length) (config.report ??= located<ReportConfig>({}, sectionLines('MgmtReport')[0].line)).onlyPosters = located(mgmt, sectionLines('MgmtReport')[0].line);
   for (const { line, text } of sectionLines('Reminder')) {
     const [channel, ...hours] = fields(text).filter(Boolean);
     if (!hours.length) { at(line, `[Reminder] expected 'CHANNEL<TAB>HOUR_REGEX<TAB>…', found only '${text}'`); continue; }
-    lines[`reminders[${(config.reminders ??= []).length}]`] = line;
-    config.reminders.push({ channel, hours });
+    (config.reminders ??= located([], line)).push(located({ channel, hours }, line));
   }
-  lines.incidents = headerLine.get('Incidents') ?? headerLine.get('Rules') ?? 1;
-  lines[''] = 1;
+  located(config.incidents, headerLine.get('Incidents') ?? headerLine.get('Rules') ?? 1);
+  located(config.rules, headerLine.get('Rules') ?? 1);
   config[SOURCE_LINES] = { file, lines };
   return { config, problems };
 }
 
-/** `place: ` for a config path: `IMS.ini:12: ` when the config came from IMS.ini, else `file: path: `. */
+/**
+ * `place: ` for a config path: `IMS.ini:12: ` when the value there (or the nearest object above it) was
+ * read from IMS.ini, else `source: path: `.
+ */
 function placeOf(config: Config, source: string, at: string): string {
   const located = (config as Located)[SOURCE_LINES];
-  if (!located) return `${source}: ${at}: `;
-  for (let key = at; ; key = key.replace(/(\.[^.[\]]*|\[[^\]]*\])$/, '')) {
-    if (located.lines[key] !== undefined) return `${located.file}:${located.lines[key]}: `;
-    if (key === '') return `${located.file}: `;
+  if (located) {
+    let value: unknown = config;
+    let line: number | undefined;
+    for (const key of at.split(/[.[\]]+/).filter(Boolean)) {
+      value = value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+      if (value && typeof value === 'object') line = located.lines.get(value) ?? line;
+    }
+    if (line !== undefined) return `${located.file}:${line}: `;
   }
+  return at ? `${source}: ${at}: ` : `${source}: `;
 }
 
 /** The validated, compiled form the engine and the runtime use. */
@@ -598,9 +609,9 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
  * Validate a config and compile it (every regex once). Returns every problem found, each starting
  * with its place; `compiled` is set only when there are none.
  */
-export function validateConfig(config: Config, options: { source?: string; reverse?: boolean; reacji?: boolean } = {}):
+export function validateConfig(config: Config, options: { source?: string; reverse?: boolean; reacji?: boolean; baseDir?: string } = {}):
   { problems: string[]; warnings: string[]; compiled?: CompiledConfig } {
-  const source = options.source ?? (config as Located)[SOURCE_LINES]?.file ?? 'config';
+  const source = options.source ?? (config as Located | null)?.[SOURCE_LINES]?.file ?? 'config';
   const problems: string[] = [];
   const warnings: string[] = [];
   const fail = (at: string, message: string) => problems.push(placeOf(config, source, at) + message);
@@ -631,6 +642,18 @@ export function validateConfig(config: Config, options: { source?: string; rever
     return { problems: [`${source}: expected the config to be an object (export default defineConfig({...})), found ${describe(config)}`], warnings };
   }
   unknownKeys(config, '', '');
+  const bool = (value: unknown, at: string) => {
+    if (value !== undefined && typeof value !== 'boolean') fail(at, `expected true or false, found ${describe(value)}`);
+  };
+  const stringList = (value: unknown, at: string, what: string) => {
+    if (value !== undefined && !(Array.isArray(value) && value.every((v) => typeof v === 'string' && v.trim()))) fail(at, `expected a list of ${what}, found ${describe(value)}`);
+  };
+  const objectOrNothing = (value: unknown, at: string, shape: string) => {
+    if (value !== undefined && !isObject(value)) { fail(at, `expected ${shape}, found ${describe(value)}`); return false; }
+    return true;
+  };
+  bool(config.reverse, 'reverse');
+  bool(config.reacjiMode, 'reacjiMode');
 
   const hotlines = new Map<string, string[]>();
   if (config.hotlines !== undefined && !isObject(config.hotlines)) fail('hotlines', `expected an object of label → members, found ${describe(config.hotlines)}`);
@@ -670,7 +693,8 @@ export function validateConfig(config: Config, options: { source?: string; rever
     if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident)) {
       fail(`${at}.incident`, `unknown incident label '${rule.incident}'${suggest(rule.incident, [...incidents.keys()])}; define it in [Incidents] / incidents (known: ${[...incidents.keys()].join(', ') || 'none'})`);
     }
-    if (rule.hotline !== undefined && typeof rule.hotline === 'string' && !hotlines.has(rule.hotline)) {
+    if (rule.hotline !== undefined && typeof rule.hotline !== 'string') fail(`${at}.hotline`, `expected a hotline label (a key of hotlines), found ${describe(rule.hotline)}`);
+    else if (rule.hotline !== undefined && !hotlines.has(rule.hotline)) {
       fail(`${at}.hotline`, `unknown hotline '${rule.hotline}'${suggest(rule.hotline, [...hotlines.keys()])}; define it in [Hotline] / hotlines (known: ${[...hotlines.keys()].join(', ') || 'none'})`);
     }
     if (match) {
@@ -699,8 +723,10 @@ export function validateConfig(config: Config, options: { source?: string; rever
   }
   if (config.seenReaction !== undefined && !isReactionName(config.seenReaction)) fail('seenReaction', `expected a reaction name, found ${describe(config.seenReaction)}`);
 
-  const report = config.report ?? {};
+  const report = objectOrNothing(config.report, 'report', '{ channel?, schedule?, window?, verbose?, onlyPosters? }') ? config.report ?? {} : {};
   unknownKeys(report, 'report', 'report');
+  bool(report.verbose, 'report.verbose');
+  stringList(report.onlyPosters, 'report.onlyPosters', 'user or bot IDs');
   if (report.channel !== undefined) str(report.channel, 'report.channel', 'a channel ID or name');
   if (report.schedule !== undefined && cronProblem(report.schedule)) fail('report.schedule', `expected a cron expression such as '0 9 * * *', found '${report.schedule}': ${cronProblem(report.schedule)}`);
   if (report.everyHours !== undefined && !(typeof report.everyHours === 'number' && report.everyHours > 0)) fail('report.everyHours', `expected a positive number of hours, found ${describe(report.everyHours)}`);
@@ -711,11 +737,13 @@ export function validateConfig(config: Config, options: { source?: string; rever
   const reacji = config.reacji;
   if (reacji !== undefined) {
     unknownKeys(reacji, 'reacji', 'reacji');
+    if (isObject(reacji)) stringList(reacji.bots, 'reacji.bots', 'bot IDs');
     if (!isObject(reacji) || !isReactionName(reacji.reaction)) fail('reacji', `expected { reaction, bots } with a reaction name ([Reacji]), found ${describe(reacji)}`);
   } else if (reacjiMode) fail('reacji', `Reacji mode needs a [Reacji] reaction and [ReacjiID] bots (reacji: { reaction, bots })`);
 
   const reminders: CompiledConfig['reminders'] = [];
-  (config.reminders ?? []).forEach((reminder, index) => {
+  if (config.reminders !== undefined && !Array.isArray(config.reminders)) fail('reminders', `expected a list of { channel, hours }, found ${describe(config.reminders)}`);
+  (Array.isArray(config.reminders) ? config.reminders : []).forEach((reminder, index) => {
     const at = `reminders[${index}]`;
     unknownKeys(reminder, 'reminder', at);
     if (!isObject(reminder) || !Array.isArray(reminder.hours) || !reminder.hours.length) { fail(at, `expected { channel, hours: [regex…] }, found ${describe(reminder)}`); return; }
@@ -724,8 +752,9 @@ export function validateConfig(config: Config, options: { source?: string; rever
     reminders.push({ channel: String(reminder.channel), hours });
   });
 
-  const state = config.state ?? {};
+  const state = objectOrNothing(config.state, 'state', '{ path?, catchUpWindow? }') ? config.state ?? {} : {};
   unknownKeys(state, 'state', 'state');
+  if (state.path !== undefined && (typeof state.path !== 'string' || !state.path.trim())) fail('state.path', `expected a file path, found ${describe(state.path)}`);
   const plugins = config.plugins ?? [];
   if (!Array.isArray(plugins)) fail('plugins', `expected a list of plugins (definePlugin({...}) or a factory's result), found ${describe(plugins)}`);
   else plugins.forEach((plugin, index) => {
@@ -748,7 +777,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
   const ownChannels = new Set([...incidents.values()].map((i) => i.channel));
   if (report.channel) ownChannels.add(report.channel);
   if (config.reverseDefault) ownChannels.add(config.reverseDefault.channel);
-  const sourceDir = path.dirname(path.resolve(source));
+  const sourceDir = options.baseDir ?? path.dirname(path.resolve(source));
   return {
     problems, warnings,
     compiled: {
@@ -772,47 +801,69 @@ export function validateConfig(config: Config, options: { source?: string; rever
 }
 
 /** Validate and compile, or throw `ConfigError` with every problem. */
-export function compileConfig(config: Config, options: { source?: string; reverse?: boolean; reacji?: boolean } = {}): CompiledConfig {
+export function compileConfig(config: Config, options: { source?: string; reverse?: boolean; reacji?: boolean; baseDir?: string } = {}): CompiledConfig {
   const { problems, compiled } = validateConfig(config, options);
-  if (!compiled) throw new ConfigError(problems, options.source ?? (config as Located)[SOURCE_LINES]?.file ?? 'config');
+  if (!compiled) throw new ConfigError(problems, options.source ?? (config as Located | null)?.[SOURCE_LINES]?.file ?? 'config');
   return compiled;
 }
 
-const CONFIG_SEARCH_PLACES = ['package.json', '.imsrc', '.imsrc.json', '.imsrc.js', '.imsrc.mjs', '.imsrc.ts',
+const CONFIG_SEARCH_PLACES = ['package.json', '.imsrc', '.imsrc.json', '.imsrc.yaml', '.imsrc.yml', '.imsrc.js', '.imsrc.mjs', '.imsrc.ts',
   'ims.config.ts', 'ims.config.mjs', 'ims.config.js', 'IMS.ini'];
+const INI_MARK = 'ims:ini-path';
+
+/**
+ * Import a config module fresh every time (so a reload sees the edit), whether Node treats it as ESM or,
+ * outside a `"type": "module"` package, as CommonJS (whose namespace wraps the export once more).
+ */
+async function importFresh(file: string): Promise<unknown> {
+  const { tsImport } = await import('tsx/esm/api');
+  const module = await tsImport(pathToFileURL(file).href, import.meta.url);
+  let value = module.default ?? module;
+  if (value && typeof value === 'object' && !('rules' in value) && value.default && typeof value.default === 'object') value = value.default;
+  return value;
+}
+
+async function configExplorer() {
+  const { cosmiconfig } = await import('cosmiconfig');
+  const load = (filepath: string) => importFresh(filepath);
+  return cosmiconfig('ims', {
+    searchPlaces: CONFIG_SEARCH_PLACES, searchStrategy: 'none', cache: false,
+    loaders: { '.ts': load, '.mts': load, '.cts': load, '.mjs': load, '.js': load, '.cjs': load, '.ini': (filepath: string) => ({ [INI_MARK]: filepath }) },
+  });
+}
 
 /**
  * Find and read the configuration: an explicit path (`.ini` through the legacy loader), else cosmiconfig's
- * search from `cwd` (`ims.config.ts|js|mjs`, `.imsrc*`, the `"ims"` key of package.json, then `IMS.ini`).
+ * search in `cwd` (`ims.config.ts|js|mjs`, `.imsrc*`, the `"ims"` key of package.json, then `IMS.ini`).
  */
 export async function loadConfig(options: { path?: string; cwd?: string; reverse?: boolean; reacji?: boolean } = {}): Promise<CompiledConfig> {
   const cwd = options.cwd ?? process.cwd();
-  let file = options.path;
-  let config: Config;
-  if (file === undefined) {
-    const { cosmiconfig } = await import('cosmiconfig');
-    const importLoader = async (filepath: string) => {
-      const module = await import(pathToFileURL(filepath).href + `?t=${Date.now()}`);
-      return module.default ?? module;
-    };
-    const explorer = cosmiconfig('ims', {
-      searchPlaces: CONFIG_SEARCH_PLACES, searchStrategy: 'none', cache: false,
-      loaders: { '.ts': importLoader, '.mjs': importLoader, '.js': importLoader, '.ini': (filepath: string) => ({ [INI_MARK]: filepath }) },
-    });
-    const found = await explorer.search(cwd).catch((error: Error) => { throw new ConfigError([error.message], 'config'); });
-    if (!found) {
-      throw new ConfigError([`no configuration found in ${cwd}; create ims.config.ts (see README) or pass --config PATH (an IMS.ini works too)`], 'config');
-    }
-    file = path.relative(cwd, found.filepath) || found.filepath;
-    config = found.config as Config;
+  const explorer = await configExplorer();
+  const fail = (file: string, message: string): never => { throw new ConfigError([message], file); };
+  let shown: string;
+  let absolute: string;
+  let config: unknown;
+  if (options.path === undefined) {
+    const found = await explorer.search(cwd).catch((error: Error) => fail('config', error.message));
+    if (!found) fail('config', `no configuration found in ${cwd}; create ims.config.ts (see README) or pass --config PATH (an IMS.ini works too)`);
+    absolute = found!.filepath;
+    shown = path.relative(cwd, absolute) || absolute;
+    config = found!.config;
   } else {
-    config = await readConfigFile(path.resolve(cwd, file), file);
+    shown = options.path;
+    absolute = path.resolve(cwd, options.path);
+    if (!existsSync(absolute)) fail(shown, 'the config file does not exist; check the path given to --config');
+    if (/\.ini$/i.test(absolute)) config = { [INI_MARK]: absolute };
+    else {
+      const loaded = await explorer.load(absolute).catch((error: Error) => fail(shown, /JSON Error/.test(error.message)
+        ? `not valid JSON: ${error.message.replace(/^JSON Error in [^\n]*\n/, '')}` : `could not be loaded: ${error.message}`));
+      config = loaded?.config;
+    }
   }
-  const iniPath = (config as unknown as Record<string, unknown>)[INI_MARK] as string | undefined;
-  if (iniPath) config = readIniLocated(iniPath, file);
-  return compileConfig(config, { source: file, reverse: options.reverse, reacji: options.reacji });
+  const iniPath = (config as Record<string, unknown> | undefined)?.[INI_MARK] as string | undefined;
+  if (iniPath) config = readIniLocated(iniPath, shown);
+  return compileConfig(config as Config, { source: shown, reverse: options.reverse, reacji: options.reacji, baseDir: path.dirname(absolute) });
 }
-const INI_MARK = 'ims:ini-path';
 
 function readIniLocated(absolute: string, shown: string): Config {
   let body: string;
@@ -822,21 +873,6 @@ function readIniLocated(absolute: string, shown: string): Config {
   const { config, problems } = parseIni(body, shown);
   if (problems.length) throw new ConfigError([...problems, ...validateConfig(config).problems], shown);
   return config;
-}
-
-async function readConfigFile(absolute: string, shown: string): Promise<Config> {
-  if (!existsSync(absolute)) throw new ConfigError([`the config file does not exist; check the path given to --config`], shown);
-  if (/\.ini$/i.test(absolute)) return readIniLocated(absolute, shown);
-  if (/\.json$/i.test(absolute) || /\/\.imsrc$/.test(absolute)) {
-    try { return JSON.parse(readFileSync(absolute, 'utf8')) as Config; } catch (error) { throw new ConfigError([`not valid JSON: ${(error as Error).message}`], shown); }
-  }
-  try {
-    const module = await import(pathToFileURL(absolute).href + `?t=${Date.now()}`);
-    return (module.default ?? module) as Config;
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    throw new ConfigError([`could not be loaded: ${(error as Error).message}`], shown);
-  }
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
@@ -855,7 +891,8 @@ const POSIX_CLASSES: Record<string, string> = {
  * A RegExp is returned as it is. Throws an Error saying what is wrong.
  */
 export function translateRegex(pattern: Pattern): RegExp {
-  if (pattern instanceof RegExp) return pattern;
+  // g and y make test() stateful (lastIndex): every other message would be missed.
+  if (pattern instanceof RegExp) return /[gy]/.test(pattern.flags) ? new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, '')) : pattern;
   let source = pattern;
   const flags = new Set<string>();
   for (let lead = /^\(\?([a-zA-Z]+)\)/.exec(source); lead; lead = /^\(\?([a-zA-Z]+)\)/.exec(source)) {
@@ -875,8 +912,16 @@ export function translateRegex(pattern: Pattern): RegExp {
       if (next === 'Q') {
         const end = source.indexOf('\\E', i + 2);
         const literal = source.slice(i + 2, end === -1 ? undefined : end);
-        out += literal.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+        out += literal.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
         i = end === -1 ? source.length : end + 1;
+        continue;
+      }
+      const hex = /^\\x\{([0-9A-Fa-f]{1,6})\}/.exec(source.slice(i));
+      if (hex) {
+        const code = Number.parseInt(hex[1], 16);
+        if (code > 0xffff) flags.add('u');
+        out += code > 0xffff ? `\\u{${hex[1]}}` : `\\u${hex[1].padStart(4, '0')}`;
+        i += hex[0].length - 1;
         continue;
       }
       if (!inClass && next === 'A') { out += '(?<![\\s\\S])'; i++; continue; }
@@ -1458,6 +1503,7 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   }
   if (options.test !== undefined) {
     const now = process.env.IMS_NOW ? Date.parse(process.env.IMS_NOW) : Date.now();
+    if (Number.isNaN(now)) { io.err(`ims: IMS_NOW must be an ISO instant such as 2026-11-21T10:30:00Z, found '${process.env.IMS_NOW}'`); return 2; }
     io.out(describeTest(config, options.test, now));
     return 0;
   }
