@@ -1,0 +1,346 @@
+// argus: export incidents to Argus (https://github.com/Uninett/Argus), the incident registry, as a "glue
+// service" does: a stateful Argus incident when IMS opens one, an END event when it is resolved in Slack
+// and a RES event when it is reopened, plus a heartbeat. See docs/argus-api.md.
+//
+// Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
+// answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
+// it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
+import { definePlugin, translateRegex, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
+
+export interface ArgusOptions {
+  /** Argus's base URL, e.g. `https://argus.example.org` (a trailing `/api/v2/` is accepted). Default `ARGUS_URL`. */
+  url?: string;
+  /** The API token of Argus's source system for IMS (`Authorization: Token …`). Default `ARGUS_TOKEN`. */
+  token?: string;
+  /** Argus level (1 Critical … 5 Information) of incidents whose rule has no hotline, and of reverse-mode reposts. Default 3. */
+  level?: number;
+  /** Argus level of incidents whose rule pages a hotline. Default 2. */
+  hotlineLevel?: number;
+  /** Extra tags put on every incident, e.g. `{ site: 'oslo' }`. Keys match `^[a-z0-9_]+$`. */
+  tags?: Record<string, string>;
+  /** How often the source heartbeat is posted (default 5 minutes; `0` turns it off). */
+  heartbeatMs?: number;
+}
+
+type Payload =
+  | { kind: 'create'; sourceIncidentId: string; body: ArgusIncidentBody }
+  | { kind: 'event'; sourceIncidentId: string; body: { timestamp: string; type: 'END' | 'RES'; description: string } };
+
+interface ArgusIncidentBody {
+  start_time: string;
+  end_time: 'infinity';
+  source_incident_id: string;
+  description: string;
+  details_url: string;
+  level: number;
+  tags: { tag: string }[];
+  metadata: Record<string, unknown>;
+}
+
+/** What the plugin remembers per incident (`ctx.store`, key `incident:<channel>:<ts>`): Argus's primary key. */
+interface Known { pk?: number }
+
+const OPTION_KEYS = ['url', 'token', 'level', 'hotlineLevel', 'tags', 'heartbeatMs'];
+const TAG_KEY = /^[a-z0-9_]+$/;
+const RESERVED_TAGS = new Set(['rule', 'label', 'channel']);
+const TOKEN_FLAG = 'token-rejected';
+const DEFAULT_HEARTBEAT_MS = 5 * 60_000;
+
+/** An error the outbox must not retry: the item is given up and logged. */
+class PermanentError extends Error {
+  readonly permanent = true;
+}
+
+const sourceId = (channel: string, ts: string) => `${channel}:${ts}`;
+const iso = (epochMs: number) => new Date(epochMs).toISOString();
+const tsIso = (ts: string) => iso(Number.parseFloat(ts) * 1000);
+
+/** The heartbeat of one running IMS, keyed by its plugin Slack client (one per IMS). */
+interface Heartbeat { owner: symbol; timer?: NodeJS.Timeout; inflight?: AbortController; stopped?: boolean }
+// Shared through the global registry: a config loaded as CommonJS (outside a `"type": "module"` package) gets its own copy of this module.
+const heartbeats: WeakMap<object, Heartbeat> = ((globalThis as Record<symbol, unknown>)[Symbol.for('ims.argus.heartbeats')] ??= new WeakMap()) as WeakMap<object, Heartbeat>;
+
+/**
+ * Export IMS incidents to Argus.
+ *
+ * - `onMatch` (and `onReverse`: reverse-mode reposts are incidents too) queues the creation of a stateful
+ *   incident: `start_time` the alert's time, `end_time: "infinity"`, `description` head + text,
+ *   `source_incident_id` `<channel>:<ts>` of the alert, `details_url` the incident post in Slack, `level`
+ *   `hotlineLevel` (2) for hotline rules else `level` (3), tags `rule=`, `label=`, `channel=`, every named
+ *   regex group the rule captured whose name is a valid tag key (e.g. `host=`), and `tags`.
+ * - `onResolve` queues an `END` event, `onReopen` a `RES` event (ordered after the creation: one outbox
+ *   group per incident). Each also queues the creation first (a no-op when it was queued before), so the
+ *   END can never overtake its incident, even when the resolution's hook runs before the match's, and an
+ *   incident opened before the plugin was configured reaches Argus when it is resolved or reopened.
+ * - `deliver` does the HTTP. A 400 for a duplicate `source_incident_id` (a creation that reached Argus but
+ *   whose answer was lost) is looked up in `/incidents/mine/` and counts as created. A 401 (token expired
+ *   or revoked) logs ONE `ARGUS TOKEN REJECTED` error line and posts ONE message to the report channel per
+ *   outage, and keeps everything queued (retried with backoff) until a working token is configured.
+ *   5xx, 408, 429 and network errors are retried; other 4xx give the item up with Argus's answer.
+ * - The source heartbeat is posted at start and every `heartbeatMs`; its failures are logged at warn.
+ */
+export function argus(options: ArgusOptions = {}) {
+  const problems: string[] = [];
+  if (typeof options !== 'object' || options === null) throw new Error(`argus: expected an options object, found ${JSON.stringify(options)}`);
+  for (const key of Object.keys(options)) if (!OPTION_KEYS.includes(key)) problems.push(`unknown option '${key}'; expected one of ${OPTION_KEYS.join(', ')}`);
+  const url = (options.url ?? process.env.ARGUS_URL ?? '').trim();
+  const token = (options.token ?? process.env.ARGUS_TOKEN ?? '').trim();
+  let base = '';
+  if (!url) problems.push('no Argus URL: pass argus({ url }) or set ARGUS_URL, e.g. https://argus.example.org');
+  else {
+    try {
+      const parsed = new URL(url);
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http(s)');
+      base = `${parsed.origin}${parsed.pathname.replace(/\/+$/, '').replace(/\/api\/v2$/, '')}`;
+    } catch {
+      problems.push(`the Argus URL '${url}' (url / ARGUS_URL) is not an http(s) URL such as https://argus.example.org`);
+    }
+  }
+  if (!token) problems.push("no Argus token: pass argus({ token }) or set ARGUS_TOKEN to the API token of IMS's source system in Argus");
+  const level = options.level ?? 3;
+  const hotlineLevel = options.hotlineLevel ?? 2;
+  for (const [name, value] of [['level', options.level], ['hotlineLevel', options.hotlineLevel]] as const) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1 && value <= 5)) {
+      problems.push(`${name} must be a whole number from 1 (Critical) to 5 (Information), found ${JSON.stringify(value)}`);
+    }
+  }
+  const extraTags = options.tags ?? {};
+  if (typeof extraTags !== 'object' || extraTags === null || Array.isArray(extraTags)) problems.push(`tags must be an object of key → value, found ${JSON.stringify(extraTags)}`);
+  else {
+    for (const [key, value] of Object.entries(extraTags)) {
+      if (!TAG_KEY.test(key)) problems.push(`tag key '${key}' is not valid for Argus: use lowercase letters, digits and _ only (^[a-z0-9_]+$)`);
+      if (typeof value !== 'string' || value === '') problems.push(`tag '${key}' needs a non-empty string value, found ${JSON.stringify(value)}`);
+    }
+  }
+  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  if (!(typeof heartbeatMs === 'number' && Number.isFinite(heartbeatMs) && heartbeatMs >= 0)) problems.push(`heartbeatMs must be a number of milliseconds (0 turns the heartbeat off), found ${JSON.stringify(heartbeatMs)}`);
+  if (problems.length) throw new Error(`argus: ${problems.join('; ')}`);
+
+  const api = `${base}/api/v2`;
+  const origin = new URL(base).origin;
+
+  /** One HTTP call to Argus: `{status, text, json}`; network failures and timeouts throw (retried). */
+  const request = async (method: 'GET' | 'POST', target: string, body: unknown, signal: AbortSignal) => {
+    const address = target.startsWith('http') ? target : `${api}${target}`;
+    let response: Response;
+    try {
+      response = await fetch(address, {
+        method, signal, redirect: 'manual',
+        headers: { Authorization: `Token ${token}`, Accept: 'application/json', ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      throw new Error(`Argus unreachable (${method} ${address}): ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+    }
+    const text = await response.text().catch(() => '');
+    let json: unknown;
+    try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+    return { status: response.status, text, json };
+  };
+
+  const detailOf = (answer: { text: string; json: unknown }) => {
+    const detail = (answer.json as { detail?: unknown } | undefined)?.detail;
+    return typeof detail === 'string' ? detail : answer.text.replace(/\s+/g, ' ').trim().slice(0, 300);
+  };
+
+  /** A 401: one loud line and one report-channel message per outage; the delivery stays queued. */
+  const tokenRejected = async (ctx: HookContext, detail: string) => {
+    if (ctx.store.get(TOKEN_FLAG)) return;
+    ctx.store.set(TOKEN_FLAG, { at: Date.now(), detail });
+    ctx.log.error(`ARGUS TOKEN REJECTED (${detail}): nothing reaches Argus until a valid token is configured (ARGUS_TOKEN / argus({ token })); changes stay queued and are retried`, { url: base });
+    if (!ctx.reportChannel) return;
+    try {
+      await ctx.slack.chat.postMessage({
+        channel: ctx.reportChannel, unfurl_links: false,
+        text: `:rotating_light: *Argus rejected IMS's API token* (${detail}). Incidents are not reaching Argus at ${base}; they are kept queued and will be sent once ARGUS_TOKEN holds a new token for IMS's source system (restart or reload IMS after changing it).`,
+      });
+    } catch (error) {
+      ctx.log.warn(`could not tell the report channel that Argus rejected the token: ${(error as { data?: { error?: string } }).data?.error ?? (error as Error).message}`);
+    }
+  };
+
+  const tokenAccepted = (ctx: HookContext) => {
+    if (!ctx.store.get(TOKEN_FLAG)) return;
+    ctx.store.set(TOKEN_FLAG, undefined);
+    ctx.log.info('Argus accepts the token again; queued changes are being sent');
+  };
+
+  /** Turn a non-2xx answer into the outbox's language: throw to retry, throw permanent to give up. */
+  const fail = async (ctx: HookContext, what: string, answer: { status: number; text: string; json: unknown }): Promise<never> => {
+    const detail = detailOf(answer);
+    if (answer.status === 401) {
+      await tokenRejected(ctx, detail);
+      throw new Error(`${what}: Argus rejected the token (401 ${detail})`);
+    }
+    if (answer.status >= 500 || answer.status === 408 || answer.status === 429) throw new Error(`${what}: Argus answered ${answer.status} ${detail}`);
+    throw new PermanentError(`${what}: Argus answered ${answer.status} ${detail}`);
+  };
+
+  /** Argus's pk of our incident with this `source_incident_id`, from `/incidents/mine/` (following `next`). */
+  const lookUp = async (ctx: HookContext, id: string, signal: AbortSignal): Promise<number | undefined> => {
+    let next: string | null = `/incidents/mine/?source_incident_id=${encodeURIComponent(id)}`;
+    for (let page = 0; next && page < 100; page++) {
+      const answer = await request('GET', next, undefined, signal);
+      if (answer.status !== 200) await fail(ctx, `looking up ${id}`, answer);
+      const body = answer.json as { next?: string | null; results?: { pk: number; source_incident_id?: string }[] } | undefined;
+      const found = body?.results?.find((i) => i.source_incident_id === id);
+      if (found) return found.pk;
+      next = body?.next ?? null;
+      // The token goes only to Argus itself.
+      if (next && new URL(next, api).origin !== origin) throw new PermanentError(`looking up ${id}: Argus's next page points elsewhere (${next})`);
+    }
+    return undefined;
+  };
+
+  const isDuplicate = (answer: { status: number; text: string }) =>
+    answer.status === 400 && /duplicate key|already exists|unique constraint/i.test(answer.text) && /source_incident_id/i.test(answer.text);
+
+  /** The named groups the incident's rule captures in its text (for hooks that do not get the match). */
+  const groupsOf = (ctx: HookContext, incident: Incident): Record<string, string | undefined> => {
+    const rule = ctx.config.rules?.[incident.ruleNumber - 1];
+    if (!rule || rule.head !== incident.head) return {};
+    try { return { ...translateRegex(rule.match).exec(incident.text)?.groups }; } catch { return {}; }
+  };
+
+  /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored). */
+  const enqueueCreate = (ctx: HookContext, incident: Incident, groups: Record<string, string | undefined> = groupsOf(ctx, incident)) => {
+    const id = sourceId(incident.sourceChannel, incident.sourceTs);
+    const tags = [`rule=${incident.ruleNumber || 'none'}`, `label=${incident.label}`, `channel=${incident.sourceChannel}`];
+    for (const [key, value] of Object.entries(groups)) {
+      if (TAG_KEY.test(key) && !RESERVED_TAGS.has(key) && typeof value === 'string' && value.trim()) tags.push(`${key}=${value.trim()}`);
+    }
+    for (const [key, value] of Object.entries(extraTags)) tags.push(`${key}=${value}`);
+    const body: ArgusIncidentBody = {
+      start_time: tsIso(incident.sourceTs), end_time: 'infinity', source_incident_id: id,
+      description: `${incident.head} ${incident.text}`.trim(),
+      details_url: ctx.permalink(incident.incidentChannel, incident.incidentTs),
+      level: incident.hotline ? hotlineLevel : level,
+      tags: [...new Set(tags)].map((tag) => ({ tag })),
+      metadata: {
+        ims_incident: incident.id, source_channel: incident.sourceChannel, source_ts: incident.sourceTs,
+        incident_channel: incident.incidentChannel, incident_ts: incident.incidentTs, alert_permalink: incident.permalink,
+      },
+    };
+    ctx.outbox.enqueue({ key: `create:${id}`, group: id, payload: { kind: 'create', sourceIncidentId: id, body } satisfies Payload });
+  };
+
+  const enqueueEvent = (ctx: HookContext, incident: Incident, type: 'END' | 'RES', at: number, description: string) => {
+    const id = sourceId(incident.sourceChannel, incident.sourceTs);
+    enqueueCreate(ctx, incident);
+    const payload: Payload = { kind: 'event', sourceIncidentId: id, body: { timestamp: iso(at), type, description } };
+    ctx.outbox.enqueue({ key: `${type === 'END' ? 'end' : 'res'}:${id}:${at}`, group: id, payload });
+  };
+
+  const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {
+    adoptHeartbeat(ctx);
+    const payload = delivery.payload as Payload;
+    const id = payload.sourceIncidentId;
+    const known = ctx.store.get<Known>(`incident:${id}`) ?? {};
+    if (payload.kind === 'create') {
+      if (known.pk) return;
+      const answer = await request('POST', '/incidents/', payload.body, ctx.signal);
+      if (answer.status === 201 || answer.status === 200) {
+        tokenAccepted(ctx);
+        ctx.store.set(`incident:${id}`, { ...known, pk: (answer.json as { pk: number }).pk } satisfies Known);
+        ctx.log.info(`Argus incident ${(answer.json as { pk: number }).pk} created for ${id}`);
+        return;
+      }
+      if (isDuplicate(answer)) {
+        tokenAccepted(ctx);
+        const pk = await lookUp(ctx, id, ctx.signal);
+        if (pk === undefined) throw new PermanentError(`creating ${id}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
+        ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
+        ctx.log.info(`Argus incident ${pk} already existed for ${id} (an earlier attempt reached Argus); using it`);
+        return;
+      }
+      return fail(ctx, `creating ${id}`, answer);
+    }
+    let pk = known.pk;
+    if (!pk) {
+      pk = await lookUp(ctx, id, ctx.signal);
+      if (pk === undefined) throw new PermanentError(`${payload.body.type} for ${id}: no Argus incident exists for it (was its creation given up?)`);
+      ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
+    }
+    const answer = await request('POST', `/incidents/${pk}/events/`, payload.body, ctx.signal);
+    if (answer.status === 201 || answer.status === 200) {
+      tokenAccepted(ctx);
+      ctx.log.info(`Argus incident ${pk}: ${payload.body.type} posted`);
+      return;
+    }
+    return fail(ctx, `${payload.body.type} for ${id} (Argus incident ${pk})`, answer);
+  };
+
+  // ─── Heartbeat ─────────────────────────────────────────────────────────────────────────────────
+  // One heartbeat per running IMS. A config reload makes new plugin instances without running onStart
+  // again, so the first hook or delivery of a new instance takes the heartbeat over (its url and token).
+
+  const owner = Symbol('argus instance');
+
+  const startHeartbeat = (ctx: HookContext) => {
+    if (!heartbeatMs) return;
+    const state: Heartbeat = { owner };
+    const beat = async () => {
+      if (state.inflight || state.stopped) return;
+      const controller = new AbortController();
+      state.inflight = controller;
+      const timeout = setTimeout(() => controller.abort(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      try {
+        const answer = await request('POST', '/incidents/sources/heartbeat/', undefined, controller.signal);
+        if (answer.status >= 200 && answer.status < 300) tokenAccepted(ctx);
+        else if (answer.status === 401) await tokenRejected(ctx, detailOf(answer));
+        else ctx.log.warn(`Argus heartbeat failed: ${answer.status} ${detailOf(answer)}`);
+      } catch (error) {
+        if (!state.stopped) ctx.log.warn(`Argus heartbeat failed: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(timeout);
+        state.inflight = undefined;
+      }
+    };
+    const timeoutMs = Math.min(30_000, Math.max(1000, heartbeatMs));
+    state.timer = setInterval(() => void beat().catch(() => undefined), heartbeatMs);
+    state.timer.unref();
+    heartbeats.set(ctx.slack, state);
+    void beat().catch(() => undefined);
+  };
+
+  const stopHeartbeat = (ctx: HookContext) => {
+    const state = heartbeats.get(ctx.slack);
+    if (!state) return;
+    state.stopped = true;
+    clearInterval(state.timer);
+    state.inflight?.abort(new Error('stopped'));
+    heartbeats.delete(ctx.slack);
+  };
+
+  const adoptHeartbeat = (ctx: HookContext) => {
+    const state = heartbeats.get(ctx.slack);
+    if (!state || state.owner === owner) return;
+    stopHeartbeat(ctx);
+    startHeartbeat(ctx);
+  };
+
+  return definePlugin({
+    name: 'argus',
+    onStart: (ctx) => { stopHeartbeat(ctx); startHeartbeat(ctx); },
+    onStop: (ctx) => stopHeartbeat(ctx),
+    onMatch: (ctx) => { adoptHeartbeat(ctx); enqueueCreate(ctx, ctx.incident, ctx.match.groups); },
+    onReverse: (ctx) => {
+      adoptHeartbeat(ctx);
+      const incident = ctx.incidents.bySource(ctx.message.channel, ctx.message.ts);
+      if (incident) enqueueCreate(ctx, incident, {});
+    },
+    onResolve: (ctx) => {
+      adoptHeartbeat(ctx);
+      const by = ctx.user ? ` by ${ctx.user}` : '';
+      enqueueEvent(ctx, ctx.incident, 'END', ctx.incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
+    },
+    onReopen: (ctx) => {
+      adoptHeartbeat(ctx);
+      const reopened = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').at(-1)?.at ?? Date.now();
+      const by = ctx.user ? ` by ${ctx.user}` : '';
+      enqueueEvent(ctx, ctx.incident, 'RES', reopened, `Reopened in Slack${by} (:${ctx.reaction}: removed)`);
+    },
+    deliver,
+  });
+}

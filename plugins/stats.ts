@@ -1,0 +1,160 @@
+// stats: mean and p90 time to acknowledge (MTTA) and to resolve (MTTR), per label and overall, added to every report.
+// Scopes: none beyond IMS's own — it reads only IMS's durable state (incidents and their recorded events).
+import { definePlugin, escapeSlack, parseDuration, type Duration, type Incident, type IncidentEvent, type ReportContext } from '../ims.ts';
+
+export interface StatsOptions {
+  /**
+   * How far back incidents are counted (by when they were opened): a duration such as `'7d'`, `'24h'` or
+   * milliseconds. Default: the report's own window (`report.window`, 7 days unless configured).
+   */
+  window?: Duration;
+  /**
+   * What a line of the section groups by: the rule's head as posted (`'head'`, e.g. `[Critical]`, the
+   * default) or the incident label, i.e. the key of `incidents` (`'label'`, e.g. `INFRA`).
+   */
+  groupBy?: 'head' | 'label';
+}
+
+const OPTIONS = ['window', 'groupBy'] as const;
+
+/**
+ * A report section with response times: for each label (rule head by default) and overall, the number of
+ * incidents opened in the window, MTTA and MTTR as mean and p90, and how many are still open for how long.
+ *
+ * - **Acknowledged** = the first reaction or thread reply on the incident post (or its original alert) by a
+ *   human, i.e. anyone but IMS's own bot user and other bots (`B…`). When nothing came before it, the
+ *   resolution itself counts as the acknowledgement (resolving is the strongest sign someone looked).
+ *   Open incidents that were acknowledged count toward MTTA; open, unacknowledged ones do not.
+ * - **Resolved** = `resolvedAt - createdAt` (the latest resolution of an incident reopened and resolved
+ *   again). Incidents still open never count toward MTTR: they make the "N open for …" figure instead
+ *   (the age of the oldest open one at report time).
+ * - **p90** is the nearest-rank 90th percentile: the ceil(0.9·n)-th smallest value (with fewer than ten
+ *   values, the slowest one).
+ *
+ * A line reads `[Critical] 3 incidents · MTTA mean 4m p90 9m · MTTR mean 1h 2m p90 3h · 1 open for 5h`.
+ */
+export function stats(options: StatsOptions = {}) {
+  checkOptions('stats', options, OPTIONS);
+  const windowMs = options.window === undefined ? undefined : parseDuration(options.window);
+  if (options.window !== undefined && !(windowMs !== undefined && windowMs > 0)) {
+    throw optionError('stats', 'window', `a duration such as '7d', '24h' or milliseconds`, options.window);
+  }
+  const groupBy = options.groupBy ?? 'head';
+  if (groupBy !== 'head' && groupBy !== 'label') throw optionError('stats', 'groupBy', `'head' or 'label'`, options.groupBy);
+
+  return definePlugin({
+    name: 'stats',
+    onReport(ctx: ReportContext) {
+      const now = ctx.report.generatedAt;
+      const since = windowMs === undefined ? ctx.report.windowStart : now - windowMs;
+      const incidents = ctx.incidents.list({ since });
+      const rows = incidents.map((incident) => measure(incident, ctx.incidents.events(incident.id), ctx.botUserId));
+      const groups = new Map<string, Measured[]>();
+      for (const row of rows) {
+        const key = groupBy === 'head' ? row.incident.head : row.incident.label;
+        groups.set(key, [...(groups.get(key) ?? []), row]);
+      }
+      const ordered = [...groups].sort(([a, x], [b, y]) => y.length - x.length || a.localeCompare(b));
+      const lines = ordered.map(([key, group]) => statsLine(escapeSlack(key), group, now));
+      if (!rows.length) lines.push('No incidents in this window.');
+      else if (groups.size > 1) lines.push(statsLine('All', rows, now));
+      ctx.addSection({ title: `Response times (last ${formatDuration(now - since)})`, lines });
+    },
+  });
+}
+
+interface Measured {
+  incident: Incident;
+  /** Milliseconds from opening to the first acknowledgement, when there was one. */
+  tta?: number;
+  /** Milliseconds from opening to resolution, when resolved. */
+  ttr?: number;
+}
+
+function measure(incident: Incident, events: IncidentEvent[], botUserId: string): Measured {
+  const ack = acknowledgement(incident, events, botUserId);
+  return {
+    incident,
+    tta: ack && Math.max(0, ack.at - incident.createdAt),
+    ttr: incident.resolvedAt === undefined ? undefined : Math.max(0, incident.resolvedAt - incident.createdAt),
+  };
+}
+
+function statsLine(name: string, rows: Measured[], now: number): string {
+  const tta = rows.flatMap((r) => (r.tta === undefined ? [] : [r.tta]));
+  const ttr = rows.flatMap((r) => (r.ttr === undefined ? [] : [r.ttr]));
+  const open = rows.filter((r) => r.incident.resolvedAt === undefined);
+  const figure = (label: string, values: number[]) => (values.length ? `${label} mean ${formatDuration(mean(values))} p90 ${formatDuration(p90(values))}` : `${label} —`);
+  const parts = [`${name} ${rows.length} incident${rows.length === 1 ? '' : 's'}`, figure('MTTA', tta), figure('MTTR', ttr)];
+  if (open.length) {
+    const oldest = Math.max(...open.map((r) => now - r.incident.createdAt));
+    parts.push(open.length === 1 ? `1 open for ${formatDuration(oldest)}` : `${open.length} open for up to ${formatDuration(oldest)}`);
+  }
+  return parts.join(' · ');
+}
+
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/** Nearest-rank 90th percentile. */
+function p90(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil(0.9 * sorted.length) - 1)];
+}
+
+// ─── Shared with the war-room and timeline plugins ────────────────────────────────────────────────
+
+/** A human: a user ID that is neither IMS's bot user nor another bot (`B…`, as bot replies are recorded). */
+export function isHuman(user: string | undefined, botUserId: string): user is string {
+  return !!user && user !== botUserId && !/^B[A-Z0-9]+$/.test(user);
+}
+
+/**
+ * The first acknowledgement of an incident: the earliest human reaction or thread reply recorded for it,
+ * or — when nothing came earlier — its (first) resolution.
+ */
+export function acknowledgement(incident: Incident, events: IncidentEvent[], botUserId: string): { at: number; user?: string; how: 'reaction' | 'reply' | 'resolve' } | undefined {
+  let first: { at: number; user?: string; how: 'reaction' | 'reply' | 'resolve' } | undefined;
+  for (const event of events) {
+    if (event.kind !== 'reaction' && event.kind !== 'reply' && event.kind !== 'resolve') continue;
+    if (event.kind !== 'resolve' && !isHuman(event.user, botUserId)) continue;
+    // The resolving reaction is recorded as a reaction too, at the same instant: call it the resolution.
+    if (!first || event.at < first.at || (event.at === first.at && event.kind === 'resolve')) first = { at: event.at, user: event.user, how: event.kind };
+  }
+  if (!first && incident.resolvedAt !== undefined) first = { at: incident.resolvedAt, user: incident.resolvedBy, how: 'resolve' };
+  return first;
+}
+
+/** A span for people: `45s`, `4m 10s`, `2h 5m`, `3d 4h` (two units at most; a zero second unit is left out). */
+export function formatDuration(ms: number): string {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const units: [number, string][] = [[Math.floor(total / 86_400), 'd'], [Math.floor(total / 3600) % 24, 'h'], [Math.floor(total / 60) % 60, 'm'], [total % 60, 's']];
+  const first = units.findIndex(([value]) => value > 0);
+  if (first < 0) return '0s';
+  return units.slice(first, first + 2).filter(([value], i) => i === 0 || value > 0).map(([value, unit]) => `${value}${unit}`).join(' ');
+}
+
+/** Refuse options a factory does not know, naming the plugin and what it expects. */
+export function checkOptions(plugin: string, options: unknown, known: readonly string[]): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new Error(`${plugin}(): expects an options object such as ${plugin}({ ${known[0]}: … }), found ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new Error(`${plugin}(): unknown option '${key}'; expected one of ${known.join(', ')}`);
+  }
+}
+
+/** `plugin(): option 'name' expects WHAT, found VALUE`. */
+export function optionError(plugin: string, option: string, expected: string, found: unknown): Error {
+  return new Error(`${plugin}(): option '${option}' expects ${expected}, found ${describe(found)}`);
+}
+
+export function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'function') return 'a function';
+  if (value instanceof RegExp) return String(value);
+  const json = JSON.stringify(value);
+  return json && json.length > 60 ? `${json.slice(0, 57)}…` : String(json);
+}

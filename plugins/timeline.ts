@@ -1,0 +1,319 @@
+// timeline: when an incident is resolved, a Markdown post-mortem timeline uploaded into the incident thread
+// (and written to a directory): the alert, the repost, hotline pages, reactions and thread replies with
+// authors and times, the war room's messages, and the resolution with MTTA and MTTR.
+// Scopes: files:write (files v2 upload), channels:history + groups:history (conversations.replies of the
+// incident thread, conversations.history of the war room), reactions:read (reactions.get), users:read
+// (authors' real names), channels:read + groups:read (channel names).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  dateParts, decodeEntities, definePlugin, tsToMs, type HookContext, type Incident, type OutboxDelivery, type ResolutionContext,
+} from '../ims.ts';
+import { acknowledgement, checkOptions, formatDuration, optionError } from './stats.ts';
+import { WAR_ROOM_PLUGIN, slug, warRoomKey, type WarRoomRecord } from './war-room.ts';
+
+export interface TimelineOptions {
+  /**
+   * Also write each timeline into this directory as `incident-<id>-<slug>.md` (created when missing; a
+   * relative path is taken from IMS's working directory). A later resolution of the same incident
+   * (after a reopen) overwrites it with the updated timeline. Default: upload only.
+   */
+  dir?: string;
+}
+
+interface Entry {
+  at?: number;
+  who?: string;
+  what: string;
+}
+
+const MAX_ATTEMPTS = 12;
+const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_auth', 'account_inactive', 'token_revoked', 'no_permission',
+  'restricted_action', 'channel_not_found', 'is_archived', 'not_in_channel', 'invalid_arguments', 'team_access_not_granted', 'ekm_access_denied']);
+
+/**
+ * A post-mortem timeline per resolution, as Dispatch and Playbooks keep one: built from IMS's recorded
+ * events and, for completeness, from Slack itself (the incident thread, the reactions, the war room of the
+ * war-room plugin if any), uploaded as `incident-<id>-<slug>.md` into the incident's thread. One file per
+ * resolution: a redelivered resolve does not upload twice; a reopen and a new resolution make a new one.
+ */
+export function timeline(options: TimelineOptions = {}) {
+  checkOptions('timeline', options, ['dir']);
+  if (options.dir !== undefined && (typeof options.dir !== 'string' || !options.dir.trim())) {
+    throw optionError('timeline', 'dir', `a directory path such as './postmortems'`, options.dir);
+  }
+  const dir = options.dir === undefined ? undefined : path.resolve(options.dir);
+  const running = new Map<number, Promise<unknown>>();
+
+  const exclusive = async <T>(incidentId: number, work: () => Promise<T>): Promise<T> => {
+    while (running.has(incidentId)) await running.get(incidentId)!.catch(() => undefined);
+    const promise = work();
+    running.set(incidentId, promise);
+    try { return await promise; } finally { running.delete(incidentId); }
+  };
+
+  const publish = async (ctx: HookContext, incident: Incident, resolvedAt: number): Promise<void> => {
+    const doneKey = `uploaded:${incident.id}:${resolvedAt}`;
+    if (ctx.store.get(doneKey)) return;
+    const { markdown, summary } = await buildTimeline(ctx, incident);
+    const filename = `incident-${incident.id}-${slug(incident.head) || slug(incident.label) || 'incident'}.md`;
+    if (dir) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, filename), markdown);
+    }
+    ctx.signal.throwIfAborted();
+    await ctx.slack.filesUploadV2({
+      channel_id: incident.incidentChannel, thread_ts: incident.incidentTs, content: markdown, filename,
+      title: `Incident #${incident.id} ${incident.head} — timeline`,
+      initial_comment: `:memo: Post-mortem timeline of incident #${incident.id} (${summary}).`,
+    });
+    ctx.store.set(doneKey, { filename, at: Date.now() });
+    ctx.log.info(`timeline of incident #${incident.id} uploaded as ${filename}${dir ? ` and written to ${dir}` : ''}`);
+  };
+
+  return definePlugin({
+    name: 'timeline',
+    onResolve(ctx: ResolutionContext) {
+      const { incident } = ctx;
+      if (incident.resolvedAt === undefined) return;
+      ctx.outbox.enqueue({ key: `timeline:${incident.id}:${incident.resolvedAt}`, group: `timeline:${incident.id}`, payload: { incidentId: incident.id, resolvedAt: incident.resolvedAt } });
+    },
+    async deliver(delivery: OutboxDelivery, ctx: HookContext) {
+      const { incidentId, resolvedAt } = delivery.payload as { incidentId: number; resolvedAt: number };
+      const incident = ctx.incidents.byId(incidentId);
+      if (!incident) throw Object.assign(new Error(`incident #${incidentId} is not in the state`), { permanent: true });
+      if (incident.resolvedAt !== resolvedAt) {
+        ctx.log.debug(`incident #${incidentId} was reopened before its timeline was made; the next resolution makes one`);
+        return;
+      }
+      try {
+        await exclusive(incidentId, () => publish(ctx, incident, resolvedAt));
+      } catch (error) {
+        const code = (error as { data?: { error?: string } }).data?.error;
+        if ((code && PERMANENT.has(code)) || delivery.attempts + 1 >= MAX_ATTEMPTS) {
+          throw Object.assign(new Error(`timeline of incident #${incidentId}: ${code ?? String(error)}`), { permanent: true });
+        }
+        throw error;
+      }
+    },
+  });
+}
+
+// ─── Building the Markdown ───────────────────────────────────────────────────────────────────────
+
+interface SlackMessage {
+  ts: string;
+  user?: string;
+  bot_id?: string;
+  username?: string;
+  subtype?: string;
+  text?: string;
+  reply_count?: number;
+  files?: { name?: string; title?: string }[];
+}
+
+async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ markdown: string; summary: string }> {
+  const zone = ctx.config.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const when = (ms: number) => {
+    const p = dateParts(ms, zone);
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+  };
+  const people = new Names(ctx);
+  const events = ctx.incidents.events(incident.id);
+  const entries: Entry[] = [];
+  const untimed: Entry[] = [];
+  const warn = (what: string, error: unknown) => ctx.log.warn(`timeline of incident #${incident.id}: could not read ${what}: ${codeOf(error) ?? String(error)}`);
+
+  const sourceName = await people.channel(incident.sourceChannel);
+  const incidentChannelName = await people.channel(incident.incidentChannel);
+  const alertLink = incident.permalink ?? ctx.permalink(incident.sourceChannel, incident.sourceTs);
+  const postLink = ctx.permalink(incident.incidentChannel, incident.incidentTs);
+  entries.push({ at: tsToMs(incident.sourceTs), who: incident.poster, what: `Alert posted in ${sourceName} ([link](${alertLink}))` });
+  entries.push({ at: tsToMs(incident.incidentTs), who: ctx.botUserId, what: `Reposted to ${incidentChannelName} as ${incident.head} ([link](${postLink}))` });
+
+  for (const event of events) {
+    if (event.kind === 'hotline') {
+      const members = ctx.config.hotlines?.[event.detail ?? ''] ?? [];
+      const mentions = await Promise.all(members.map((m) => people.mention(m)));
+      // The page is part of the repost (IMS's clock and Slack's may differ by a hair): never list it before.
+      entries.push({ at: Math.max(event.at, tsToMs(incident.incidentTs)), who: ctx.botUserId, what: `Paged hotline ${event.detail}${mentions.length ? `: ${mentions.join(', ')}` : ''}` });
+    } else if (event.kind === 'reaction') {
+      entries.push({ at: event.at, who: event.user, what: `Reacted :${event.detail}:` });
+    } else if (event.kind === 'resolve') {
+      entries.push({ at: event.at, who: event.user, what: '**Resolved** the incident' });
+    } else if (event.kind === 'reopen') {
+      entries.push({ at: event.at, who: event.user, what: '**Reopened** the incident' });
+    } else if (event.kind === 'note') {
+      entries.push({ at: event.at, who: event.user, what: `Note: ${event.detail ?? ''}` });
+    }
+  }
+
+  // Reactions Slack has that IMS did not record (added while it was down): listed without a time.
+  const recorded = new Set(events.filter((e) => e.kind === 'reaction').map((e) => `${e.user}:${e.detail}`));
+  for (const [channel, ts, where] of [[incident.incidentChannel, incident.incidentTs, 'the incident post'], [incident.sourceChannel, incident.sourceTs, 'the original alert']]) {
+    try {
+      const answer = await ctx.slack.reactions.get({ channel, timestamp: ts, full: true });
+      const reactions = ((answer.message as { reactions?: { name: string; users?: string[] }[] } | undefined)?.reactions) ?? [];
+      for (const reaction of reactions) {
+        for (const user of reaction.users ?? []) {
+          if (user === ctx.botUserId || recorded.has(`${user}:${reaction.name}`)) continue;
+          recorded.add(`${user}:${reaction.name}`);
+          untimed.push({ who: user, what: `Reacted :${reaction.name}: on ${where}` });
+        }
+      }
+    } catch (error) {
+      warn(`the reactions on ${where}`, error);
+    }
+  }
+
+  // The incident thread, from Slack (complete, with the bots' posts), merged with the replies IMS recorded.
+  const fetched = new Set<string>();
+  try {
+    for (const m of await readAll(ctx, 'conversations.replies', { channel: incident.incidentChannel, ts: incident.incidentTs, limit: 200 })) {
+      if (m.ts === incident.incidentTs || m.subtype === 'file_share') continue;
+      const who = m.user ?? m.bot_id;
+      fetched.add(`${who}:${Math.round(tsToMs(m.ts))}`);
+      entries.push({ at: tsToMs(m.ts), who, what: `Replied in the incident thread: ${await people.text(m.text ?? '')}` });
+    }
+  } catch (error) {
+    warn('the incident thread', error);
+  }
+  for (const event of events.filter((e) => e.kind === 'reply' && !fetched.has(`${e.user}:${Math.round(e.at)}`))) {
+    entries.push({ at: event.at, who: event.user, what: `Replied in the incident thread: ${await people.text(event.detail ?? '')}` });
+  }
+
+  // The war room (the war-room plugin's record), its threads included.
+  const room = ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(incident.id));
+  let roomLine: string | undefined;
+  if (room?.channel) {
+    const roomName = room.name ? `#${room.name}` : await people.channel(room.channel);
+    roomLine = `${roomName} (${ctx.permalink(room.channel, incident.incidentTs).replace(/\/p\d+$/, '')})`;
+    try {
+      const oldest = ((incident.createdAt - 60_000) / 1000).toFixed(6);
+      const top = await readAll(ctx, 'conversations.history', { channel: room.channel, oldest, limit: 200 });
+      for (const m of top.sort((a, b) => tsToMs(a.ts) - tsToMs(b.ts))) {
+        entries.push({ at: tsToMs(m.ts), who: m.user ?? m.bot_id, what: `In ${roomName}: ${await describeMessage(people, m)}` });
+        if (!m.reply_count) continue;
+        for (const reply of await readAll(ctx, 'conversations.replies', { channel: room.channel, ts: m.ts, limit: 200 })) {
+          if (reply.ts === m.ts) continue;
+          entries.push({ at: tsToMs(reply.ts), who: reply.user ?? reply.bot_id, what: `In ${roomName} (thread): ${await describeMessage(people, reply)}` });
+        }
+      }
+    } catch (error) {
+      warn('the war room', error);
+    }
+  }
+
+  // The resolution and the figures.
+  const ack = acknowledgement(incident, events, ctx.botUserId);
+  const mtta = ack ? formatDuration(Math.max(0, ack.at - incident.createdAt)) : undefined;
+  const mttr = incident.resolvedAt !== undefined ? formatDuration(Math.max(0, incident.resolvedAt - incident.createdAt)) : undefined;
+  const resolver = incident.resolvedBy ? await people.name(incident.resolvedBy) : 'someone';
+  const ackHow = ack ? { reaction: 'reaction', reply: 'thread reply', resolve: 'the resolution itself' }[ack.how] : '';
+
+  entries.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
+  const line = async (entry: Entry) => `- ${entry.at === undefined ? '(time not recorded)' : when(entry.at)} — **${await people.name(entry.who)}**: ${indent(entry.what)}`;
+
+  const out: string[] = [];
+  out.push(`# Incident #${incident.id} ${incident.head}`, '');
+  out.push(`Post-mortem timeline generated by IMS on ${when(Date.now())} (${zone}).`, '');
+  out.push(`- **Label:** ${incident.label} (rule ${incident.ruleNumber})`);
+  if (incident.hotline) out.push(`- **Hotline:** ${incident.hotline}`);
+  out.push(`- **Opened:** ${when(incident.createdAt)}`);
+  if (ack) out.push(`- **Acknowledged:** ${when(ack.at)} by ${await people.name(ack.user)} (${ackHow}) — MTTA ${mtta}`);
+  if (incident.resolvedAt !== undefined) out.push(`- **Resolved:** ${when(incident.resolvedAt)} by ${resolver} — MTTR ${mttr}`);
+  out.push(`- **Original alert:** ${alertLink}`);
+  out.push(`- **Incident post:** ${postLink}`);
+  if (roomLine) out.push(`- **War room:** ${roomLine}`);
+  out.push('', '## Alert', '', ...quote(incident.text), '');
+  out.push(`## Timeline (${zone})`, '');
+  for (const entry of entries) out.push(await line(entry));
+  if (untimed.length) {
+    out.push('', '### Also recorded by Slack', '');
+    for (const entry of untimed) out.push(await line(entry));
+  }
+  out.push('', '## Resolution', '');
+  if (incident.resolvedAt !== undefined) out.push(`- Resolved by **${resolver}** at ${when(incident.resolvedAt)}.`);
+  out.push(`- Time to acknowledge (MTTA): ${mtta ?? 'not acknowledged'}${ack ? ` — first ${ackHow} by ${await people.name(ack.user)}` : ''}.`);
+  out.push(`- Time to resolve (MTTR): ${mttr ?? 'not resolved'}.`);
+  const reopenings = events.filter((e) => e.kind === 'reopen').length;
+  if (reopenings) out.push(`- Reopened ${reopenings} time${reopenings === 1 ? '' : 's'} before this resolution.`);
+  out.push('');
+  return { markdown: out.join('\n'), summary: `MTTA ${mtta ?? '—'} · MTTR ${mttr ?? '—'}` };
+}
+
+async function describeMessage(people: Names, m: SlackMessage): Promise<string> {
+  const files = (m.files ?? []).map((f) => `[file ${f.title ?? f.name ?? ''}]`).join(' ');
+  const text = await people.text(m.text ?? '');
+  return [text, files].filter(Boolean).join(' ') || `(${m.subtype ?? 'empty message'})`;
+}
+
+async function readAll(ctx: HookContext, method: string, args: Record<string, unknown>): Promise<SlackMessage[]> {
+  const messages: SlackMessage[] = [];
+  for await (const page of ctx.slack.paginate(method, args)) messages.push(...(((page as { messages?: SlackMessage[] }).messages) ?? []));
+  return messages;
+}
+
+/** Real names of users and names of channels, each looked up once per timeline. */
+class Names {
+  private readonly users = new Map<string, Promise<string>>();
+  private readonly channels = new Map<string, Promise<string>>();
+  constructor(private readonly ctx: HookContext) {}
+
+  name(id: string | undefined): Promise<string> {
+    if (!id) return Promise.resolve('someone');
+    if (/^B[A-Z0-9]+$/.test(id)) return Promise.resolve(`bot ${id}`);
+    if (!this.users.has(id)) {
+      this.users.set(id, this.ctx.slack.users.info({ user: id }).then((answer) => {
+        const u = answer.user as { name?: string; real_name?: string; profile?: { real_name?: string; display_name?: string } } | undefined;
+        return u?.profile?.real_name || u?.real_name || u?.profile?.display_name || u?.name || id;
+      }, () => id));
+    }
+    return this.users.get(id)!;
+  }
+
+  channel(id: string): Promise<string> {
+    if (!this.channels.has(id)) {
+      this.channels.set(id, this.ctx.slack.conversations.info({ channel: id }).then((answer) => `#${answer.channel?.name ?? id}`, () => `#${id}`));
+    }
+    return this.channels.get(id)!;
+  }
+
+  /** A hotline member as people read it: `@Ona Call`, `@here`, `@group S0123`. */
+  async mention(member: string): Promise<string> {
+    const special = member.replace(/^[@!]/, '').toLowerCase();
+    if (['here', 'channel', 'everyone'].includes(special)) return `@${special}`;
+    if (/^S[A-Z0-9]{2,}$/.test(member)) return `@group ${member}`;
+    if (/^[UW][A-Z0-9]{6,}$/.test(member)) return `@${await this.name(member)}`;
+    return `@${member.replace(/^@/, '')}`;
+  }
+
+  /** Slack message text as plain Markdown: mentions named, links made Markdown links, entities decoded. */
+  async text(text: string): Promise<string> {
+    const ids = [...text.matchAll(/<@([UW][A-Z0-9]+)(?:\|[^>]*)?>/g)].map((m) => m[1]);
+    const names = new Map(await Promise.all(ids.map(async (id) => [id, await this.name(id)] as const)));
+    const channelIds = [...text.matchAll(/<#([CG][A-Z0-9]+)>/g)].map((m) => m[1]);
+    const channels = new Map(await Promise.all(channelIds.map(async (id) => [id, await this.channel(id)] as const)));
+    return decodeEntities(text.replace(/<([^<>]+)>/g, (_all, inner: string) => {
+      const [target, label] = inner.split('|', 2);
+      if (target.startsWith('@')) return `@${label ?? names.get(target.slice(1)) ?? target.slice(1)}`;
+      if (target.startsWith('#')) return label ? `#${label}` : channels.get(target.slice(1)) ?? target;
+      if (target.startsWith('!subteam^')) return label ?? `@group ${target.slice(9)}`;
+      if (target.startsWith('!')) return `@${target.slice(1)}`;
+      return label ? `[${label}](${target})` : target;
+    }));
+  }
+}
+
+function codeOf(error: unknown): string | undefined {
+  return (error as { data?: { error?: string } })?.data?.error;
+}
+
+/** Continuation lines of a list item, indented so the list stays a list. */
+function indent(text: string): string {
+  return text.trim().replace(/\r?\n/g, '\n  ');
+}
+
+function quote(text: string): string[] {
+  return (text.trim() || '(no text)').split(/\r?\n/).map((l) => `> ${l}`.trimEnd());
+}

@@ -1,0 +1,550 @@
+// war-room: a dedicated Slack channel per incident — created, staffed, described, linked from the incident
+// thread, told who resolved it and archived on resolve, unarchived on reopen.
+// Scopes: channels:manage (create/archive/unarchive public rooms, set topic/purpose, invite; the narrower
+// channels:write.topic / channels:write.invites also do for those two), groups:write (the same for private rooms), channels:read + groups:read (conversations.list to find a room after
+// name_taken), channels:join (join an existing public room found by name), chat:write, pins:write,
+// users:read (hotline/invite names → IDs), channels:history + groups:history (find its own earlier posts
+// after a crash, by message metadata).
+//
+// Slack's conversations.create / archive / pins.add are Tier 2 (20+/min): the plugin's WebClient waits out
+// 429s itself, and the work runs through IMS's outbox, so a burst of incidents only delays rooms, and a
+// failure or a restart in the middle resumes where it stopped instead of making a second room.
+import {
+  definePlugin, escapeSlack, formatDate, parseDuration, type Duration, type HookContext, type Incident,
+  type LifecycleContext, type MatchContext, type OutboxDelivery, type ResolutionContext,
+} from '../ims.ts';
+import { checkOptions, formatDuration, optionError } from './stats.ts';
+
+export interface WarRoomOptions {
+  /**
+   * Which incidents get a room: `'all'` (the default), `'hotline'` (incidents whose rule pages a hotline),
+   * or a list of incident labels (keys of `incidents`, e.g. `'INFRA'`) and/or rule heads (`'[Critical]'`
+   * or `'Critical'`), compared case-insensitively.
+   */
+  rules?: 'all' | 'hotline' | string[];
+  /**
+   * The room's name: a template or a function of the incident. Template placeholders: `{id}` (the incident
+   * number, required so names stay unique), `{slug}` (the rule head as a slug, e.g. `critical`, else the
+   * label's), `{head}` (the head's slug), `{label}` (the label's slug). The result is made a valid Slack
+   * name: lowercase `[a-z0-9_-]`, at most 80 characters (the slug is shortened first). Default
+   * `'inc-{id}-{slug}'`, e.g. `inc-42-critical`.
+   */
+  name?: string | ((incident: Incident) => string);
+  /** Create private rooms (default `false`: public, so anyone can join and read along). */
+  private?: boolean;
+  /**
+   * Who is invited besides the rule's hotline members: user IDs (`U…`) or user names (display or real
+   * name, resolved with users.list). User groups (`S…`, `@handle`) and `here`/`channel`/`everyone` are
+   * skipped: Slack has no way to invite them. Default none.
+   */
+  invite?: string[];
+  /**
+   * The room's topic: a template with `{id}`, `{head}`, `{label}`, `{text}` (the alert, shortened to fit) and
+   * `{link}` (the original alert's permalink), kept within Slack's 250 characters; `false` sets neither
+   * topic nor purpose. Default `'{head} #{id} · {text} · alert: {link}'`. The purpose always names the
+   * incident and links the original alert.
+   */
+  topic?: string | false;
+  /** Archive the room when the incident is resolved (default `true`). */
+  archiveOnResolve?: boolean;
+  /**
+   * How long after the resolution the room is archived: milliseconds or a duration such as `'30m'`
+   * (default `0`: at once). The due time is kept in IMS's state, so a restart does not lose it; a reopen
+   * cancels it.
+   */
+  archiveAfter?: Duration;
+}
+
+/** What the plugin remembers per incident (IMS's plugin store, key `room:<incident id>`; the timeline plugin reads it). */
+export interface WarRoomRecord {
+  channel?: string;
+  name?: string;
+  invited?: boolean;
+  described?: boolean;
+  summaryTs?: string;
+  pinned?: boolean;
+  linkTs?: string;
+  /** A post was started but not confirmed (a crash in between): look for it by metadata before posting again. */
+  posting?: ('summary' | 'link')[];
+  /** `resolvedAt` of the resolution whose message was posted in the room. */
+  resolvedPosted?: number;
+  archiveAt?: number;
+  archived?: boolean;
+}
+
+/** The plugin's name, under which its store lives. */
+export const WAR_ROOM_PLUGIN = 'war-room';
+/** The store key of an incident's room: `ctx.store.read(WAR_ROOM_PLUGIN, warRoomKey(id))`. */
+export const warRoomKey = (incidentId: number) => `room:${incidentId}`;
+const DUE_KEY = 'archive-due';
+
+const OPTIONS = ['rules', 'name', 'private', 'invite', 'topic', 'archiveOnResolve', 'archiveAfter'] as const;
+const DEFAULT_TOPIC = '{head} #{id} · {text} · alert: {link}';
+const NAME_LIMIT = 80;
+const TOPIC_LIMIT = 250;
+const MAX_ATTEMPTS = 12;
+/** Answers that will not change by retrying: the delivery is given up (logged) instead of retried. */
+const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_auth', 'account_inactive', 'token_revoked', 'no_permission',
+  'restricted_action', 'channel_not_found', 'is_archived', 'not_in_channel', 'method_not_supported_for_channel_type', 'team_access_not_granted',
+  'ekm_access_denied', 'invalid_name', 'invalid_name_specials', 'invalid_name_maxlength', 'invalid_name_punctuation', 'invalid_name_required']);
+const TRANSIENT = new Set(['internal_error', 'fatal_error', 'service_unavailable', 'request_timeout', 'ratelimited']);
+
+type Op =
+  | { op: 'open'; incidentId: number }
+  | { op: 'resolve'; incidentId: number; resolvedAt: number; user: string }
+  | { op: 'reopen'; incidentId: number; user: string }
+  | { op: 'archive'; incidentId: number; due: number };
+
+/**
+ * A war room per incident, in the manner of Dispatch and Playbooks: `inc-<number>-<label>` with the hotline
+ * invited, topic and purpose linking the original alert, a pinned summary, a link in the incident thread,
+ * then on resolve who resolved it and after how long, and the room archived (`archiveAfter` later).
+ */
+export function warRoom(options: WarRoomOptions = {}) {
+  checkOptions('warRoom', options, OPTIONS);
+  const rules = options.rules ?? 'all';
+  if (!(rules === 'all' || rules === 'hotline' || (Array.isArray(rules) && rules.length > 0 && rules.every((r) => typeof r === 'string' && r.trim())))) {
+    throw optionError('warRoom', 'rules', `'all', 'hotline' or a non-empty list of incident labels or rule heads such as ['INFRA', '[Critical]']`, rules);
+  }
+  const nameOption = options.name ?? 'inc-{id}-{slug}';
+  if (typeof nameOption === 'string' ? !nameOption.includes('{id}') : typeof nameOption !== 'function') {
+    throw optionError('warRoom', 'name', `a template containing '{id}' such as 'inc-{id}-{slug}', or a function of the incident`, nameOption);
+  }
+  if (options.private !== undefined && typeof options.private !== 'boolean') throw optionError('warRoom', 'private', 'true or false', options.private);
+  const invite = options.invite ?? [];
+  if (!Array.isArray(invite) || !invite.every((m) => typeof m === 'string' && m.trim())) {
+    throw optionError('warRoom', 'invite', `a list of user IDs or names such as ['U0123ABCD', 'alice']`, options.invite);
+  }
+  const topic = options.topic ?? DEFAULT_TOPIC;
+  if (topic !== false && (typeof topic !== 'string' || !topic.trim())) throw optionError('warRoom', 'topic', `a template such as '${DEFAULT_TOPIC}', or false`, options.topic);
+  if (options.archiveOnResolve !== undefined && typeof options.archiveOnResolve !== 'boolean') {
+    throw optionError('warRoom', 'archiveOnResolve', 'true or false', options.archiveOnResolve);
+  }
+  const archiveAfterMs = options.archiveAfter === undefined ? 0 : parseDuration(options.archiveAfter);
+  if (archiveAfterMs === undefined || archiveAfterMs < 0) {
+    throw optionError('warRoom', 'archiveAfter', `a duration such as '30m' or milliseconds`, options.archiveAfter);
+  }
+  const isPrivate = options.private ?? false;
+  const archiveOnResolve = options.archiveOnResolve ?? true;
+  const wanted = Array.isArray(rules) ? rules.map(normalizeRef) : [];
+
+  const timers = new Map<number, NodeJS.Timeout>();
+  const running = new Map<number, Promise<unknown>>();
+  let users: { at: number; byName: Map<string, string> } | undefined;
+
+  const selected = (incident: Incident) =>
+    rules === 'all' ? true : rules === 'hotline' ? !!incident.hotline : wanted.includes(normalizeRef(incident.label)) || wanted.includes(normalizeRef(incident.head));
+
+  /** One piece of work per incident at a time (a timed-out delivery may still be running when it is retried). */
+  const exclusive = async <T>(incidentId: number, work: () => Promise<T>): Promise<T> => {
+    while (running.has(incidentId)) await running.get(incidentId)!.catch(() => undefined);
+    const promise = work();
+    running.set(incidentId, promise);
+    try { return await promise; } finally { running.delete(incidentId); }
+  };
+
+  const roomName = (incident: Incident): string => {
+    if (typeof nameOption === 'function') return slackName(String(nameOption(incident))) || `inc-${incident.id}`;
+    const head = slug(incident.head);
+    const label = slug(incident.label);
+    const fill = (slugText: string, headText: string, labelText: string) =>
+      nameOption.replaceAll('{id}', String(incident.id)).replaceAll('{slug}', slugText).replaceAll('{head}', headText).replaceAll('{label}', labelText);
+    let name = slackName(fill(head || label, head, label));
+    // Over 80 characters: shorten the slugs, never the number.
+    for (let cut = 1; name.length > NAME_LIMIT && cut <= NAME_LIMIT; cut++) {
+      const shorten = (s: string) => s.slice(0, Math.max(0, s.length - cut)).replace(/-+$/, '');
+      name = slackName(fill(shorten(head || label), shorten(head), shorten(label)));
+    }
+    return name.slice(0, NAME_LIMIT).replace(/[-_]+$/, '') || `inc-${incident.id}`;
+  };
+
+  const record = (ctx: HookContext, id: number) => ctx.store.get<WarRoomRecord>(warRoomKey(id));
+  const save = (ctx: HookContext, id: number, patch: Partial<WarRoomRecord>) => {
+    const next = { ...record(ctx, id), ...patch };
+    ctx.store.set(warRoomKey(id), next);
+    return next;
+  };
+  const setDue = (ctx: HookContext, id: number, due: number | undefined) => {
+    const all = { ...ctx.store.get<Record<string, number>>(DUE_KEY) };
+    if (due === undefined) delete all[id]; else all[id] = due;
+    ctx.store.set(DUE_KEY, Object.keys(all).length ? all : undefined);
+  };
+
+  // ─── Opening ──────────────────────────────────────────────────────────────────────────────────
+
+  const open = async (ctx: HookContext, incident: Incident): Promise<void> => {
+    let room = record(ctx, incident.id) ?? {};
+    if (!room.channel) {
+      const created = await createRoom(ctx, incident);
+      room = save(ctx, incident.id, { channel: created.id, name: created.name });
+      ctx.log.info(`war room #${created.name} ${created.reused ? 'reused' : 'created'} for incident #${incident.id}`, { channel: created.id });
+    }
+    const channel = room.channel!;
+    ctx.signal.throwIfAborted();
+    if (!room.invited) {
+      await inviteMembers(ctx, incident, channel);
+      room = save(ctx, incident.id, { invited: true });
+    }
+    ctx.signal.throwIfAborted();
+    if (!room.described && topic !== false) {
+      const link = incident.permalink ?? ctx.permalink(incident.sourceChannel, incident.sourceTs);
+      await ctx.slack.conversations.setTopic({ channel, topic: renderTopic(topic, incident, link) });
+      await ctx.slack.conversations.setPurpose({
+        channel,
+        purpose: fit(`IMS war room for incident #${incident.id} ${incident.head} (${incident.label}). Original alert: ${link}`, TOPIC_LIMIT),
+      });
+      room = save(ctx, incident.id, { described: true });
+    }
+    ctx.signal.throwIfAborted();
+    if (!room.summaryTs) {
+      const summaryTs = await postOnce(ctx, incident, room, 'summary', { channel, ...summaryMessage(ctx, incident) });
+      room = save(ctx, incident.id, { summaryTs });
+    }
+    if (!room.pinned) {
+      await harmless(ctx.slack.pins.add({ channel, timestamp: room.summaryTs! }), ['already_pinned']);
+      room = save(ctx, incident.id, { pinned: true });
+    }
+    ctx.signal.throwIfAborted();
+    if (!room.linkTs) {
+      const text = `:rotating_light: War room for incident #${incident.id}: <#${channel}> — join to coordinate.`;
+      const linkTs = await postOnce(ctx, incident, room, 'link', { channel: incident.incidentChannel, thread_ts: incident.incidentTs, text });
+      room = save(ctx, incident.id, { linkTs });
+    }
+  };
+
+  /** Create the room; `name_taken` means it exists already (an earlier run, or a fresh state): reuse it. */
+  const createRoom = async (ctx: HookContext, incident: Incident): Promise<{ id: string; name: string; reused: boolean }> => {
+    const base = roomName(incident);
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const name = attempt === 1 ? base : `${base.slice(0, NAME_LIMIT - 1 - String(attempt).length).replace(/[-_]+$/, '')}-${attempt}`;
+      try {
+        const answer = await ctx.slack.conversations.create({ name, is_private: isPrivate });
+        markOwn(ctx, String(answer.channel?.id), incident.id);
+        return { id: String(answer.channel?.id), name: String(answer.channel?.name ?? name), reused: false };
+      } catch (error) {
+        if (codeOf(error) !== 'name_taken') throw error;
+      }
+      const existing = await findChannel(ctx, name);
+      if (existing && !existing.is_archived) {
+        markOwn(ctx, existing.id, incident.id);
+        if (!existing.is_member) await harmless(ctx.slack.conversations.join({ channel: existing.id }), ['already_in_channel']);
+        return { id: existing.id, name, reused: true };
+      }
+      // Archived (an old room of an earlier installation) or invisible (someone's private channel): next name.
+      ctx.log.info(`channel #${name} exists but cannot be reused (${existing ? 'archived' : 'not visible to the bot'}); trying another name`);
+    }
+    throw Object.assign(new Error(`no free channel name for incident #${incident.id} (tried ${base} and 4 variants)`), { permanent: true });
+  };
+
+  /** IMS reads every channel the bot is in as an alert channel, except those a plugin marks as its own. */
+  const markOwn = (ctx: HookContext, channel: string, incidentId: number) => ctx.store.set(`ownChannel:${channel}`, incidentId);
+
+  const findChannel = async (ctx: HookContext, name: string) => {
+    for await (const page of ctx.slack.paginate('conversations.list', { types: 'public_channel,private_channel', exclude_archived: false, limit: 1000 })) {
+      const found = (((page as { channels?: unknown[] }).channels ?? []) as { id: string; name: string; is_archived?: boolean; is_member?: boolean }[]).find((c) => c.name === name);
+      if (found) return found;
+    }
+    return undefined;
+  };
+
+  const inviteMembers = async (ctx: HookContext, incident: Incident, channel: string): Promise<void> => {
+    const hotline = incident.hotline ? ctx.config.hotlines?.[incident.hotline] ?? [] : [];
+    const ids = [...new Set(await resolveUsers(ctx, [...hotline, ...invite]))].filter((id) => id !== ctx.botUserId);
+    if (!ids.length) return;
+    try {
+      await ctx.slack.conversations.invite({ channel, users: ids.join(',') });
+      return;
+    } catch (error) {
+      if (isTransient(error)) throw error;
+      if (ids.length === 1) {
+        if (codeOf(error) !== 'already_in_channel') ctx.log.warn(`could not invite ${ids[0]} to the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+        return;
+      }
+    }
+    // Several users and an error: one at a time, so one bad member does not keep the others out.
+    for (const user of ids) {
+      try {
+        await ctx.slack.conversations.invite({ channel, users: user });
+      } catch (error) {
+        if (codeOf(error) === 'already_in_channel') continue;
+        if (isTransient(error)) throw error;
+        ctx.log.warn(`could not invite ${user} to the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+      }
+    }
+  };
+
+  /** User IDs for members as the config writes them: IDs kept, names looked up, groups and broadcasts skipped. */
+  const resolveUsers = async (ctx: HookContext, members: string[]): Promise<string[]> => {
+    const ids: string[] = [];
+    for (const raw of members.map((m) => m.trim())) {
+      if (/^[@!]?(here|channel|everyone)$/i.test(raw)) continue;
+      if (/^S[A-Z0-9]{2,}$/.test(raw) || raw.startsWith('@')) {
+        ctx.log.debug(`user group ${raw} skipped: its members cannot be invited (usergroups.users.list is not used)`);
+        continue;
+      }
+      if (/^[UW][A-Z0-9]{6,}$/.test(raw)) { ids.push(raw); continue; }
+      if (!users || Date.now() - users.at > 10 * 60_000 || (!users.byName.has(raw) && Date.now() - users.at > 60_000)) {
+        const byName = new Map<string, string>();
+        for await (const page of ctx.slack.paginate('users.list', { limit: 1000 })) {
+          for (const u of ((page as { members?: unknown[] }).members ?? []) as { id: string; name?: string; real_name?: string; deleted?: boolean; profile?: { display_name?: string; real_name?: string } }[]) {
+            if (u.deleted) continue;
+            for (const name of [u.name, u.profile?.display_name, u.real_name, u.profile?.real_name]) if (name && !byName.has(name)) byName.set(name, u.id);
+          }
+        }
+        users = { at: Date.now(), byName };
+      }
+      const id = users.byName.get(raw);
+      if (id) ids.push(id);
+      else ctx.log.warn(`no user named '${raw}' to invite to a war room; write the user ID (U…) instead`);
+    }
+    return ids;
+  };
+
+  const summaryMessage = (ctx: HookContext, incident: Incident) => {
+    const link = incident.permalink ?? ctx.permalink(incident.sourceChannel, incident.sourceTs);
+    const zone = ctx.config.timezone;
+    const head = escapeSlack(incident.head);
+    const text = escapeSlack(incident.text);
+    const facts = [
+      `*Label* ${escapeSlack(incident.label)}`,
+      `*Opened* ${formatDate(incident.createdAt, zone)}${zone ? ` ${zone}` : ''}`,
+      ...(incident.hotline ? [`*Hotline* ${escapeSlack(incident.hotline)}`] : []),
+      `*Incident post* <${ctx.permalink(incident.incidentChannel, incident.incidentTs)}|in <#${incident.incidentChannel}>>`,
+      `*Original alert* <${link}|in <#${incident.sourceChannel}>>`,
+    ];
+    return {
+      text: fit(`Incident #${incident.id} ${head}: ${text}`, 3000),
+      blocks: [
+        { type: 'header', text: { type: 'plain_text', text: fit(`Incident #${incident.id} ${incident.head}`, 150) } },
+        { type: 'section', text: { type: 'mrkdwn', verbatim: true, text: fit(text || '(no text)', 2900) } },
+        { type: 'section', text: { type: 'mrkdwn', text: facts.join('\n') } },
+        { type: 'context', elements: [{ type: 'mrkdwn', text: `React with :${(ctx.config.resolvedReactions ?? ['white_check_mark'])[0]}: on the incident post when it is resolved.` }] },
+      ],
+    };
+  };
+
+  /** Post once: after a crash between posting and saving, find the earlier post by its metadata. */
+  const postOnce = async (ctx: HookContext, incident: Incident, room: WarRoomRecord, kind: 'summary' | 'link',
+    message: { channel: string; thread_ts?: string; text: string; blocks?: unknown[] }): Promise<string> => {
+    if (room.posting?.includes(kind)) {
+      const earlier = await findOwnPost(ctx, incident, message.channel, message.thread_ts, kind);
+      if (earlier) return earlier;
+    }
+    save(ctx, incident.id, { posting: [...new Set([...(room.posting ?? []), kind])] });
+    const answer = await ctx.slack.chat.postMessage({
+      ...message, blocks: message.blocks as never, unfurl_links: false, unfurl_media: false,
+      metadata: { event_type: 'ims_war_room', event_payload: { incident_id: incident.id, kind } },
+    });
+    save(ctx, incident.id, { posting: (record(ctx, incident.id)?.posting ?? []).filter((k) => k !== kind) });
+    return String(answer.ts);
+  };
+
+  const findOwnPost = async (ctx: HookContext, incident: Incident, channel: string, threadTs: string | undefined, kind: string) => {
+    try {
+      const answer = threadTs
+        ? await ctx.slack.conversations.replies({ channel, ts: threadTs, include_all_metadata: true, limit: 200 })
+        : await ctx.slack.conversations.history({ channel, include_all_metadata: true, limit: 200 });
+      const mine = ((answer.messages ?? []) as { ts?: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }[]).find((m) =>
+        m.metadata?.event_type === 'ims_war_room' && Number(m.metadata.event_payload?.incident_id) === incident.id && m.metadata.event_payload?.kind === kind);
+      return mine?.ts;
+    } catch (error) {
+      ctx.log.debug(`could not look for an earlier ${kind} post: ${codeOf(error) ?? String(error)}`);
+      return undefined;
+    }
+  };
+
+  // ─── Resolution, archive, reopen ──────────────────────────────────────────────────────────────
+
+  const resolve = async (ctx: HookContext, incident: Incident, op: Extract<Op, { op: 'resolve' }>): Promise<void> => {
+    let room = record(ctx, incident.id);
+    if (!room?.channel) return;
+    const channel = room.channel;
+    const due = op.resolvedAt + archiveAfterMs;
+    if (room.resolvedPosted !== op.resolvedAt) {
+      const after = formatDuration(op.resolvedAt - incident.createdAt);
+      const plan = !archiveOnResolve ? '' : archiveAfterMs > 0 ? ` This channel will be archived in ${formatDuration(archiveAfterMs)}.` : ' Archiving this channel.';
+      const text = `:white_check_mark: Incident #${incident.id} was resolved by <@${op.user}> after ${after}.${plan}`;
+      let archivedByHand = false;
+      if (!room.archived) {
+        try {
+          await ctx.slack.chat.postMessage({ channel, text, unfurl_links: false });
+        } catch (error) {
+          if (codeOf(error) !== 'is_archived') throw error;
+          archivedByHand = true; // someone archived it already: nothing left to do there
+        }
+      }
+      room = save(ctx, incident.id, { resolvedPosted: op.resolvedAt, ...(archivedByHand ? { archived: true } : {}) });
+    }
+    if (!archiveOnResolve || room.archived) return;
+    if (ctx.incidents.byId(incident.id)?.resolvedAt !== op.resolvedAt) return; // reopened since: stay open
+    if (due <= Date.now()) {
+      await archive(ctx, incident.id);
+    } else {
+      save(ctx, incident.id, { archiveAt: due });
+      setDue(ctx, incident.id, due);
+      schedule(ctx, incident.id, due);
+    }
+  };
+
+  const archive = async (ctx: HookContext, incidentId: number): Promise<void> => {
+    const room = record(ctx, incidentId);
+    clearTimer(incidentId);
+    if (!room?.channel || room.archived) { setDue(ctx, incidentId, undefined); return; }
+    await harmless(ctx.slack.conversations.archive({ channel: room.channel }), ['already_archived']);
+    save(ctx, incidentId, { archived: true, archiveAt: undefined });
+    setDue(ctx, incidentId, undefined);
+    ctx.log.info(`war room #${room.name ?? room.channel} archived (incident #${incidentId} resolved)`, { channel: room.channel });
+  };
+
+  const reopen = async (ctx: HookContext, incident: Incident, op: Extract<Op, { op: 'reopen' }>): Promise<void> => {
+    let room = record(ctx, incident.id);
+    if (!room?.channel) return;
+    const channel = room.channel;
+    clearTimer(incident.id);
+    setDue(ctx, incident.id, undefined);
+    room = save(ctx, incident.id, { archiveAt: undefined });
+    if (room.archived) {
+      try {
+        await harmless(ctx.slack.conversations.unarchive({ channel }), ['not_archived']);
+      } catch (error) {
+        if (isTransient(error)) throw error;
+        // Slack does not let every bot token unarchive: say so where people look, and keep going.
+        ctx.log.warn(`could not unarchive the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+        await ctx.slack.chat.postMessage({
+          channel: incident.incidentChannel, thread_ts: incident.incidentTs,
+          text: `:warning: Incident #${incident.id} was reopened, but its war room <#${channel}> is archived and IMS could not unarchive it (${codeOf(error) ?? 'error'}). Anyone in the channel can unarchive it.`,
+        });
+        return;
+      }
+      room = save(ctx, incident.id, { archived: false });
+      ctx.log.info(`war room #${room.name ?? channel} unarchived (incident #${incident.id} reopened)`, { channel });
+    }
+    await ctx.slack.chat.postMessage({ channel, text: `:leftwards_arrow_with_hook: Incident #${incident.id} was reopened by <@${op.user}>.` });
+    save(ctx, incident.id, { resolvedPosted: undefined });
+  };
+
+  const clearTimer = (incidentId: number) => {
+    clearTimeout(timers.get(incidentId));
+    timers.delete(incidentId);
+  };
+
+  /** A timer for a delayed archive; when due it queues the archive as an outbox delivery (retried, ordered). */
+  const schedule = (ctx: HookContext, incidentId: number, due: number): void => {
+    clearTimer(incidentId);
+    const wait = due - Date.now();
+    const fire = (): void => {
+      timers.delete(incidentId);
+      if (due - Date.now() > 0) return schedule(ctx, incidentId, due);
+      try {
+        ctx.outbox.enqueue({ key: `archive:${incidentId}:${due}`, group: `war-room:${incidentId}`, payload: { op: 'archive', incidentId, due } satisfies Op });
+      } catch (error) {
+        ctx.log.error(`could not queue the archive of the war room of incident #${incidentId}: ${String(error)}`);
+      }
+    };
+    if (wait <= 0) return fire();
+    const timer = setTimeout(fire, Math.min(wait, 2 ** 31 - 1));
+    timer.unref();
+    timers.set(incidentId, timer);
+  };
+
+  const enqueue = (ctx: HookContext, key: string, op: Op) => ctx.outbox.enqueue({ key, group: `war-room:${op.incidentId}`, payload: op });
+
+  return definePlugin({
+    name: WAR_ROOM_PLUGIN,
+    onStart(ctx: LifecycleContext) {
+      // Delayed archives of an earlier run: archive the due ones, re-arm the others.
+      for (const [id, due] of Object.entries(ctx.store.get<Record<string, number>>(DUE_KEY) ?? {})) schedule(ctx, Number(id), due);
+    },
+    onStop() {
+      for (const id of [...timers.keys()]) clearTimer(id);
+    },
+    onMatch(ctx: MatchContext) {
+      if (!selected(ctx.incident)) return;
+      enqueue(ctx, `open:${ctx.incident.id}`, { op: 'open', incidentId: ctx.incident.id });
+    },
+    onResolve(ctx: ResolutionContext) {
+      const { incident } = ctx;
+      if (incident.resolvedAt === undefined || !(selected(incident) || record(ctx, incident.id))) return;
+      enqueue(ctx, `resolve:${incident.id}:${incident.resolvedAt}`, { op: 'resolve', incidentId: incident.id, resolvedAt: incident.resolvedAt, user: ctx.user });
+    },
+    onReopen(ctx: ResolutionContext) {
+      if (!(selected(ctx.incident) || record(ctx, ctx.incident.id))) return;
+      const reopenings = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').length;
+      enqueue(ctx, `reopen:${ctx.incident.id}:${reopenings}`, { op: 'reopen', incidentId: ctx.incident.id, user: ctx.user });
+    },
+    async deliver(delivery: OutboxDelivery, ctx: HookContext) {
+      const op = delivery.payload as Op;
+      const incident = ctx.incidents.byId(op.incidentId);
+      if (!incident) throw Object.assign(new Error(`incident #${op.incidentId} is not in the state`), { permanent: true });
+      try {
+        await exclusive(incident.id, async () => {
+          switch (op.op) {
+            case 'open': return open(ctx, incident);
+            case 'resolve': return resolve(ctx, incident, op);
+            case 'reopen': return reopen(ctx, incident, op);
+            case 'archive':
+              if (record(ctx, incident.id)?.archiveAt !== op.due) return; // cancelled by a reopen, or done
+              if (ctx.incidents.byId(incident.id)?.resolvedAt === undefined) { setDue(ctx, incident.id, undefined); return; }
+              return archive(ctx, incident.id);
+          }
+        });
+      } catch (error) {
+        const code = codeOf(error);
+        if ((code && PERMANENT.has(code)) || delivery.attempts + 1 >= MAX_ATTEMPTS) {
+          throw Object.assign(new Error(`${op.op} for incident #${op.incidentId}: ${code ?? String(error)}`), { permanent: true });
+        }
+        throw error;
+      }
+    },
+  });
+}
+
+// ─── Helpers ──────────────────────────────────────────────────────────────────────────────────────
+
+function codeOf(error: unknown): string | undefined {
+  return (error as { data?: { error?: string } })?.data?.error;
+}
+
+/** Network failures, 5xx-like answers and rate limits the SDK gave up on: worth retrying. */
+function isTransient(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === undefined ? !(error as { permanent?: boolean })?.permanent : TRANSIENT.has(code);
+}
+
+/** Await a call; the listed Slack errors mean "already so" and are not failures. */
+async function harmless<T>(call: Promise<T>, codes: string[]): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if (codes.includes(codeOf(error) ?? '')) return undefined;
+    throw error;
+  }
+}
+
+/** `[Critical] DB` → `critical-db`: lowercase `[a-z0-9-]`, no leading, trailing or doubled dashes. */
+export function slug(text: string): string {
+  return text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+}
+
+function slackName(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/-{2,}/g, '-').replace(/^[-_]+|[-_]+$/g, '');
+}
+
+/** A label or head as the `rules` option may write it: `[Critical]`, `critical` and `CRITICAL` are the same. */
+function normalizeRef(ref: string): string {
+  return ref.trim().replace(/^\[(.*)\]$/, '$1').trim().toLowerCase();
+}
+
+function fit(text: string, limit: number): string {
+  return text.length <= limit ? text : `${text.slice(0, limit - 1)}…`;
+}
+
+/** Topic and purpose are plain text for Slack (no formatting, no mentions): nothing to escape, only to fit. */
+function renderTopic(template: string, incident: Incident, link: string): string {
+  const render = (text: string) => template.replaceAll('{id}', String(incident.id)).replaceAll('{head}', incident.head)
+    .replaceAll('{label}', incident.label).replaceAll('{link}', link).replaceAll('{text}', text);
+  const text = incident.text.replace(/\s+/g, ' ').trim();
+  const room = TOPIC_LIMIT - render('').length;
+  // Shorten the alert text, never the link.
+  return fit(render(room <= 0 ? '' : fit(text, room)), TOPIC_LIMIT);
+}
