@@ -249,6 +249,8 @@ export class Ims {
     this.config = await this.resolveNames(this.config);
     this.log.info(`connected as ${auth.user ?? this.self.userId}`, { rules: this.config.rules.length, state: this.config.state.path });
     if (options.socket === false) return;
+    // Before any event: recovered and caught-up messages run hooks too.
+    await this.hooks('onStart', () => ({}));
     await this.recoverPending();
     this.socket = new SocketModeClient({
       appToken: this.options.appToken, clientPingTimeout: this.options.clientPingTimeoutMs,
@@ -266,7 +268,6 @@ export class Ims {
     await this.catchUp();
     this.startSchedules();
     if (this.options.autoReload !== false && this.options.configPath) this.watchConfig(this.options.configPath);
-    await this.hooks('onStart', () => ({}));
   }
 
   /** Stop taking events, finish in-flight work, run `onStop`, close the DB. */
@@ -335,6 +336,8 @@ export class Ims {
   /** The pipeline: decide, claim (once), act, record, then run the plugins. */
   async processMessage(event: SlackMessageEvent, recovering = false): Promise<void> {
     const config = this.config;
+    // A channel a plugin made for itself (a war room) stores `ownChannel:<id>` in its plugin store: never read as alerts.
+    if (this.state.db.prepare('SELECT 1 FROM plugin_store WHERE key = ?').get(`ownChannel:${event.channel}`)) return;
     const { decision, message } = decide(config, event, { self: this.self });
     if (decision.action === 'ignore') {
       if (decision.reason === 'own channel') this.noteThreadReply(event);
@@ -369,11 +372,13 @@ export class Ims {
         const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
         const incident = await this.openIncident(config, message, { channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf) }, recovering);
         this.log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
-        void this.hooks('onMatch', () => ({ message, match: decision.match, incident })).then(() => {
-          if (!decision.hotline) return;
-          this.state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
-          return this.hooks('onHotline', () => ({ message, match: decision.match, incident, mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
-        });
+        if (decision.hotline) this.state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
+        // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
+        for (const plugin of config.plugins) {
+          void this.hooks('onMatch', () => ({ message, match: decision.match, incident }), [plugin]).then(() => decision.hotline
+            ? this.hooks('onHotline', () => ({ message, match: decision.match, incident, mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } }), [plugin])
+            : undefined);
+        }
         return;
       }
       case 'reverse repost': {
@@ -581,9 +586,9 @@ export class Ims {
   // ─── Hooks, schedules, reload ─────────────────────────────────────────────────────────────────
 
   /** Run a hook of every plugin with a full context. */
-  hooks<K extends HookName>(hook: K, extra: () => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>): Promise<void> {
+  hooks<K extends HookName>(hook: K, extra: () => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>, plugins?: readonly Plugin[]): Promise<void> {
     const config = this.config;
-    const run = runHooks(config.plugins, hook, (plugin, signal) => ({ ...this.hookContext(plugin, signal), ...extra() }) as never, { timeoutMs: config.hookTimeoutMs, log: this.log });
+    const run = runHooks(plugins ?? config.plugins, hook, (plugin, signal) => ({ ...this.hookContext(plugin, signal), ...extra() }) as never, { timeoutMs: config.hookTimeoutMs, log: this.log });
     return this.track(run);
   }
 
@@ -671,6 +676,8 @@ export class Ims {
   /** Deliver due outbox items: the head of each group, in order; failures back off with jitter. */
   flushOutbox(): Promise<void> {
     this.outboxRunning ??= (async () => {
+      // Yield first: finishing synchronously (nothing due) would run `finally` before `??=` assigns, leaving a settled promise that blocks every later flush.
+      await Promise.resolve();
       try {
         for (let round = 0; round < 50; round++) {
           const due = this.state.dueDeliveries(this.now());
@@ -773,7 +780,7 @@ export async function buildReport(ims: Ims, options: { verbose?: boolean } = {})
         const resolved = resolvers.length > 0 || !!incident?.resolvedAt;
         if (resolved && incident && !incident.resolvedAt && resolvers.length) {
           // A reaction added while IMS was down: the report reconciles the state.
-          if (ims.state.resolveIncident(incident.id, now, resolvers[0])) await ims.hooks('onResolve', () => ({ incident: ims.state.incidentById(incident.id)!, user: resolvers[0], reaction: config.resolvedReactions[0] }));
+          if (ims.state.resolveIncident(incident.id, now, resolvers[0])) void ims.hooks('onResolve', () => ({ incident: ims.state.incidentById(incident.id)!, user: resolvers[0], reaction: config.resolvedReactions[0] }));
         }
         const item: ReportItem = { channel, ts: m.ts, text: incident?.text ?? messageText({ text: m.text, attachments: m.attachments, blocks: m.blocks }), permalink: ims.permalink(channel, m.ts), incident: incident ? ims.state.incidentById(incident.id) : undefined };
         if (!resolved) report.open.push(item);
@@ -827,7 +834,7 @@ export function reportMessages(report: Report, timezone?: string): { text: strin
     const snippet = escapeSlack(item.text.replace(/\s+/g, ' ').slice(0, 150));
     const age = formatAge(report.generatedAt - tsToMs(item.incident?.sourceTs ?? item.ts));
     const who = item.resolvers?.length ? ` — resolved by ${escapeSlack(item.resolvers.join(', '))}` : '';
-    return `${mark}${age}  *${escapeSlack(head)}* ${snippet} <${item.permalink}|open>${who}`;
+    return `${mark}${age}  ${head ? `*${escapeSlack(head)}* ` : ''}${snippet} <${item.permalink}|open>${who}`;
   };
   const lines = [
     ...report.open.map((item) => line(item, report.resolved.length ? 'NG ' : '• ')),
@@ -865,7 +872,10 @@ export async function runReport(ims: Ims, options: { verbose?: boolean } = {}): 
       // A very long list reads better as a file than as a dozen messages.
       const content = [messages[0].text, '', ...report.open.map((i) => `NG ${formatDate(tsToMs(i.ts), ims.config.timezone)} ${i.incident?.head ?? ''} ${i.text.replace(/\s+/g, ' ')} ${i.permalink}`),
         ...report.resolved.map((i) => `OK ${formatDate(tsToMs(i.ts), ims.config.timezone)} ${i.incident?.head ?? ''} ${i.text.replace(/\s+/g, ' ')} [user] ${i.resolvers?.join(' ')}`)].join('\n');
-      await slackCall(() => ims.slack.chat.postMessage({ channel, text: messages[0].text, blocks: messages[0].blocks.slice(0, 3) as never, unfurl_links: false }), ims.log, 'chat.postMessage');
+      // The summary keeps what the file lacks: channels that could not be read and the plugins' sections.
+      const extras = reportMessages({ ...report, open: [], resolved: [] }, ims.config.timezone)[0].blocks.slice(2);
+      const blocks = [...messages[0].blocks.slice(0, 3), ...extras].slice(0, BLOCKS_PER_MESSAGE);
+      await slackCall(() => ims.slack.chat.postMessage({ channel, text: messages[0].text, blocks: blocks as never, unfurl_links: false }), ims.log, 'chat.postMessage');
       await slackCall(() => ims.slack.filesUploadV2({ channel_id: channel, content, filename: `ims-report-${new Date(report.generatedAt).toISOString().slice(0, 10)}.txt`, title: messages[0].text }), ims.log, 'files upload');
     } else {
       for (const message of messages) {
