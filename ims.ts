@@ -581,6 +581,9 @@ export interface CompiledConfig {
 export interface CompiledRule {
   /** 1-based position in the rule list, as `--test` prints it. */
   number: number;
+  /** A match must contain one of these (lower-cased when `ignoreCase`); undefined: no prefilter. */
+  literals?: string[];
+  ignoreCase: boolean;
   /** Fast form for the yes/no question (redundant `.*` at the ends removed). */
   test: RegExp;
   /** Full form, for named groups. */
@@ -700,6 +703,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
     if (match) {
       rules.push({
         number: index + 1, test: fastTest(match), match, when: when && fastTest(when), suppress,
+        literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'),
         head: String(rule.head), incident: String(rule.incident), hotline: rule.hotline as string | undefined, source: rule as unknown as Rule,
       });
     }
@@ -967,6 +971,57 @@ export function translateRegex(pattern: Pattern): RegExp {
   }
 }
 
+/**
+ * Literals that any match must contain (one per top-level alternative), so most rules are rejected with a
+ * cheap `includes` before the regex runs. Conservative: whatever it cannot prove, it leaves to the regex.
+ * Off for `iu` patterns, where Unicode case folding (ſ → s, K → k) would defeat a lower-cased search.
+ */
+export function requiredLiterals(regex: RegExp): string[] | undefined {
+  const ignoreCase = regex.flags.includes('i');
+  if (ignoreCase && regex.flags.includes('u')) return undefined;
+  const source = regex.source;
+  const branches: string[] = [];
+  let best = '';
+  let current = '';
+  const cut = () => { if (current.length > best.length) best = current; current = ''; };
+  const skipBalanced = (i: number, open: string, close: string) => {
+    let depth = 0;
+    for (; i < source.length; i++) {
+      if (source[i] === '\\') { i++; continue; }
+      if (open === '(' && source[i] === '[') { i = skipBalanced(i, '[', ']'); continue; }
+      if (source[i] === open && (open === '(' || depth === 0)) depth++;
+      else if (source[i] === close && --depth === 0) return i;
+    }
+    return source.length;
+  };
+  for (let i = 0; i <= source.length; i++) {
+    const c = source[i];
+    if (c === undefined || c === '|') { cut(); if (best.length < 2) return undefined; branches.push(best); best = ''; continue; }
+    const quantifier = /^(?:[*+?]|\{(\d+)(?:,\d*)?\})\??/.exec(source.slice(i));
+    if (quantifier) {
+      const atLeastOnce = c === '+' || (c === '{' && Number(quantifier[1]) >= 1);
+      if (!atLeastOnce) current = current.slice(0, -1);
+      cut();
+      i += quantifier[0].length - 1;
+      continue;
+    }
+    if (c === '\\') {
+      const next = source[i + 1] ?? '';
+      if (/[.*+?^${}()|[\]\\/-]/.test(next)) { current += next; i++; continue; }
+      cut();
+      // Skip the escape's payload: \x41, \u0041, \u{1F600}, \p{Lu}, \k<name>, \cJ.
+      const payload = /^\\(?:x[0-9A-Fa-f]{2}|u\{[0-9A-Fa-f]+\}|u[0-9A-Fa-f]{4}|[pP]\{[^}]*\}|k<[^>]*>|c[A-Za-z]|.)/.exec(source.slice(i));
+      i += (payload?.[0].length ?? 2) - 1;
+      continue;
+    }
+    if (c === '[') { cut(); i = skipBalanced(i, '[', ']'); continue; }
+    if (c === '(') { cut(); i = skipBalanced(i, '(', ')'); continue; }
+    if (c === '.' || c === '^' || c === '$') { cut(); continue; }
+    current += c;
+  }
+  return branches.map((literal) => (ignoreCase ? literal.toLowerCase() : literal));
+}
+
 /** The same yes/no answer with less work: a leading or trailing `.*` never changes whether a search matches. */
 function fastTest(regex: RegExp): RegExp {
   let source = regex.source.replace(/^\.\*\??(?![*+?{])/, '');
@@ -981,43 +1036,128 @@ function fastTest(regex: RegExp): RegExp {
 }
 
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const clockFormatters = new Map<string, Intl.DateTimeFormat>();
-const clockCache = new Map<string, { second: number; text: string }>();
+const zoneFormatters = new Map<string, Intl.DateTimeFormat>();
+const zoneOffsets = new Map<string, { bucket: number; offset: number }>();
+const OFFSET_BUCKET_MS = 15 * 60_000;
+
+/**
+ * The zone's UTC offset at an instant. Intl is slow (~8 µs a call), and offsets only change on quarter-hour
+ * boundaries, so it is asked once per zone and quarter hour.
+ */
+function zoneOffsetMs(epochMs: number, timeZone?: string): number {
+  const key = timeZone ?? '';
+  const bucket = Math.floor(epochMs / OFFSET_BUCKET_MS);
+  const cached = zoneOffsets.get(key);
+  if (cached?.bucket === bucket) return cached.offset;
+  let format = zoneFormatters.get(key);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    zoneFormatters.set(key, format);
+  }
+  const start = bucket * OFFSET_BUCKET_MS;
+  const p: Record<string, number> = {};
+  for (const part of format.formatToParts(new Date(start))) p[part.type] = Number(part.value);
+  const offset = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - start;
+  zoneOffsets.set(key, { bucket, offset });
+  return offset;
+}
+
+const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/** Calendar parts of an instant in a zone (default: the process's), two-digit padded. */
+export function dateParts(epochMs: number, timeZone?: string) {
+  const local = new Date(epochMs + zoneOffsetMs(epochMs, timeZone));
+  return {
+    year: String(local.getUTCFullYear()), month: pad2(local.getUTCMonth() + 1), day: pad2(local.getUTCDate()),
+    hour: pad2(local.getUTCHours()), minute: pad2(local.getUTCMinutes()), second: pad2(local.getUTCSeconds()),
+    weekday: WEEKDAYS[local.getUTCDay()],
+  };
+}
 
 /** `YYYY/MM/DD HH:mm:ss Ddd` in `timeZone` (default: the process's): what a rule's `when` is searched in. */
 export function ruleClock(epochMs: number, timeZone?: string): string {
-  const key = timeZone ?? '';
-  const second = Math.floor(epochMs / 1000);
-  const cached = clockCache.get(key);
-  if (cached?.second === second) return cached.text;
   const p = dateParts(epochMs, timeZone);
-  const text = `${p.year}/${p.month}/${p.day} ${p.hour}:${p.minute}:${p.second} ${p.weekday}`;
-  clockCache.set(key, { second, text });
-  return text;
-}
-
-/** Calendar parts of an instant in a zone, two-digit padded. */
-export function dateParts(epochMs: number, timeZone?: string) {
-  const key = timeZone ?? '';
-  let format = clockFormatters.get(key);
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-US', {
-      timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
-      hour: '2-digit', minute: '2-digit', second: '2-digit', weekday: 'short',
-    });
-    clockFormatters.set(key, format);
-  }
-  const parts: Record<string, string> = {};
-  for (const part of format.formatToParts(new Date(epochMs))) parts[part.type] = part.value;
-  return {
-    year: parts.year, month: parts.month, day: parts.day, hour: parts.hour, minute: parts.minute, second: parts.second,
-    weekday: WEEKDAYS.includes(parts.weekday) ? parts.weekday : parts.weekday.slice(0, 3),
-  };
+  return `${p.year}/${p.month}/${p.day} ${p.hour}:${p.minute}:${p.second} ${p.weekday}`;
 }
 
 /** `YYYY/MM/DD HH:mm:ss` as the legacy report printed dates. */
 export function formatDate(epochMs: number, timeZone?: string): string {
   return ruleClock(epochMs, timeZone).slice(0, 19);
+}
+
+/**
+ * All rules' required literals in one Aho-Corasick automaton (a dense DFA over ASCII), run once over the
+ * lower-cased text: each rule then costs one array lookup instead of its own substring searches. Lower-casing
+ * only ever adds candidates, never hides one, so it is a safe prefilter for case-sensitive literals too.
+ */
+interface LiteralScanner {
+  delta: Int32Array;
+  outputs: (Int32Array | undefined)[];
+  /** Per rule: ids of its literals (any one present lets the regex run), or undefined when it has no prefilter. */
+  ruleLiterals: (Int32Array | undefined)[];
+  seen: Uint32Array;
+  stamp: number;
+}
+const scanners = new WeakMap<readonly CompiledRule[], LiteralScanner>();
+
+function literalScanner(rules: readonly CompiledRule[]): LiteralScanner {
+  let scanner = scanners.get(rules);
+  if (scanner) return scanner;
+  const trie: Map<number, number>[] = [new Map()];
+  const ends: number[][] = [[]];
+  const ids = new Map<string, number>();
+  const ruleLiterals = rules.map((rule) => {
+    if (!rule.literals || rule.literals.some((literal) => /[^\x00-\x7f]/.test(literal))) return undefined;
+    return Int32Array.from(rule.literals, (literal) => {
+      const lower = literal.toLowerCase();
+      let id = ids.get(lower);
+      if (id === undefined) {
+        id = ids.size;
+        ids.set(lower, id);
+        let node = 0;
+        for (const char of lower) {
+          const code = char.charCodeAt(0);
+          let next = trie[node].get(code);
+          if (next === undefined) { next = trie.length; trie.push(new Map()); ends.push([]); trie[node].set(code, next); }
+          node = next;
+        }
+        ends[node].push(id);
+      }
+      return id;
+    });
+  });
+  const delta = new Int32Array(trie.length * 128);
+  const fail = new Int32Array(trie.length);
+  const queue: number[] = [];
+  for (const [code, child] of trie[0]) { delta[code] = child; queue.push(child); }
+  for (let head = 0; head < queue.length; head++) {
+    const node = queue[head];
+    ends[node].push(...ends[fail[node]]);
+    for (let code = 0; code < 128; code++) {
+      const child = trie[node].get(code);
+      if (child === undefined) { delta[node * 128 + code] = delta[fail[node] * 128 + code]; continue; }
+      fail[child] = delta[fail[node] * 128 + code];
+      delta[node * 128 + code] = child;
+      queue.push(child);
+    }
+  }
+  scanner = { delta, outputs: ends.map((e) => (e.length ? Int32Array.from(e) : undefined)), ruleLiterals, seen: new Uint32Array(ids.size), stamp: 0 };
+  scanners.set(rules, scanner);
+  return scanner;
+}
+
+function scanLiterals(scanner: LiteralScanner, text: string): number {
+  const { delta, outputs, seen } = scanner;
+  const stamp = (scanner.stamp = (scanner.stamp + 1) >>> 0 || 1);
+  const lower = text.toLowerCase();
+  let state = 0;
+  for (let i = 0; i < lower.length; i++) {
+    const code = lower.charCodeAt(i);
+    state = code < 128 ? delta[state * 128 + code] : 0;
+    const found = outputs[state];
+    if (found) for (let k = 0; k < found.length; k++) seen[found[k]] = stamp;
+  }
+  return stamp;
 }
 
 export type RuleVerdict =
@@ -1032,7 +1172,16 @@ export type RuleVerdict =
 export function matchRules(rules: readonly CompiledRule[], text: string, epochMs: number,
   options: { timezone?: string; incidents?: ReadonlyMap<string, unknown> } = {}): RuleVerdict {
   let clock: string | undefined;
-  for (const rule of rules) {
+  const scanner = literalScanner(rules);
+  const stamp = scanLiterals(scanner, text);
+  for (let index = 0; index < rules.length; index++) {
+    const rule = rules[index];
+    const literals = scanner.ruleLiterals[index];
+    if (literals) {
+      let possible = false;
+      for (let k = 0; k < literals.length && !possible; k++) possible = scanner.seen[literals[k]] === stamp;
+      if (!possible) continue;
+    }
     if (!rule.test.test(text)) continue;
     if (rule.when && !rule.when.test(clock ??= ruleClock(epochMs, options.timezone))) continue;
     if (!rule.suppress && options.incidents && !options.incidents.has(rule.incident)) continue;

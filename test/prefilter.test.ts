@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileConfig, matchRules, messageText, readRecording, requiredLiterals, translateRegex, type CompiledRule } from '../ims.ts';
+import { ruleSet } from './bench.ts';
+
+/** The engine without its prefilter: every rule's regex, in order. */
+function naiveVerdict(rules: readonly CompiledRule[], text: string): number {
+  for (const rule of rules) if (rule.match.test(text)) return rule.number;
+  return 0;
+}
+
+test('the literal prefilter never changes which rule matches, over the recorded corpus and 1,000 rules', () => {
+  const config = compileConfig({ ...ruleSet(1000), rules: ruleSet(1000).rules.map(({ when: _when, suppress: _s, ...rule }) => rule) }, { source: 'bench' });
+  let compared = 0;
+  for (const event of readRecording('examples/alerts.jsonl')) {
+    const text = messageText(event);
+    const verdict = matchRules(config.rules, text, 0);
+    assert.equal(verdict.kind === 'none' ? 0 : verdict.match.rule.number, naiveVerdict(config.rules, text), text.slice(0, 80));
+    compared++;
+  }
+  assert.ok(compared > 400);
+});
+
+test('required literals are only what every match must contain', () => {
+  const cases: [string, string[] | undefined][] = [
+    ['.*PROBLEM [^:]*: x', ['PROBLEM ']],
+    ['(?i)error|fatal|exception', ['error', 'fatal', 'exception']],
+    ['colou?r', ['colo']],
+    ['ab?c', undefined],
+    ['a\\x41bc', ['bc']],
+    ['\\p{Lu}+ xyz', [' xyz']],
+    ['(?P<a>x)\\k<a>yy', ['yy']],
+    ['x\\.y', ['x.y']],
+    ['foo|.*', undefined],
+  ];
+  for (const [pattern, expected] of cases) assert.deepEqual(requiredLiterals(translateRegex(pattern)), expected, pattern);
+});
+
+test('case-insensitive and Unicode texts are never filtered out wrongly', () => {
+  const config = compileConfig({
+    rules: [
+      { match: '(?i)disk full', head: '[A]', incident: 'X' },
+      { match: 'ERROR', head: '[B]', incident: 'X' },
+      { match: 'サーバー停止', head: '[C]', incident: 'X' },
+      { match: /straße/iu, head: '[D]', incident: 'X' },
+    ],
+    incidents: { X: { channel: 'C0X' } },
+  });
+  const expectations: [string, number][] = [
+    ['DISK FULL on nfs-01', 1], ['Disk Full', 1], ['an ERROR', 2], ['an error', 0], ['本番 サーバー停止 です', 3], ['STRASSE', 0], ['Straße closed', 4], ['İ disk full', 1],
+  ];
+  for (const [text, number] of expectations) {
+    const verdict = matchRules(config.rules, text, 0);
+    assert.equal(verdict.kind === 'none' ? 0 : verdict.match.rule.number, number, text);
+    assert.equal(naiveVerdict(config.rules, text), number, text);
+  }
+});
