@@ -240,7 +240,11 @@ export class Ims {
     this.pluginSlack = new WebClient(options.botToken, { slackApiUrl, retryConfig, logger: quiet as never });
     this.queues = new ChannelQueues(this.log);
     this.state = new State(config.state.path);
+    this.pluginChannels = this.state.ownedChannels();
   }
+
+  /** Channels plugins made for themselves (war rooms): never alert sources. */
+  private readonly pluginChannels: Set<string>;
 
   /** Connect, resolve names, finish interrupted work, catch up, and start schedules and plugins. */
   async start(options: { socket?: boolean } = {}): Promise<void> {
@@ -283,6 +287,7 @@ export class Ims {
       await Promise.race([socket.disconnect().catch(() => undefined), sleep(2000)]);
       socket.removeAllListeners();
     }
+    if (this.draining) this.drainReceived(Infinity);
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     await this.queues.drain();
     await this.flushOutbox();
@@ -294,6 +299,7 @@ export class Ims {
 
   /** Resolves when nothing is in flight: events handled, posts sent, hooks finished. */
   async idle(): Promise<void> {
+    if (this.draining) this.drainReceived(Infinity);
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     await this.queues.drain();
   }
@@ -311,11 +317,36 @@ export class Ims {
     // Ack first: Slack redelivers anything not acked within 3 s, and the work below may take longer.
     ack().catch((error) => this.log.warn(`ack failed: ${errorText(error)}`));
     if (type !== 'events_api' || !body?.event || typeof body.event !== 'object') return;
-    if (body.event_id && !this.state.rememberEvent(body.event_id, this.now())) {
-      this.log.debug('duplicate delivery ignored', { event_id: body.event_id });
+    // The work waits for the next turn, so every frame of a burst is acked before any of them is worked on.
+    this.received.push({ eventId: body.event_id, event: body.event });
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(() => this.drainReceived());
+    }
+  }
+
+  private readonly received: { eventId?: string; event: Record<string, unknown> }[] = [];
+  private receivedHead = 0;
+  private draining = false;
+
+  /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
+  private drainReceived(budgetMs = 10): void {
+    const deadline = performance.now() + budgetMs;
+    while (this.receivedHead < this.received.length && performance.now() < deadline) {
+      const { eventId, event } = this.received[this.receivedHead++];
+      if (eventId && !this.state.rememberEvent(eventId, this.now())) {
+        this.log.debug('duplicate delivery ignored', { event_id: eventId });
+        continue;
+      }
+      this.track(this.dispatch(event));
+    }
+    if (this.receivedHead < this.received.length) {
+      setImmediate(() => this.drainReceived());
       return;
     }
-    this.track(this.dispatch(body.event));
+    this.received.length = 0;
+    this.receivedHead = 0;
+    this.draining = false;
   }
 
   /** Handle one event (from Socket Mode or catch-up). Malformed events are logged and skipped. */
@@ -336,8 +367,7 @@ export class Ims {
   /** The pipeline: decide, claim (once), act, record, then run the plugins. */
   async processMessage(event: SlackMessageEvent, recovering = false): Promise<void> {
     const config = this.config;
-    // A channel a plugin made for itself (a war room) stores `ownChannel:<id>` in its plugin store: never read as alerts.
-    if (this.state.db.prepare('SELECT 1 FROM plugin_store WHERE key = ?').get(`ownChannel:${event.channel}`)) return;
+    if (this.pluginChannels.has(event.channel)) return;
     const { decision, message } = decide(config, event, { self: this.self });
     if (decision.action === 'ignore') {
       if (decision.reason === 'own channel') this.noteThreadReply(event);
@@ -508,7 +538,7 @@ export class Ims {
     } catch (error) {
       this.log.warn(`could not list channels for catch-up: ${errorText(error)}`);
     }
-    channels = channels.filter((c) => !this.config.ownChannels.has(c));
+    channels = channels.filter((c) => !this.config.ownChannels.has(c) && !this.pluginChannels.has(c));
     if (firstStart) this.state.setMeta('first_start', nowTs);
     const oldestAllowed = (this.now() - this.config.state.catchUpWindowMs) / 1000;
     let caught = 0;
@@ -606,6 +636,10 @@ export class Ims {
         events: (id) => state.incidentEvents(id),
       },
       reportChannel: this.config.report.channel,
+      ownChannel: (channel) => {
+        this.state.ownChannel(channel, plugin.name);
+        this.pluginChannels.add(channel);
+      },
       store: {
         get: <T>(key: string) => state.storeGet(plugin.name, key) as T | undefined,
         set: (key, value) => state.storeSet(plugin.name, key, value),

@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS incident_events_by_incident ON incident_events (incid
 CREATE TABLE IF NOT EXISTS cursors (channel TEXT PRIMARY KEY, last_ts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS reminders (channel TEXT NOT NULL, hour TEXT NOT NULL, PRIMARY KEY (channel, hour));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS owned_channels (channel TEXT PRIMARY KEY, plugin TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS plugin_store (plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (plugin, key));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL, key TEXT NOT NULL, grp TEXT NOT NULL,
@@ -245,6 +246,15 @@ export class State {
 
   setMeta(key: string, value: string): void {
     this.statements.setMeta.run(key, value);
+  }
+
+  /** Mark a channel as a plugin's own (a war room): never read as an alert source. */
+  ownChannel(channel: string, plugin: string): void {
+    this.db.prepare('INSERT OR IGNORE INTO owned_channels (channel, plugin) VALUES (?, ?)').run(channel, plugin);
+  }
+
+  ownedChannels(): Set<string> {
+    return new Set((this.db.prepare('SELECT channel FROM owned_channels').all() as Row[]).map((r) => r.channel as string));
   }
 
   /** A plugin's own durable value (JSON). */

@@ -223,6 +223,8 @@ export interface HookContext {
   };
   /** The report channel, resolved to an ID (undefined when none is configured). */
   reportChannel?: string;
+  /** Mark a channel this plugin created (a war room) as its own: IMS never reads messages there as alerts. Durable. */
+  ownChannel(channel: string): void;
   /** This plugin's durable key-value store (JSON values; `undefined` deletes); `read` looks at another plugin's. */
   store: {
     get<T = unknown>(key: string): T | undefined;

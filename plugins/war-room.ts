@@ -219,14 +219,14 @@ export function warRoom(options: WarRoomOptions = {}) {
       const name = attempt === 1 ? base : `${base.slice(0, NAME_LIMIT - 1 - String(attempt).length).replace(/[-_]+$/, '')}-${attempt}`;
       try {
         const answer = await ctx.slack.conversations.create({ name, is_private: isPrivate });
-        markOwn(ctx, String(answer.channel?.id), incident.id);
+        ctx.ownChannel(String(answer.channel?.id));
         return { id: String(answer.channel?.id), name: String(answer.channel?.name ?? name), reused: false };
       } catch (error) {
         if (codeOf(error) !== 'name_taken') throw error;
       }
       const existing = await findChannel(ctx, name);
       if (existing && !existing.is_archived) {
-        markOwn(ctx, existing.id, incident.id);
+        ctx.ownChannel(existing.id);
         if (!existing.is_member) await harmless(ctx.slack.conversations.join({ channel: existing.id }), ['already_in_channel']);
         return { id: existing.id, name, reused: true };
       }
@@ -237,7 +237,6 @@ export function warRoom(options: WarRoomOptions = {}) {
   };
 
   /** IMS reads every channel the bot is in as an alert channel, except those a plugin marks as its own. */
-  const markOwn = (ctx: HookContext, channel: string, incidentId: number) => ctx.store.set(`ownChannel:${channel}`, incidentId);
 
   const findChannel = async (ctx: HookContext, name: string) => {
     for await (const page of ctx.slack.paginate('conversations.list', { types: 'public_channel,private_channel', exclude_archived: false, limit: 1000 })) {
