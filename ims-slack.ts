@@ -222,6 +222,8 @@ export class Ims {
   private readonly processing = new Set<string>();
   private readonly stopController = new AbortController();
   private readonly timers: (NodeJS.Timeout | { stop(): void })[] = [];
+  /** Report and reminder timers: replaced when a reload changes the schedule. */
+  private scheduleTimers: (NodeJS.Timeout | { stop(): void })[] = [];
   private readonly userNames = new Map<string, string>();
   private watcher?: FSWatcher;
   private connections = 0;
@@ -252,9 +254,9 @@ export class Ims {
     this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
     this.config = await this.resolveNames(this.config);
     this.log.info(`connected as ${auth.user ?? this.self.userId}`, { rules: this.config.rules.length, state: this.config.state.path });
-    if (options.socket === false) return;
     // Before any event: recovered and caught-up messages run hooks too.
     await this.hooks('onStart', () => ({}));
+    if (options.socket === false) return;
     await this.recoverPending();
     this.socket = new SocketModeClient({
       appToken: this.options.appToken, clientPingTimeout: this.options.clientPingTimeoutMs,
@@ -280,7 +282,7 @@ export class Ims {
     this.stopping = true;
     this.log.info('stopping: finishing in-flight work');
     this.watcher?.close();
-    for (const timer of this.timers) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    for (const timer of [...this.timers, ...this.scheduleTimers]) 'stop' in timer ? timer.stop() : clearInterval(timer);
     if (this.socket) {
       const socket = this.socket;
       // socket-mode 3.1 rejects with `undefined` when disconnect() races a reconnect waiting for hello.
@@ -317,6 +319,8 @@ export class Ims {
     // Ack first: Slack redelivers anything not acked within 3 s, and the work below may take longer.
     ack().catch((error) => this.log.warn(`ack failed: ${errorText(error)}`));
     if (type !== 'events_api' || !body?.event || typeof body.event !== 'object') return;
+    // Slack echoes every post IMS makes back to it: nothing to do, not even a de-duplication write.
+    if (body.event.type === 'message' && ((this.self.botId && body.event.bot_id === this.self.botId) || body.event.subtype === 'message_changed')) return;
     // The work waits for the next turn, so every frame of a burst is acked before any of them is worked on.
     this.received.push({ eventId: body.event_id, event: body.event });
     if (!this.draining) {
@@ -330,7 +334,7 @@ export class Ims {
   private draining = false;
 
   /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
-  private drainReceived(budgetMs = 10): void {
+  private drainReceived(budgetMs = 5): void {
     const deadline = performance.now() + budgetMs;
     while (this.receivedHead < this.received.length && performance.now() < deadline) {
       const { eventId, event } = this.received[this.receivedHead++];
@@ -650,28 +654,35 @@ export class Ims {
   }
 
   private startSchedules(): void {
+    this.startReportAndReminders(true);
+    this.timers.push(setInterval(() => void this.track(this.flushOutbox()), this.options.outboxIntervalMs ?? 1000));
+    this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
+  }
+
+  /** Report and reminder timers from the current config; `firstRun` also runs the legacy start-up report and a reminder check. */
+  private startReportAndReminders(firstRun: boolean): void {
+    for (const timer of this.scheduleTimers) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    this.scheduleTimers = [];
     const { report } = this.config;
     if (this.options.reports !== false && report.channel) {
       const schedule = this.options.schedule ?? (this.options.loopHours === undefined ? report.schedule : undefined);
       if (schedule) {
-        this.timers.push(CronJob.from({ cronTime: schedule, timeZone: this.config.timezone, start: true, onTick: () => void this.track(runReport(this)) }));
+        this.scheduleTimers.push(CronJob.from({ cronTime: schedule, timeZone: this.config.timezone, start: true, onTick: () => void this.track(runReport(this)) }));
         this.log.info(`reports scheduled: '${schedule}'${this.config.timezone ? ` (${this.config.timezone})` : ''}`);
       } else {
         const hours = this.options.loopHours ?? report.everyHours ?? 24;
-        this.timers.push(setInterval(() => void this.track(runReport(this)), hours * HOUR));
-        void this.track(runReport(this));
-        this.log.info(`reports every ${hours} h, the first now`);
+        this.scheduleTimers.push(setInterval(() => void this.track(runReport(this)), hours * HOUR));
+        if (firstRun) void this.track(runReport(this));
+        this.log.info(`reports every ${hours} h${firstRun ? ', the first now' : ''}`);
       }
     } else if (this.options.reports !== false) {
       this.log.warn('no report channel ([Report] / report.channel): scheduled reports are off');
     }
     if (this.options.reminders !== false && this.config.reminders.length) {
       const every = this.options.reminderSeconds !== undefined ? this.options.reminderSeconds * SECOND : this.config.reminderIntervalMs;
-      this.timers.push(setInterval(() => void this.track(runReminders(this)), every));
-      void this.track(runReminders(this));
+      this.scheduleTimers.push(setInterval(() => void this.track(runReminders(this)), every));
+      if (firstRun) void this.track(runReminders(this));
     }
-    this.timers.push(setInterval(() => void this.track(this.flushOutbox()), this.options.outboxIntervalMs ?? 1000));
-    this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
   }
 
   /** Reload on change; a bad config is logged with its problems and the last good one keeps running. */
@@ -690,8 +701,17 @@ export class Ims {
     try {
       const fresh = await loadConfig({ path: absolute, reverse: this.options.reverse, reacji: this.options.reacji });
       const resolved = await this.resolveNames({ ...fresh, source: shown, state: this.config.state });
+      const previous = this.config;
       this.config = resolved;
       this.log.info(`config reloaded from ${shown}: ${resolved.rules.length} rules`);
+      if (this.socket && !this.stopping) {
+        this.startReportAndReminders(false);
+        // The reloaded config brings fresh plugin instances: retire the old ones, start the new ones.
+        const kept = new Set(resolved.plugins);
+        await this.hooks('onStop', () => ({}), previous.plugins.filter((p) => !kept.has(p)));
+        const before = new Set(previous.plugins);
+        await this.hooks('onStart', () => ({}), resolved.plugins.filter((p) => !before.has(p)));
+      }
       return true;
     } catch (error) {
       const problems = error instanceof ConfigError ? error.problems : [errorText(error)];
@@ -939,6 +959,8 @@ export async function runReminders(ims: Ims): Promise<void> {
     try {
       await slackCall(() => ims.slack.chat.postMessage({ channel: reminder.channel, text }), ims.log, 'chat.postMessage');
     } catch (error) {
+      // Give the hour back, so the next tick tries again.
+      ims.state.releaseReminder(reminder.channel, hourKey);
       ims.log.error(`reminder could not be posted to ${reminder.channel}: ${errorText(error)}`);
     }
   }

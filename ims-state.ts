@@ -240,6 +240,10 @@ export class State {
     return this.statements.reminder.run(channel, hour).changes === 1;
   }
 
+  releaseReminder(channel: string, hour: string): void {
+    this.db.prepare('DELETE FROM reminders WHERE channel = ? AND hour = ?').run(channel, hour);
+  }
+
   getMeta(key: string): string | undefined {
     return (this.statements.getMeta.get(key) as Row | undefined)?.value as string | undefined;
   }
