@@ -193,3 +193,50 @@ test('the ims command reloads its config by default', async (t) => {
   assert.equal(await exited, 0, stderr);
   assert.match(stderr, /SIGTERM received/);
 });
+
+test('an ims.config.ts outside any ESM package is re-read on reload, not served from a module cache', async (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'ims.config.ts');
+  const source = (head: string) => [
+    `import { defineConfig } from ${JSON.stringify(IMS_URL)};`,
+    `export default defineConfig({ timezone: 'UTC', rules: [{ match: /disk/i, head: '${head}', incident: 'APPS' }],`,
+    `  incidents: { APPS: { channel: '${INC_APPS}' } }, report: { channel: '${REPORT}' } });`,
+    '',
+  ].join('\n');
+  writeFileSync(file, source('[Disk]'));
+  const fake = await startFake();
+  const bot = await startBot(fake, (await loadConfigFile(file)), { configPath: file, autoReload: true });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  assert.match((await repostOf(fake, bot, 'disk full 1')).post.text, /^\[Disk\] /);
+  replaceFile(file, source('[Storage]'));
+  await fake.waitFor(() => reloads(bot) === 1, 'the reload');
+  assert.match((await repostOf(fake, bot, 'disk full 2')).post.text, /^\[Storage\] /);
+});
+
+test('a reload stops the replaced plugins and starts the new ones', async (t) => {
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  const file = path.join(dir, 'ims.config.ts');
+  const source = (version: string) => [
+    `import { defineConfig, definePlugin } from ${JSON.stringify(IMS_URL)};`,
+    `const events = ((globalThis as any).__reloadProbe ??= []) as string[];`,
+    `const probe = definePlugin({ name: 'probe', onStart: () => { events.push('start ${version}'); }, onStop: () => { events.push('stop ${version}'); } });`,
+    `export default defineConfig({ timezone: 'UTC', rules: [{ match: /disk/i, head: '[Disk]', incident: 'APPS' }],`,
+    `  incidents: { APPS: { channel: '${INC_APPS}' } }, report: { channel: '${REPORT}' }, plugins: [probe] });`,
+    '',
+  ].join('\n');
+  writeFileSync(file, source('v1'));
+  const fake = await startFake();
+  const bot = await startBot(fake, await loadConfigFile(file), { configPath: file, autoReload: true });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  const events = (globalThis as { __reloadProbe?: string[] }).__reloadProbe!;
+  assert.deepEqual(events, ['start v1']);
+  replaceFile(file, source('v2'));
+  await fake.waitFor(() => events.includes('start v2'), 'the new plugin to start');
+  assert.deepEqual(events, ['start v1', 'stop v1', 'start v2']);
+});
+
+async function loadConfigFile(file: string): Promise<Config> {
+  const { loadConfig } = await import('../ims.ts');
+  return (await loadConfig({ path: file })).config;
+}
