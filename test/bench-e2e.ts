@@ -68,8 +68,9 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
   writeFileSync(configPath, JSON.stringify(config));
 
   // IMS_BENCH_PROFILE=DIR writes a CPU profile of the bot there (open it in Chrome DevTools).
+  const extra = process.env.IMS_BENCH_NODE_FLAGS ? process.env.IMS_BENCH_NODE_FLAGS.split(' ') : [];
   const profile = process.env.IMS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.IMS_BENCH_PROFILE)}`] : [];
-  const bot = spawn(process.execPath, [...profile, '--import', import.meta.resolve('tsx'), path.join(root, 'ims.ts'), '--config', configPath, '--no-incident', '--no-reminder', '--no-auto', '--no-id-lookup'], {
+  const bot = spawn(process.execPath, [...extra, ...profile, '--import', import.meta.resolve('tsx'), path.join(root, 'ims.ts'), '--config', configPath, '--no-incident', '--no-reminder', '--no-auto', '--no-id-lookup'], {
     cwd: dir, env: { ...process.env, SLACK_APP_TOKEN: 'xapp-bench', SLACK_BOT_TOKEN: 'xoxb-bench', SLACK_API_URL: fake.apiUrl }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -119,5 +120,8 @@ export function printEndToEnd(result: EndToEndResult): void {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  printEndToEnd(await benchEndToEnd());
+  benchEndToEnd().then(printEndToEnd, (error) => {
+    process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
+    process.exitCode = 1;
+  });
 }

@@ -9,6 +9,7 @@
  * Add further sections (e.g. an end-to-end Slack burst) as exported async functions and call them from
  * `main()` at the bottom.
  */
+import { benchEndToEnd, printEndToEnd } from './bench-e2e.ts';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -244,7 +245,8 @@ export async function benchRules(options: RuleBenchOptions = {}): Promise<RuleBe
 
 async function main(): Promise<void> {
   await benchRules();
-  // Further sections go here, e.g. `await benchSlackBurst();`.
+  // `npm run bench -- --rules-only` skips the end-to-end burst (about 20 s).
+  if (!process.argv.includes('--rules-only')) printEndToEnd(await benchEndToEnd());
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
