@@ -172,7 +172,7 @@ export function incidentMessages(input: { head: string; text: string; sourceChan
   }
   messages[0].blocks.push(...tail);
   const fallback = `${head} ${escaped}`;
-  messages[0].text = (fallback.length > 3000 ? `${fallback.slice(0, 2990)}…` : fallback) + (mentions ? `\n${input.mentions!.join(' ')}` : '');
+  messages[0].text = (fallback.length > 3000 ? `${fallback.slice(0, 2990).replace(/&[a-z]{0,3}$/, '')}…` : fallback) + (mentions ? `\n${input.mentions!.join(' ')}` : '');
   messages.slice(1).forEach((m, i) => { m.text = `${head} (continued ${i + 2}/${messages.length})`; });
   return messages;
 }
@@ -203,6 +203,8 @@ export interface RuntimeOptions {
   clientPingTimeoutMs?: number;
   /** How often the outbox is polled (default 1000 ms). */
   outboxIntervalMs?: number;
+  /** How often messages whose handling failed are retried (default 60 s). */
+  retryPendingMs?: number;
   /** Time source for tests. */
   now?: () => number;
 }
@@ -523,10 +525,11 @@ export class Ims {
   // ─── Crash recovery and catch-up ──────────────────────────────────────────────────────────────
 
   /** Finish messages a previous run claimed but did not complete. */
-  private async recoverPending(): Promise<void> {
-    const pending = this.state.pendingMessages();
-    if (pending.length) this.log.warn(`finishing ${pending.length} message(s) interrupted by the last stop`);
-    for (const { event } of pending) await this.processMessage(event as SlackMessageEvent, true).catch((error) => this.log.error(`recovery failed: ${errorText(error)}`));
+  private async recoverPending(claimedBefore = Infinity): Promise<void> {
+    const pending = this.state.pendingMessages(claimedBefore).filter(({ channel, ts }) => !this.processing.has(`${channel}:${ts}`));
+    if (!pending.length) return;
+    this.log.warn(claimedBefore === Infinity ? `finishing ${pending.length} message(s) interrupted by the last stop` : `retrying ${pending.length} message(s) whose handling failed`);
+    for (const { event } of pending) await this.processMessage(event as SlackMessageEvent, true).catch((error) => this.log.error(`retry failed: ${errorText(error)}`));
   }
 
   /** Read what was missed while disconnected, from each watched channel's history since its cursor. */
@@ -656,6 +659,9 @@ export class Ims {
   private startSchedules(): void {
     this.startReportAndReminders(true);
     this.timers.push(setInterval(() => void this.track(this.flushOutbox()), this.options.outboxIntervalMs ?? 1000));
+    // A message whose handling failed (Slack unreachable, a channel the bot is not in) stays pending: retried until it goes through.
+    const retryEvery = this.options.retryPendingMs ?? 60_000;
+    this.timers.push(setInterval(() => void this.track(this.recoverPending(this.now() - retryEvery)), retryEvery));
     this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
   }
 

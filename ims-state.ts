@@ -96,7 +96,7 @@ export class State {
       claim: prepare(`INSERT OR IGNORE INTO messages (channel, ts, status, event, updated_at) VALUES (?, ?, 'pending', ?, ?)`),
       messageStatus: prepare('SELECT status FROM messages WHERE channel = ? AND ts = ?'),
       finish: prepare(`UPDATE messages SET status = 'done', updated_at = ? WHERE channel = ? AND ts = ?`),
-      pending: prepare(`SELECT channel, ts, event FROM messages WHERE status = 'pending' ORDER BY ts`),
+      pending: prepare(`SELECT channel, ts, event, updated_at FROM messages WHERE status = 'pending' ORDER BY ts`),
       cursor: prepare('SELECT last_ts FROM cursors WHERE channel = ?'),
       setCursor: prepare('INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
       cursors: prepare('SELECT channel, last_ts FROM cursors'),
@@ -152,8 +152,9 @@ export class State {
   }
 
   /** Messages claimed by a run that stopped before finishing them. */
-  pendingMessages(): { channel: string; ts: string; event: Record<string, unknown> }[] {
-    return (this.statements.pending.all() as Row[]).map((r) => ({ channel: r.channel as string, ts: r.ts as string, event: JSON.parse(r.event as string) }));
+  pendingMessages(claimedBefore = Infinity): { channel: string; ts: string; event: Record<string, unknown> }[] {
+    return (this.statements.pending.all() as Row[])
+      .filter((r) => (r.updated_at as number) < claimedBefore).map((r) => ({ channel: r.channel as string, ts: r.ts as string, event: JSON.parse(r.event as string) }));
   }
 
   cursor(channel: string): string | undefined {
