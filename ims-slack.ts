@@ -289,7 +289,10 @@ export class Ims {
       const socket = this.socket;
       // socket-mode 3.1 rejects with `undefined` when disconnect() races a reconnect waiting for hello.
       await Promise.race([socket.disconnect().catch(() => undefined), sleep(2000)]);
-      socket.removeAllListeners();
+      // Only ours: the client's own listeners ('close', 'ws_message', 'error') must stay. A reconnect that was already
+      // fetching its URL when we stopped still connects afterwards (socket-mode 3.1 does not check): close it again.
+      for (const event of ['slack_event', 'connected', 'disconnected']) socket.removeAllListeners(event);
+      socket.on('connected', () => void socket.disconnect().catch(() => undefined));
     }
     if (this.draining) this.drainReceived(Infinity);
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
@@ -1042,6 +1045,10 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     log.error(`cannot start: ${errorText(error)}`);
     return 1;
   } finally {
+    // socket-mode 3.1: disconnect() while a reconnect waits for hello rejects, with `undefined`, a promise nobody can catch.
+    process.on('unhandledRejection', (reason) => { if (reason !== undefined) throw reason; });
     await ims.stop().catch((error) => log.error(`stop failed: ${errorText(error)}`));
+    // Everything is finished and the DB closed; a reconnect the SDK still has under way must not hold the exit.
+    setTimeout(() => process.exit(), 1000).unref();
   }
 }

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { Ims, compileConfig, createLogger, type Config, type CompiledConfig, type RuntimeOptions } from '../ims.ts';
 import { FakeSlack, type FakeSlackOptions } from './fake-slack.ts';
 
@@ -91,4 +91,60 @@ export async function startBot(fake: FakeSlack, config: Config, options: Partial
 export async function settle(bot: Bot, ms = 150): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
   await bot.ims.idle();
+}
+
+/** Every string inside a value (message text, Block Kit objects, nested), for "never appears anywhere" checks. */
+export function allStrings(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.flatMap(allStrings);
+  if (value && typeof value === 'object') return Object.values(value).flatMap(allStrings);
+  return [];
+}
+
+/** Every mrkdwn/plain_text text object inside Block Kit blocks. */
+export function textObjects(value: unknown): { type: string; text: string; verbatim?: boolean }[] {
+  if (Array.isArray(value)) return value.flatMap(textObjects);
+  if (!value || typeof value !== 'object') return [];
+  const node = value as Record<string, unknown>;
+  const own = (node.type === 'mrkdwn' || node.type === 'plain_text') && typeof node.text === 'string' ? [node as { type: string; text: string; verbatim?: boolean }] : [];
+  return [...own, ...Object.values(node).flatMap(textObjects)];
+}
+
+/** The inverse of Slack escaping (`&amp;`, `&lt;`, `&gt;`). */
+export function unescapeSlack(text: string): string {
+  return text.replace(/&(?:lt|gt|amp);/g, (entity) => ({ '&lt;': '<', '&gt;': '>', '&amp;': '&' })[entity]!);
+}
+
+/** The `message` event Slack sends for a message already stored in the fake (to redeliver it under another event_id). */
+export function messageEventOf(channel: string, message: { ts: string; text: string; user?: string; bot_id?: string; subtype?: string }): Record<string, unknown> {
+  const { ts, text, user, bot_id, subtype } = message;
+  return Object.fromEntries(Object.entries({ type: 'message', channel, channel_type: 'channel', ts, event_ts: ts, text, user, bot_id, subtype }).filter(([, v]) => v !== undefined));
+}
+
+export interface Setup {
+  fake: FakeSlack;
+  /** Start a bot against the fake (as `startBot`); it is stopped when the test ends, even if its start failed. */
+  start(config: Config, options?: Partial<RuntimeOptions> & { statePath?: string; start?: boolean }): Promise<Bot>;
+}
+
+/** A fake Slack for one test. When the test ends, every bot started through `start` stops (newest first), then the fake closes. */
+export async function setup(t: TestContext, options: FakeSlackOptions = {}): Promise<Setup> {
+  const fake = await startFake(options);
+  const bots: Bot[] = [];
+  t.after(async () => {
+    try {
+      for (const bot of [...bots].reverse()) await bot.stop();
+    } finally {
+      await fake.close();
+    }
+  });
+  return {
+    fake,
+    start: async (config, botOptions = {}) => {
+      const bot = await startBot(fake, config, { ...botOptions, start: false });
+      bots.push(bot);
+      if (botOptions.start !== false) await bot.ims.start();
+      return bot;
+    },
+  };
 }
