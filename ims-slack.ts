@@ -339,16 +339,20 @@ export class Ims {
   private draining = false;
 
   /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
-  private drainReceived(budgetMs = 5): void {
+  private drainReceived(budgetMs = 2): void {
     const deadline = performance.now() + budgetMs;
-    while (this.receivedHead < this.received.length && performance.now() < deadline) {
-      const { eventId, event } = this.received[this.receivedHead++];
-      if (eventId && !this.state.rememberEvent(eventId, this.now())) {
-        this.log.debug('duplicate delivery ignored', { event_id: eventId });
-        continue;
+    // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
+    // with them, so a crash before the commit is caught up from history, never lost).
+    this.state.db.transaction(() => {
+      while (this.receivedHead < this.received.length && performance.now() < deadline) {
+        const { eventId, event } = this.received[this.receivedHead++];
+        if (eventId && !this.state.rememberEvent(eventId, this.now())) {
+          this.log.debug('duplicate delivery ignored', { event_id: eventId });
+          continue;
+        }
+        this.track(this.dispatch(event));
       }
-      this.track(this.dispatch(event));
-    }
+    })();
     if (this.receivedHead < this.received.length) {
       setImmediate(() => this.drainReceived());
       return;

@@ -1044,8 +1044,20 @@ export class FakeSlack {
   /** Inserts in ts order; a reply bumps its parent's reply_count. */
   private store(ch: FakeChannel, message: FakeMessage): void {
     if (ch.messages.some((m) => m.ts === message.ts)) throw new Error(`FakeSlack: ts ${message.ts} already used in ${ch.id}`);
-    const after = ch.messages.findIndex((m) => micros(m.ts) > micros(message.ts));
-    ch.messages.splice(after < 0 ? ch.messages.length : after, 0, message);
+    // Messages are kept in ts order; new ones almost always go last, so check that before searching.
+    const t = micros(message.ts);
+    const last = ch.messages.at(-1);
+    if (!last || micros(last.ts) <= t) ch.messages.push(message);
+    else {
+      let low = 0;
+      let high = ch.messages.length;
+      while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (micros(ch.messages[mid].ts) > t) high = mid;
+        else low = mid + 1;
+      }
+      ch.messages.splice(low, 0, message);
+    }
     if (!isTopLevel(message)) this.countReply(ch, message.thread_ts!, +1);
   }
 
