@@ -5,6 +5,8 @@
  * outbox worker — and runs the plugins' hooks after its own work.
  */
 import { appendFileSync, watch, type FSWatcher } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { WebClient } from '@slack/web-api';
 import { SocketModeClient } from '@slack/socket-mode';
@@ -88,7 +90,7 @@ function rateLimitDelay(error: unknown): number | undefined {
 }
 
 /** Call Slack, waiting out 429s (only this call waits: other channels go on). */
-async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string): Promise<T> {
+async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string, queues?: ChannelQueues): Promise<T> {
   for (;;) {
     try {
       return await call();
@@ -96,7 +98,9 @@ async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string): 
       const delay = rateLimitDelay(error);
       if (delay === undefined) throw error;
       log.debug(`rate limited on ${what}; retrying in ${delay} ms`);
-      await sleep(delay);
+      queues?.throttled.add(what);
+      queues?.onThrottled?.();
+      await sleep(delay).finally(() => queues?.throttled.delete(what));
     }
   }
 }
@@ -114,10 +118,13 @@ async function* listAll<T>(slack: WebClient, log: Logger, method: string, args: 
 /** One queue per channel: posts to a channel keep their order, and a 429 on one channel stalls only that channel. */
 class ChannelQueues {
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Calls waiting out a 429 right now, and who to tell when one starts to. */
+  readonly throttled = new Set<string>();
+  onThrottled?: () => void;
   constructor(private readonly log: Logger) {}
   run<T>(channel: string, what: string, task: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(channel) ?? Promise.resolve();
-    const result = previous.then(() => slackCall(task, this.log, `${what} in ${channel}`));
+    const result = previous.then(() => slackCall(task, this.log, `${what} in ${channel}`, this));
     const tail = result.catch(() => undefined);
     this.tails.set(channel, tail);
     void tail.then(() => { if (this.tails.get(channel) === tail) this.tails.delete(channel); });
@@ -128,7 +135,50 @@ class ChannelQueues {
   }
 }
 
+/**
+ * The Web API transport (the SDK's `fetch` option). Slack calls are small form posts, and WHATWG fetch
+ * spends twice the CPU and garbage of a keep-alive `node:http` request on them, which matters on a small VM
+ * during an alert storm. Anything beyond a string or form body (multipart uploads, streams) goes to the
+ * standard fetch.
+ */
+const keepAlive = { http: new http.Agent({ keepAlive: true, maxSockets: 32 }), https: new https.Agent({ keepAlive: true, maxSockets: 32 }) };
+
+export function slackFetch(input: string | URL, init: { method?: string; headers?: Record<string, string> | Headers; body?: unknown; signal?: AbortSignal | null } = {}): Promise<Response> {
+  const body = typeof init.body === 'string' ? init.body : init.body instanceof URLSearchParams ? init.body.toString() : init.body === undefined || init.body === null ? '' : undefined;
+  const url = new URL(String(input));
+  if (body === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) return fetch(input, init as RequestInit);
+  const headers: Record<string, string> = init.headers instanceof Headers ? Object.fromEntries(init.headers) : { ...init.headers };
+  if (body) headers['content-length'] = String(Buffer.byteLength(body));
+  const secure = url.protocol === 'https:';
+  return new Promise((resolve, reject) => {
+    if (init.signal?.aborted) { reject(init.signal.reason); return; }
+    const request = (secure ? https : http).request(url, { method: init.method ?? 'GET', headers, agent: secure ? keepAlive.https : keepAlive.http }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const payload = Buffer.concat(chunks);
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+        const status = response.statusCode ?? 0;
+        resolve({
+          status, statusText: response.statusMessage ?? '', ok: status >= 200 && status < 300, url: url.href, headers: responseHeaders,
+          text: async () => payload.toString('utf8'),
+          json: async () => JSON.parse(payload.toString('utf8')),
+          arrayBuffer: async () => payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.length),
+        } as unknown as Response);
+      });
+    });
+    const abort = () => request.destroy(init.signal?.reason ?? new Error('aborted'));
+    init.signal?.addEventListener('abort', abort, { once: true });
+    request.on('error', reject);
+    request.on('close', () => init.signal?.removeEventListener('abort', abort));
+    request.end(body);
+  });
+}
+
 const SECTION_LIMIT = 2900;
+const MAX_MESSAGES_IN_FLIGHT = 128;
 const BLOCKS_PER_MESSAGE = 48;
 
 /** Split escaped text into pieces under Slack's section limit, never inside an `&amp;` entity. */
@@ -240,9 +290,10 @@ export class Ims {
     const slackApiUrl = options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/';
     const retryConfig = options.retryConfig;
     const quiet = { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: (...m: unknown[]) => this.log.debug(`slack sdk: ${m.join(' ')}`) };
-    this.slack = new WebClient(options.botToken, { slackApiUrl, rejectRateLimitedCalls: true, retryConfig, logger: quiet as never });
-    this.pluginSlack = new WebClient(options.botToken, { slackApiUrl, retryConfig, logger: quiet as never });
+    this.slack = new WebClient(options.botToken, { slackApiUrl, rejectRateLimitedCalls: true, retryConfig, logger: quiet as never, fetch: slackFetch as typeof fetch });
+    this.pluginSlack = new WebClient(options.botToken, { slackApiUrl, retryConfig, logger: quiet as never, fetch: slackFetch as typeof fetch });
     this.queues = new ChannelQueues(this.log);
+    this.queues.onThrottled = () => { if (this.draining) setImmediate(() => this.drainReceived()); };
     this.state = new State(config.state.path);
     this.pluginChannels = this.state.ownedChannels();
   }
@@ -262,7 +313,7 @@ export class Ims {
     await this.recoverPending();
     this.socket = new SocketModeClient({
       appToken: this.options.appToken, clientPingTimeout: this.options.clientPingTimeoutMs,
-      clientOptions: { slackApiUrl: this.options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/' },
+      clientOptions: { slackApiUrl: this.options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/', fetch: slackFetch as typeof fetch },
       logger: { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: () => {} } as never,
     });
     this.socket.on('slack_event', (args: { ack: () => Promise<void>; type: string; body: { event_id?: string; event?: Record<string, unknown> } }) => this.onEnvelope(args));
@@ -337,6 +388,17 @@ export class Ims {
   private readonly received: { eventId?: string; event: Record<string, unknown> }[] = [];
   private receivedHead = 0;
   private draining = false;
+  /** Messages taken from `received` whose core work (not their hooks) is not finished. */
+  private messagesInFlight = 0;
+
+  /**
+   * Take more from `received` only while fewer than this many messages are in the works: a burst then
+   * waits as raw events instead of as thousands of half-built posts (memory), and what is taken is worked
+   * on sooner. Lifted while a channel waits out a 429, so a throttled channel never holds up the others.
+   */
+  private admitting(): boolean {
+    return this.messagesInFlight < MAX_MESSAGES_IN_FLIGHT || this.queues.throttled.size > 0;
+  }
 
   /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
   private drainReceived(budgetMs = 2): void {
@@ -344,17 +406,23 @@ export class Ims {
     // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
     // with them, so a crash before the commit is caught up from history, never lost).
     this.state.db.transaction(() => {
-      while (this.receivedHead < this.received.length && performance.now() < deadline) {
-        const { eventId, event } = this.received[this.receivedHead++];
+      while (this.receivedHead < this.received.length && performance.now() < deadline && (budgetMs === Infinity || this.admitting())) {
+        const { eventId, event } = this.received[this.receivedHead];
+        this.received[this.receivedHead++] = undefined as never;
         if (eventId && !this.state.rememberEvent(eventId, this.now())) {
           this.log.debug('duplicate delivery ignored', { event_id: eventId });
           continue;
         }
-        this.track(this.dispatch(event));
+        this.messagesInFlight++;
+        this.track(this.dispatch(event).finally(() => {
+          this.messagesInFlight--;
+          if (this.draining && this.messagesInFlight === MAX_MESSAGES_IN_FLIGHT - 1) setImmediate(() => this.drainReceived());
+        }));
       }
     })();
     if (this.receivedHead < this.received.length) {
-      setImmediate(() => this.drainReceived());
+      // Full: the next message to finish calls again. Otherwise yield a turn, so new frames get acked.
+      if (this.admitting()) setImmediate(() => this.drainReceived());
       return;
     }
     this.received.length = 0;

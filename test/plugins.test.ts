@@ -24,7 +24,7 @@ async function handled(fake: FakeSlack, bot: Bot, what: string, predicate: (even
 }
 
 const incidentPost = (fake: FakeSlack, channel: string, text: string) =>
-  fake.waitFor(() => fake.messagesIn(channel).find((m) => m.bot_id === fake.botId && !m.thread_ts && m.text.includes(text)), `the incident post of '${text}'`);
+  fake.waitFor(() => fake.messagesIn(channel).find((m) => m.bot_id === fake.botId && (!m.thread_ts || m.thread_ts === m.ts) && m.text.includes(text)), `the incident post of '${text}'`);
 
 /** What every hook context must carry. */
 function checkBase(ctx: HookContext, fake: FakeSlack): void {

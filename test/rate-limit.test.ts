@@ -79,3 +79,20 @@ test('a 429 without a channel scope (the whole method) still delivers every aler
   assert.deepEqual(numbers(fake, INC_APPS), [1, 2, 3, 4, 5]);
   assert.equal(bot.ims.state.listIncidents().length, 10);
 });
+
+test('hundreds of alerts stuck behind a throttled channel do not hold up an alert for another channel', async (t) => {
+  const { fake, start } = await setup(t);
+  const bot = await start(config);
+  fake.rateLimit('chat.postMessage', { count: 1, retryAfterSec: 3, channel: INC_INFRA });
+  // More than IMS keeps in the works at once (128): the intake must not wait for the throttled channel.
+  for (let n = 1; n <= 300; n++) fake.post(ALERTS, { bot_id: NAGIOS, text: `infra alert #${n}` });
+  await fake.waitFor(() => fake.callsTo('chat.postMessage').some((c) => c.params.channel === INC_INFRA && c.status === 429), 'the 429');
+  const throttledAt = Date.now();
+  fake.post(ALERTS2, { bot_id: NAGIOS, text: 'apps alert #1' });
+  await fake.waitFor(() => reposts(fake, INC_APPS).length === 1, 'the other channel', 10_000);
+  assert.ok(Date.now() - throttledAt < 2500, `the other channel waited ${Date.now() - throttledAt} ms, as long as the throttle`);
+  assert.equal(reposts(fake, INC_INFRA).length, 0, 'the throttled channel was still waiting');
+  await fake.waitFor(() => reposts(fake, INC_INFRA).length === 300, 'all 300 throttled alerts', 30_000);
+  await settle(bot);
+  assert.deepEqual(numbers(fake, INC_INFRA), Array.from({ length: 300 }, (_, i) => i + 1), 'all 300, once each, in order');
+});
