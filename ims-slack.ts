@@ -38,7 +38,7 @@ export function createLogger(options: { level?: LogLevel; file?: string; tag?: s
     const line = redact(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${message}${extra}`);
     write(line);
     if (options.file !== undefined) {
-      const file = options.file || `inco_${new Date().toISOString().slice(0, 13).replace('T', '_')}.log`;
+      const file = options.file || legacyLogFile(new Date());
       try { appendFileSync(file, line + '\n'); } catch { /* the console line was written; a full disk must not stop alerts */ }
     }
   };
@@ -47,6 +47,12 @@ export function createLogger(options: { level?: LogLevel; file?: string; tag?: s
     return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
   };
   return { ...make(options.tag), child: (tag: string) => make(options.tag ? `${options.tag}:${tag}` : tag) };
+}
+
+/** The legacy default log file, one per local hour: `inco_YYYY-MM-DD_HH.log`. */
+function legacyLogFile(now: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `inco_${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}_${pad(now.getHours())}.log`;
 }
 
 function errorText(error: unknown): string {
