@@ -339,8 +339,8 @@ export interface Plugin {
   onReport?(ctx: ReportContext): void | Promise<void>;
   /**
    * Delivers one item this plugin queued with `ctx.outbox.enqueue`, in order per group. Resolve when it is
-   * delivered; throw to retry later (exponential backoff with jitter, across restarts); throw an error with
-   * `permanent: true` to give it up (logged).
+   * delivered; throw to retry later (exponential backoff with jitter, across restarts); throw a
+   * `PermanentDeliveryError` (or any error with `permanent: true`) to give it up (logged).
    */
   deliver?(delivery: OutboxDelivery, ctx: HookContext): Promise<void>;
 }
@@ -389,6 +389,26 @@ export function defineConfig(config: Config): Config {
 /** Identity: types a plugin so a misspelt hook name fails type-checking and hooks get typed contexts. */
 export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
+}
+
+/** Throw it from `deliver()` to give a delivery up for good (logged); any other error is retried with backoff. */
+export class PermanentDeliveryError extends Error {
+  readonly permanent = true;
+}
+
+/** For plugin factories: `plugin(): option 'name' expects WHAT, found VALUE`. */
+export function pluginOptionError(plugin: string, option: string, expected: string, found: unknown): Error {
+  return new Error(`${plugin}(): option '${option}' expects ${expected}, found ${describe(found)}`);
+}
+
+/** For plugin factories: refuse a non-object or an unknown option, naming the plugin and what it takes. */
+export function checkPluginOptions(plugin: string, options: unknown, known: readonly string[]): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new Error(`${plugin}(): expects an options object such as ${plugin}({ ${known[0]}: … }), found ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new Error(`${plugin}(): unknown option '${key}'; expected one of ${known.join(', ')}`);
+  }
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════════

@@ -5,7 +5,7 @@
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
 // it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
-import { definePlugin, translateRegex, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
+import { PermanentDeliveryError, definePlugin, translateRegex, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
 
 export interface ArgusOptions {
   /** Argus's base URL, e.g. `https://argus.example.org` (a trailing `/api/v2/` is accepted). Default `ARGUS_URL`. */
@@ -47,10 +47,6 @@ const TOKEN_FLAG = 'token-rejected';
 const DEFAULT_HEARTBEAT_MS = 5 * 60_000;
 
 /** An error the outbox must not retry: the item is given up and logged. */
-class PermanentError extends Error {
-  readonly permanent = true;
-}
-
 const sourceId = (channel: string, ts: string) => `${channel}:${ts}`;
 const iso = (epochMs: number) => new Date(epochMs).toISOString();
 const tsIso = (ts: string) => iso(Number.parseFloat(ts) * 1000);
@@ -174,7 +170,7 @@ export function argus(options: ArgusOptions = {}) {
       throw new Error(`${what}: Argus rejected the token (401 ${detail})`);
     }
     if (answer.status >= 500 || answer.status === 408 || answer.status === 429) throw new Error(`${what}: Argus answered ${answer.status} ${detail}`);
-    throw new PermanentError(`${what}: Argus answered ${answer.status} ${detail}`);
+    throw new PermanentDeliveryError(`${what}: Argus answered ${answer.status} ${detail}`);
   };
 
   /** Argus's pk of our incident with this `source_incident_id`, from `/incidents/mine/` (following `next`). */
@@ -188,7 +184,7 @@ export function argus(options: ArgusOptions = {}) {
       if (found) return found.pk;
       next = body?.next ?? null;
       // The token goes only to Argus itself.
-      if (next && new URL(next, api).origin !== origin) throw new PermanentError(`looking up ${id}: Argus's next page points elsewhere (${next})`);
+      if (next && new URL(next, api).origin !== origin) throw new PermanentDeliveryError(`looking up ${id}: Argus's next page points elsewhere (${next})`);
     }
     return undefined;
   };
@@ -249,7 +245,7 @@ export function argus(options: ArgusOptions = {}) {
       if (isDuplicate(answer)) {
         tokenAccepted(ctx);
         const pk = await lookUp(ctx, id, ctx.signal);
-        if (pk === undefined) throw new PermanentError(`creating ${id}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
+        if (pk === undefined) throw new PermanentDeliveryError(`creating ${id}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
         ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
         ctx.log.info(`Argus incident ${pk} already existed for ${id} (an earlier attempt reached Argus); using it`);
         return;
@@ -259,7 +255,7 @@ export function argus(options: ArgusOptions = {}) {
     let pk = known.pk;
     if (!pk) {
       pk = await lookUp(ctx, id, ctx.signal);
-      if (pk === undefined) throw new PermanentError(`${payload.body.type} for ${id}: no Argus incident exists for it (was its creation given up?)`);
+      if (pk === undefined) throw new PermanentDeliveryError(`${payload.body.type} for ${id}: no Argus incident exists for it (was its creation given up?)`);
       ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
     }
     const answer = await request('POST', `/incidents/${pk}/events/`, payload.body, ctx.signal);

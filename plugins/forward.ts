@@ -2,7 +2,7 @@
 // ones a rule matches) becomes an HTTP POST to another system, as generic JSON or as a Sysdig event.
 // Delivered through IMS's durable outbox: in order, retried while the receiver is down, never twice.
 // Slack scopes: channels:read, groups:read (only when `channels` names channels instead of giving IDs).
-import { compileConfig, matchRules, tsToMs, definePlugin, type CompiledConfig, type CompiledRule, type Config, type HookContext, type MessageContext, type OutboxDelivery } from '../ims.ts';
+import { PermanentDeliveryError, compileConfig, matchRules, tsToMs, definePlugin, type CompiledConfig, type CompiledRule, type Config, type HookContext, type MessageContext, type OutboxDelivery } from '../ims.ts';
 
 export interface ForwardOptions {
   /** Where each event is POSTed, e.g. `https://hooks.example.org/ims` or Sysdig's `https://app.sysdigcloud.com/api/v2/events`. */
@@ -22,10 +22,6 @@ export interface ForwardOptions {
 interface Queued { url: string; body: unknown }
 
 /** An error the outbox must not retry: the item is given up and logged. */
-class PermanentError extends Error {
-  readonly permanent = true;
-}
-
 const OPTION_KEYS = ['url', 'token', 'format', 'channels', 'rules', 'name'];
 const CHANNEL_ID = /^[CGD][A-Z0-9]{6,}$/;
 const compiledConfigs = new WeakMap<Config, CompiledConfig | null>();
@@ -167,7 +163,7 @@ export function forward(options: ForwardOptions) {
   const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {
     const queued = delivery.payload as Queued;
     if (queued.url !== url) {
-      throw new PermanentError(`queued for ${queued.url} but this plugin '${name}' posts to ${url}: not sent (two forward() plugins sharing a name? give each its own name)`);
+      throw new PermanentDeliveryError(`queued for ${queued.url} but this plugin '${name}' posts to ${url}: not sent (two forward() plugins sharing a name? give each its own name)`);
     }
     let response: Response;
     try {
@@ -184,7 +180,7 @@ export function forward(options: ForwardOptions) {
     if (response.status >= 200 && response.status < 300) return;
     const what = `${url} answered ${response.status}${text ? ` ${text}` : ''}`;
     if (response.status >= 500 || response.status === 408 || response.status === 429) throw new Error(what);
-    throw new PermanentError(response.status >= 300 && response.status < 400 ? `${what} (a redirect to ${response.headers.get('location')}: fix the url)` : what);
+    throw new PermanentDeliveryError(response.status >= 300 && response.status < 400 ? `${what} (a redirect to ${response.headers.get('location')}: fix the url)` : what);
   };
 
   return definePlugin({ name, onMessage, deliver });

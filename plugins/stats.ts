@@ -1,6 +1,6 @@
 // stats: mean and p90 time to acknowledge (MTTA) and to resolve (MTTR), per label and overall, added to every report.
 // Scopes: none beyond IMS's own — it reads only IMS's durable state (incidents and their recorded events).
-import { definePlugin, escapeSlack, parseDuration, type Duration, type Incident, type IncidentEvent, type ReportContext } from '../ims.ts';
+import { checkPluginOptions, definePlugin, escapeSlack, pluginOptionError, parseDuration, type Duration, type Incident, type IncidentEvent, type ReportContext } from '../ims.ts';
 
 export interface StatsOptions {
   /**
@@ -34,13 +34,13 @@ const OPTIONS = ['window', 'groupBy'] as const;
  * A line reads `[Critical] 3 incidents · MTTA mean 4m p90 9m · MTTR mean 1h 2m p90 3h · 1 open for 5h`.
  */
 export function stats(options: StatsOptions = {}) {
-  checkOptions('stats', options, OPTIONS);
+  checkPluginOptions('stats', options, OPTIONS);
   const windowMs = options.window === undefined ? undefined : parseDuration(options.window);
   if (options.window !== undefined && !(windowMs !== undefined && windowMs > 0)) {
-    throw optionError('stats', 'window', `a duration such as '7d', '24h' or milliseconds`, options.window);
+    throw pluginOptionError('stats', 'window', `a duration such as '7d', '24h' or milliseconds`, options.window);
   }
   const groupBy = options.groupBy ?? 'head';
-  if (groupBy !== 'head' && groupBy !== 'label') throw optionError('stats', 'groupBy', `'head' or 'label'`, options.groupBy);
+  if (groupBy !== 'head' && groupBy !== 'label') throw pluginOptionError('stats', 'groupBy', `'head' or 'label'`, options.groupBy);
 
   return definePlugin({
     name: 'stats',
@@ -135,26 +135,3 @@ export function formatDuration(ms: number): string {
   return units.slice(first, first + 2).filter(([value], i) => i === 0 || value > 0).map(([value, unit]) => `${value}${unit}`).join(' ');
 }
 
-/** Refuse options a factory does not know, naming the plugin and what it expects. */
-export function checkOptions(plugin: string, options: unknown, known: readonly string[]): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new Error(`${plugin}(): expects an options object such as ${plugin}({ ${known[0]}: … }), found ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new Error(`${plugin}(): unknown option '${key}'; expected one of ${known.join(', ')}`);
-  }
-}
-
-/** `plugin(): option 'name' expects WHAT, found VALUE`. */
-export function optionError(plugin: string, option: string, expected: string, found: unknown): Error {
-  return new Error(`${plugin}(): option '${option}' expects ${expected}, found ${describe(found)}`);
-}
-
-export function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'function') return 'a function';
-  if (value instanceof RegExp) return String(value);
-  const json = JSON.stringify(value);
-  return json && json.length > 60 ? `${json.slice(0, 57)}…` : String(json);
-}

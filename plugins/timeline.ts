@@ -7,9 +7,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
+  checkPluginOptions, pluginOptionError,
   dateParts, decodeEntities, definePlugin, tsToMs, type HookContext, type Incident, type OutboxDelivery, type ResolutionContext,
 } from '../ims.ts';
-import { acknowledgement, checkOptions, formatDuration, optionError } from './stats.ts';
+import { acknowledgement, formatDuration } from './stats.ts';
 import { WAR_ROOM_PLUGIN, slug, warRoomKey, type WarRoomRecord } from './war-room.ts';
 
 export interface TimelineOptions {
@@ -38,9 +39,9 @@ const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_a
  * resolution: a redelivered resolve does not upload twice; a reopen and a new resolution make a new one.
  */
 export function timeline(options: TimelineOptions = {}) {
-  checkOptions('timeline', options, ['dir']);
+  checkPluginOptions('timeline', options, ['dir']);
   if (options.dir !== undefined && (typeof options.dir !== 'string' || !options.dir.trim())) {
-    throw optionError('timeline', 'dir', `a directory path such as './postmortems'`, options.dir);
+    throw pluginOptionError('timeline', 'dir', `a directory path such as './postmortems'`, options.dir);
   }
   const dir = options.dir === undefined ? undefined : path.resolve(options.dir);
   const running = new Map<number, Promise<unknown>>();

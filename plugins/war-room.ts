@@ -10,10 +10,11 @@
 // 429s itself, and the work runs through IMS's outbox, so a burst of incidents only delays rooms, and a
 // failure or a restart in the middle resumes where it stopped instead of making a second room.
 import {
+  checkPluginOptions, pluginOptionError,
   definePlugin, escapeSlack, formatDate, parseDuration, type Duration, type HookContext, type Incident,
   type LifecycleContext, type MatchContext, type OutboxDelivery, type ResolutionContext,
 } from '../ims.ts';
-import { checkOptions, formatDuration, optionError } from './stats.ts';
+import { formatDuration } from './stats.ts';
 
 export interface WarRoomOptions {
   /**
@@ -101,28 +102,28 @@ type Op =
  * then on resolve who resolved it and after how long, and the room archived (`archiveAfter` later).
  */
 export function warRoom(options: WarRoomOptions = {}) {
-  checkOptions('warRoom', options, OPTIONS);
+  checkPluginOptions('warRoom', options, OPTIONS);
   const rules = options.rules ?? 'all';
   if (!(rules === 'all' || rules === 'hotline' || (Array.isArray(rules) && rules.length > 0 && rules.every((r) => typeof r === 'string' && r.trim())))) {
-    throw optionError('warRoom', 'rules', `'all', 'hotline' or a non-empty list of incident labels or rule heads such as ['INFRA', '[Critical]']`, rules);
+    throw pluginOptionError('warRoom', 'rules', `'all', 'hotline' or a non-empty list of incident labels or rule heads such as ['INFRA', '[Critical]']`, rules);
   }
   const nameOption = options.name ?? 'inc-{id}-{slug}';
   if (typeof nameOption === 'string' ? !nameOption.includes('{id}') : typeof nameOption !== 'function') {
-    throw optionError('warRoom', 'name', `a template containing '{id}' such as 'inc-{id}-{slug}', or a function of the incident`, nameOption);
+    throw pluginOptionError('warRoom', 'name', `a template containing '{id}' such as 'inc-{id}-{slug}', or a function of the incident`, nameOption);
   }
-  if (options.private !== undefined && typeof options.private !== 'boolean') throw optionError('warRoom', 'private', 'true or false', options.private);
+  if (options.private !== undefined && typeof options.private !== 'boolean') throw pluginOptionError('warRoom', 'private', 'true or false', options.private);
   const invite = options.invite ?? [];
   if (!Array.isArray(invite) || !invite.every((m) => typeof m === 'string' && m.trim())) {
-    throw optionError('warRoom', 'invite', `a list of user IDs or names such as ['U0123ABCD', 'alice']`, options.invite);
+    throw pluginOptionError('warRoom', 'invite', `a list of user IDs or names such as ['U0123ABCD', 'alice']`, options.invite);
   }
   const topic = options.topic ?? DEFAULT_TOPIC;
-  if (topic !== false && (typeof topic !== 'string' || !topic.trim())) throw optionError('warRoom', 'topic', `a template such as '${DEFAULT_TOPIC}', or false`, options.topic);
+  if (topic !== false && (typeof topic !== 'string' || !topic.trim())) throw pluginOptionError('warRoom', 'topic', `a template such as '${DEFAULT_TOPIC}', or false`, options.topic);
   if (options.archiveOnResolve !== undefined && typeof options.archiveOnResolve !== 'boolean') {
-    throw optionError('warRoom', 'archiveOnResolve', 'true or false', options.archiveOnResolve);
+    throw pluginOptionError('warRoom', 'archiveOnResolve', 'true or false', options.archiveOnResolve);
   }
   const archiveAfterMs = options.archiveAfter === undefined ? 0 : parseDuration(options.archiveAfter);
   if (archiveAfterMs === undefined || archiveAfterMs < 0) {
-    throw optionError('warRoom', 'archiveAfter', `a duration such as '30m' or milliseconds`, options.archiveAfter);
+    throw pluginOptionError('warRoom', 'archiveAfter', `a duration such as '30m' or milliseconds`, options.archiveAfter);
   }
   const isPrivate = options.private ?? false;
   const archiveOnResolve = options.archiveOnResolve ?? true;
