@@ -300,6 +300,8 @@ export class State {
   prune(before: number): void {
     this.db.prepare('DELETE FROM events WHERE received_at < ?').run(before);
     this.db.prepare(`DELETE FROM messages WHERE status = 'done' AND updated_at < ?`).run(before);
+    // Delivered (or given-up) deliveries are history; their keys guard against repeats for a month longer.
+    this.db.prepare('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?').run(before - 30 * 24 * 3600_000);
   }
 
   close(): void {

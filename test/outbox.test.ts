@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { definePlugin, runReport, type OutboxDelivery } from '../ims.ts';
+import { State, definePlugin, runReport, type OutboxDelivery } from '../ims.ts';
 import type { FakeSlack } from './fake-slack.ts';
 import { ALERTS, HUMAN, INC_APPS, NAGIOS, REPORT, baseConfig, guardSocketModeShutdownBug, startBot, startFake, tempDir, type Bot } from './harness.ts';
 
@@ -167,4 +167,18 @@ test('a delivery that hangs past hookTimeoutMs is abandoned, its signal aborted,
   clock.jump();
   await fake.waitFor(() => sink.delivered.includes('slow'), 'the retry');
   assert.deepEqual(sink.attempts.map((a) => a.attempts), [0, 1]);
+});
+
+test('pruning forgets delivered deliveries older than a month past the horizon, and keeps pending ones', () => {
+  const state = new State(':memory:');
+  const day = 24 * 3600_000;
+  const now = Date.UTC(2026, 10, 21);
+  state.enqueue('p', 'old-delivered', 'g1', {}, now - 60 * day);
+  state.enqueue('p', 'old-pending', 'g2', {}, now - 60 * day);
+  state.enqueue('p', 'recent-delivered', 'g3', {}, now - 10 * day);
+  for (const item of state.dueDeliveries(now)) if (item.key !== 'old-pending') state.markDelivered(item.id, now);
+  state.prune(now - 8 * day);
+  const keys = (state.db.prepare('SELECT key FROM outbox ORDER BY key').all() as { key: string }[]).map((r) => r.key);
+  assert.deepEqual(keys, ['old-pending', 'recent-delivered']);
+  state.close();
 });
