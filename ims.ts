@@ -13,6 +13,7 @@
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import type { WebClient } from '@slack/web-api';
 import { validateCronExpression } from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
@@ -709,12 +710,15 @@ const CONFIG_SEARCH_PLACES = ['package.json', '.imsrc', '.imsrc.json', '.imsrc.y
 const INI_MARK = 'ims:ini-path';
 
 /**
- * Import a config module fresh every time (so a reload sees the edit), whether Node treats it as ESM or,
- * outside a `"type": "module"` package, as CommonJS (whose namespace wraps the export once more).
+ * Import a config module fresh every time, so a reload sees the edit. A plain `import()` keeps one module
+ * graph: the config's own `import … from './ims.ts'` is this very module, not a second copy (a second copy
+ * would start a second IMS). Outside a `"type": "module"` package Node loads the file as CommonJS, whose cache
+ * ignores the query, so its entry is dropped first; its namespace then wraps the export once more.
  */
+let configLoads = 0;
 async function importFresh(file: string): Promise<unknown> {
-  const { tsImport } = await import('tsx/esm/api');
-  const module = await tsImport(pathToFileURL(file).href, import.meta.url);
+  delete createRequire(import.meta.url).cache[file];
+  const module = await import(`${pathToFileURL(file).href}?load=${++configLoads}`);
   let value = module.default ?? module;
   if (value && typeof value === 'object' && !('rules' in value) && value.default && typeof value.default === 'object') value = value.default;
   return value;
@@ -1560,7 +1564,12 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   return runSlack(config, options, io);
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Start only when run directly, and once per process: a config outside an ESM package is loaded as CommonJS,
+// and its `import … from './ims.ts'` then evaluates a second copy of this file.
+const STARTED = Symbol.for('ims.started');
+const processState = globalThis as { [STARTED]?: boolean };
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) && !processState[STARTED]) {
+  processState[STARTED] = true;
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (error) => {
     process.stderr.write(`ims: ${(error as Error).stack ?? error}\n`);
     process.exitCode = 1;

@@ -354,3 +354,17 @@ describe('ims command line', { concurrency: 3 }, () => {
     assert.match(broken.stderr, /broken\.jsonl:2: not valid JSON/);
   });
 });
+
+test('an ims.config.ts that imports ims.ts, as documented, runs IMS once (found by search or given with --config)', async () => {
+  const config = [
+    `import { defineConfig } from ${JSON.stringify(pathToFileURL(IMS_TS).href)};`,
+    `export default defineConfig({ rules: [{ match: 'disk', head: '[Disk]', incident: 'A' }], incidents: { A: { channel: 'C0INCAAAA' } } });`,
+  ].join('\n');
+  for (const dir of [folder({ 'ims.config.ts': config }), folder({ 'package.json': '{ "type": "module" }', 'ims.config.ts': config })]) {
+    for (const args of [['--test', 'disk full'], ['--config', 'ims.config.ts', '--test', 'disk full']]) {
+      const run = await ims(args, dir);
+      assert.equal(run.status, 0, show(run));
+      assert.equal(run.stdout.split('this message include rule (1)!').length - 1, 1, show(run));
+    }
+  }
+});
