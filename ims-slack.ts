@@ -317,6 +317,7 @@ export class Ims {
     await this.hooks('onStart', () => ({}));
     if (options.socket === false) return;
     await this.recoverPending();
+    this.holdForCatchUp();
     this.socket = new SocketModeClient({
       appToken: this.options.appToken, clientPingTimeout: this.options.clientPingTimeoutMs,
       clientOptions: { slackApiUrl: this.options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/', fetch: slackFetch as typeof fetch },
@@ -437,10 +438,10 @@ export class Ims {
   }
 
   /** Handle one event (from Socket Mode or catch-up). Malformed events are logged and skipped. */
-  async dispatch(event: Record<string, unknown>): Promise<void> {
+  async dispatch(event: Record<string, unknown>, fromCatchUp = false): Promise<void> {
     try {
       if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
-        await this.processMessage(event as SlackMessageEvent);
+        await this.processMessage(event as SlackMessageEvent, false, fromCatchUp);
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
         await this.processReaction(event, event.type === 'reaction_added');
       } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {
@@ -452,19 +453,25 @@ export class Ims {
   }
 
   /** The pipeline: decide, claim (once), act, record, then run the plugins. */
-  async processMessage(event: SlackMessageEvent, recovering = false): Promise<void> {
+  async processMessage(event: SlackMessageEvent, recovering = false, fromCatchUp = false): Promise<void> {
     const config = this.config;
     if (this.pluginChannels.has(event.channel)) return;
+    const held = !recovering && !fromCatchUp ? this.catchingUp.get(event.channel) : undefined;
+    if (held) {
+      // Its channel's history is being read: it goes after the older messages, in order.
+      held.push(event);
+      return;
+    }
     const { decision, message } = decide(config, event, { self: this.self });
     if (decision.action === 'ignore') {
       if (decision.reason === 'own channel') this.noteThreadReply(event);
-      else if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post') this.state.advanceCursor(event.channel, event.ts);
+      else if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && this.mayAdvance(event.channel)) this.state.advanceCursor(event.channel, event.ts);
       this.log.debug(`ignored message (${decision.reason})`, { channel: event.channel, ts: event.ts });
       return;
     }
     const key = `${event.channel}:${event.ts}`;
     if (this.processing.has(key)) return;
-    const claim = this.state.claimMessage(event.channel, event.ts, event, this.now());
+    const claim = this.state.claimMessage(event.channel, event.ts, event, this.now(), this.mayAdvance(event.channel));
     if (claim === 'done' || (claim === 'pending' && !recovering)) return;
     this.processing.add(key);
     try {
@@ -613,40 +620,89 @@ export class Ims {
     for (const { event } of pending) await this.processMessage(event as SlackMessageEvent, true).catch((error) => this.log.error(`retry failed: ${errorText(error)}`));
   }
 
-  /** Read what was missed while disconnected, from each watched channel's history since its cursor. */
-  async catchUp(): Promise<void> {
+  /**
+   * Channels whose history is being read: their live messages wait here, after the older ones. A channel's
+   * cursor only moves once everything before it was taken, so a crash in the middle loses nothing.
+   */
+  private readonly catchingUp = new Map<string, SlackMessageEvent[]>();
+  /** Channels whose last catch-up failed: live messages are handled, but the cursor waits for a catch-up. */
+  private readonly cursorFrozen = new Set<string>();
+  private catchUpChain: Promise<void> = Promise.resolve();
+
+  private mayAdvance(channel: string): boolean {
+    return !this.catchingUp.has(channel) && !this.cursorFrozen.has(channel);
+  }
+
+  /** Hold live messages of every channel IMS has a cursor for, until their history is read (call before events flow). */
+  private holdForCatchUp(): string[] {
+    const channels = [...this.state.cursors().keys()].filter((c) => !this.config.ownChannels.has(c) && !this.pluginChannels.has(c));
+    for (const channel of channels) if (!this.catchingUp.has(channel)) this.catchingUp.set(channel, []);
+    return channels;
+  }
+
+  /** Read what was missed while disconnected, from each watched channel's history since its cursor; one at a time. */
+  catchUp(): Promise<void> {
+    const held = this.holdForCatchUp();
+    this.catchUpChain = this.catchUpChain.then(() => this.catchUpOnce(held), () => this.catchUpOnce(held));
+    return this.catchUpChain;
+  }
+
+  private async catchUpOnce(marked: string[]): Promise<void> {
     const firstStart = this.state.getMeta('first_start') === undefined;
     const nowTs = (this.now() / 1000).toFixed(6);
-    const cursors = this.state.cursors();
-    let channels: string[] = [...cursors.keys()];
+    const channels = new Set([...marked, ...this.holdForCatchUp(), ...this.cursorFrozen]);
     try {
       for await (const c of listAll<{ id: string; is_member?: boolean }>(this.slack, this.log, 'conversations.list', { types: 'public_channel,private_channel', exclude_archived: true, limit: 1000 }, 'channels')) {
-        if (c.is_member && !channels.includes(c.id)) channels.push(c.id);
+        // A channel seen for the first time starts now: what was said before IMS watched it is not an alert to it.
+        if (c.is_member && !this.state.cursor(c.id) && !this.config.ownChannels.has(c.id) && !this.pluginChannels.has(c.id)) this.state.advanceCursor(c.id, nowTs);
       }
     } catch (error) {
       this.log.warn(`could not list channels for catch-up: ${errorText(error)}`);
     }
-    channels = channels.filter((c) => !this.config.ownChannels.has(c) && !this.pluginChannels.has(c));
     if (firstStart) this.state.setMeta('first_start', nowTs);
     const oldestAllowed = (this.now() - this.config.state.catchUpWindowMs) / 1000;
-    let caught = 0;
+    const missed: SlackMessageEvent[] = [];
+    const newest = new Map<string, string>();
+    const read: string[] = [];
     for (const channel of channels) {
-      const cursor = cursors.get(channel);
-      if (!cursor) { this.state.advanceCursor(channel, nowTs); continue; }
+      const cursor = this.state.cursor(channel);
+      if (!cursor) { read.push(channel); continue; }
       const oldest = Math.max(Number(cursor), oldestAllowed).toFixed(6);
-      const missed: SlackMessageEvent[] = [];
       try {
         for await (const m of listAll<SlackMessageEvent>(this.slack, this.log, 'conversations.history', { channel, oldest, limit: 200 }, 'messages')) {
-          if (m.ts !== cursor) missed.push({ ...m, type: 'message', channel });
+          if (m.ts === cursor) continue;
+          missed.push({ ...m, type: 'message', channel });
+          if (!newest.has(channel) || tsAfter(m.ts, newest.get(channel)!)) newest.set(channel, m.ts);
         }
+        read.push(channel);
       } catch (error) {
-        this.log.warn(`catch-up of ${channel} failed: ${errorText(error)}`);
-        continue;
+        const first = !this.cursorFrozen.has(channel);
+        this.cursorFrozen.add(channel);
+        this.log[first ? 'warn' : 'debug'](`catch-up of ${channel} failed: ${errorText(error)}; its live messages go on, and catch-up is retried every minute`);
+        this.releaseHeld(channel);
       }
-      missed.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
-      for (const event of missed) { await this.dispatch(event); caught++; }
     }
-    if (caught) this.log.info(`caught up ${caught} message(s) missed while disconnected`);
+    // Oldest first across channels, so an incident channel fed by several sources keeps time order.
+    missed.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : tsAfter(b.ts, a.ts) ? -1 : 0));
+    for (let i = 0; i < missed.length; i += MAX_MESSAGES_IN_FLIGHT) {
+      // Claims happen in order as each is dispatched; posting runs in batches to bound memory.
+      await Promise.all(missed.slice(i, i + MAX_MESSAGES_IN_FLIGHT).map((event) => this.dispatch(event, true)));
+    }
+    for (const channel of read) {
+      this.cursorFrozen.delete(channel);
+      this.releaseHeld(channel);
+      const last = newest.get(channel);
+      if (last) this.state.advanceCursor(channel, last);
+    }
+    if (missed.length) this.log.info(`caught up ${missed.length} message(s) missed while disconnected`);
+  }
+
+  /** Let a channel's held live messages through, oldest first. */
+  private releaseHeld(channel: string): void {
+    const held = this.catchingUp.get(channel) ?? [];
+    this.catchingUp.delete(channel);
+    held.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
+    for (const event of held) this.track(this.dispatch(event));
   }
 
   // ─── Names → IDs ──────────────────────────────────────────────────────────────────────────────
@@ -742,7 +798,10 @@ export class Ims {
     this.timers.push(setInterval(() => void this.track(this.flushOutbox()), this.options.outboxIntervalMs ?? 1000));
     // A message whose handling failed (Slack unreachable, a channel the bot is not in) stays pending: retried until it goes through.
     const retryEvery = this.options.retryPendingMs ?? 60_000;
-    this.timers.push(setInterval(() => void this.track(this.recoverPending(this.now() - retryEvery)), retryEvery));
+    this.timers.push(setInterval(() => {
+      void this.track(this.recoverPending(this.now() - retryEvery));
+      if (this.cursorFrozen.size) void this.track(this.catchUp());
+    }, retryEvery));
     this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
   }
 

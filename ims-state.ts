@@ -137,10 +137,10 @@ export class State {
    * Claim a message for processing: `'new'` the first time (recorded as pending, with the event, so a crash
    * before it is done is finished at the next start), else its status.
    */
-  claimMessage(channel: string, ts: string, event: unknown, now = Date.now()): 'new' | 'pending' | 'done' {
+  claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): 'new' | 'pending' | 'done' {
     return this.db.transaction(() => {
       if (this.statements.claim.run(channel, ts, JSON.stringify(event), now).changes === 1) {
-        this.advanceCursor(channel, ts);
+        if (advanceCursor) this.advanceCursor(channel, ts);
         return 'new' as const;
       }
       return (this.statements.messageStatus.get(channel, ts) as { status: 'pending' | 'done' }).status;

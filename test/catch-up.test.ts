@@ -221,3 +221,48 @@ test('a bot stopped while Socket Mode is still reconnecting leaves no connection
   assert.ok(!fake.envelopes.some((e) => e.event.ts === alert.ts), 'a stopped bot receives no events');
   assert.deepEqual(reposts(fake, INC_APPS), []);
 });
+
+test('a live alert that arrives while history is still being read is reposted after the missed ones, and never moves the cursor past them', async (t) => {
+  const { fake, start } = await setup(t, { dropWhileDisconnected: true });
+  const statePath = path.join(tempDir(), 'ims.db');
+  const first = await start(baseConfig(), { statePath });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: before restart' });
+  await fake.waitFor(() => reposts(fake, INC_APPS).length === 1, 'the live repost');
+  await settle(first);
+  await first.stop();
+
+  for (const n of [1, 2, 3]) fake.post(ALERTS, { bot_id: NAGIOS, text: `ERROR: alert ${n}` }, { emit: false });
+  // History answers slowly (one 429 of 2 s): a live alert comes in meanwhile.
+  fake.rateLimit('conversations.history', { count: 1, retryAfterSec: 2, channel: ALERTS });
+  const starting = start(baseConfig(), { statePath });
+  await fake.waitFor(() => fake.callsTo('conversations.history').some((c) => c.status === 429), 'the throttled history read');
+  await fake.waitForConnection(2);
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: recent live' });
+  const second = await starting;
+  await fake.waitFor(() => reposts(fake, INC_APPS).length === 5, 'all reposts');
+  await settle(second);
+  assert.deepEqual(reposts(fake, INC_APPS).map((m) => /before restart|alert \d|recent live/.exec(m.text)?.[0]),
+    ['before restart', 'alert 1', 'alert 2', 'alert 3', 'recent live'], 'the missed alerts first, then the live one');
+});
+
+test('when history cannot be read, live alerts still go through and the missed ones are caught up by a later catch-up', async (t) => {
+  const { fake, start } = await setup(t, { dropWhileDisconnected: true });
+  const statePath = path.join(tempDir(), 'ims.db');
+  const first = await start(baseConfig(), { statePath });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: before restart' });
+  await fake.waitFor(() => reposts(fake, INC_APPS).length === 1, 'the live repost');
+  await settle(first);
+  await first.stop();
+
+  for (const n of [1, 2]) fake.post(ALERTS, { bot_id: NAGIOS, text: `ERROR: alert ${n}` }, { emit: false });
+  fake.failNext('conversations.history', 'internal_error', 1);
+  const second = await start(baseConfig(), { statePath, retryPendingMs: 300 });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: recent live' });
+  await fake.waitFor(() => reposts(fake, INC_APPS).some((m) => m.text.includes('recent live')), 'the live alert, despite the failed catch-up');
+  // The retried catch-up reads from the old cursor: the live alert did not move it past the missed ones.
+  await fake.waitFor(() => reposts(fake, INC_APPS).length === 4, 'the missed alerts, caught up later', 10_000);
+  await settle(second);
+  const labels = reposts(fake, INC_APPS).map((m) => /before restart|alert \d|recent live/.exec(m.text)?.[0]);
+  assert.deepEqual([...labels].sort(), ['alert 1', 'alert 2', 'before restart', 'recent live']);
+  assert.ok(second.logs.some((l) => /catch-up of C0ALERTS01 failed/.test(l)), 'the failure is logged');
+});
