@@ -6,13 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, validateConfig, type Config, type ReportConfig, type Rule } from './ims.ts';
+import path from 'node:path';
+import { ConfigError, didYouMean, validateConfig, type Config, type ReportConfig, type Rule } from './ims.ts';
 
 /**
  * Where each object of a config read from IMS.ini came from, so validation can say `IMS.ini:12:`. Keyed by
  * identity: a config that spreads `loadIni()` and adds its own rules still blames the right file.
  */
 export const SOURCE_LINES = Symbol.for('ims.sourceLines');
+/** The folder of the config module being imported right now (set by the config loader). */
+export const CONFIG_DIR = Symbol.for('ims.configDir');
 export interface SourceLines { file: string; lines: WeakMap<object, number> }
 export type Located = { [SOURCE_LINES]?: SourceLines };
 
@@ -27,6 +30,9 @@ const NO_HOTLINE = new Set(['', 'no', 'none', '-', 'off', 'false']);
  */
 export function loadIni(file: string | URL, options: { reverse?: boolean } = {}): Config {
   if (file instanceof URL) file = fileURLToPath(file);
+  // Inside an ims.config.ts being loaded, a relative path means beside that file, not the working directory.
+  const configDir = (globalThis as { [CONFIG_DIR]?: string })[CONFIG_DIR];
+  if (!path.isAbsolute(file) && configDir) file = path.resolve(configDir, file);
   let body: string;
   try {
     body = readFileSync(file, 'utf8');
@@ -57,6 +63,11 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
     if (header && (INI_SECTIONS as readonly string[]).includes(header[1])) {
       section = header[1] as IniSection;
       if (!headerLine.has(section)) headerLine.set(section, line);
+      return;
+    }
+    if (header && section !== 'Rules') {
+      // Alone on its line outside [Rules], it was meant as a header, not a value (in [Rules] it is a malformed rule).
+      at(line, `'${text}' is not a known section${didYouMean(header[1], INI_SECTIONS).replace(/'(\w+)'/, '[$1]')}; the sections are ${INI_SECTIONS.map((s) => `[${s}]`).join(', ')}`);
       return;
     }
     if (!section) {

@@ -489,7 +489,8 @@ export class Ims {
       case 'reacji':
         await this.react(message.channel, message.ts, decision.reaction);
         this.state.finishMessage(message.channel, message.ts);
-        this.log.info(`${decision.action}: ${decision.action === 'reacji' ? 'reacji' : 'reaction'} :${decision.reaction}:`, { channel: message.channel, ts: message.ts, rule: 'match' in decision ? decision.match?.rule.number : undefined });
+        const rule = 'match' in decision ? decision.match?.rule.number : undefined;
+        this.log.info(`${decision.action}: ${decision.action === 'reacji' ? 'reacji' : 'reaction'} :${decision.reaction}:`, { channel: message.channel, ts: message.ts, ...(rule ? { rule } : {}) });
         return;
       case 'incident': {
         const rule = decision.match.rule;
@@ -709,11 +710,15 @@ export class Ims {
 
   /** Resolve channel and user names in the config to IDs (unless `--no-id-lookup`); unknown names stop start-up. */
   async resolveNames(config: CompiledConfig): Promise<CompiledConfig> {
-    if (this.options.idLookup === false) return config;
     const needsChannel = (ref: string) => !/^[CGD][A-Z0-9]{6,}$/.test(ref.replace(/^#/, ''));
     const needsUser = (ref: string) => !/^[UWBS][A-Z0-9]{6,}$/.test(ref) && !/^[@!]?(here|channel|everyone)$/i.test(ref);
     const channelRefs = [...config.incidents.values()].map((i) => i.channel).concat(config.report.channel ?? [], config.reverseDefault?.channel ?? [], config.reminders.map((r) => r.channel));
     const userRefs = [...(config.posters ?? []), ...[...config.hotlines.values()].flat(), ...(config.report.onlyPosters ?? [])];
+    if (this.options.idLookup === false) {
+      const names = [...channelRefs.filter(needsChannel), ...userRefs.filter(needsUser)];
+      if (names.length) this.log.warn(`--no-id-lookup: these are used as they are, but look like names, not IDs (mentions and filters on them will not work): ${[...new Set(names)].join(', ')}`);
+      return config;
+    }
     const channelIds = new Map<string, string>();
     const userIds = new Map<string, string>();
     if (channelRefs.some(needsChannel)) {
@@ -1075,7 +1080,7 @@ export async function runReport(ims: Ims, options: { verbose?: boolean } = {}): 
       // The summary keeps what the file lacks: channels that could not be read and the plugins' sections.
       const extras = reportMessages({ ...report, open: [], resolved: [] }, ims.config.timezone)[0].blocks.slice(2);
       const blocks = [...messages[0].blocks.slice(0, 3), ...extras].slice(0, BLOCKS_PER_MESSAGE);
-      await slackCall(() => ims.slack.chat.postMessage({ channel, text: messages[0].text, blocks: blocks as never, unfurl_links: false }), ims.log, 'chat.postMessage');
+      await slackCall(() => ims.slack.chat.postMessage({ channel, text: messages[0].text, blocks: blocks as never, unfurl_links: false, unfurl_media: false }), ims.log, 'chat.postMessage');
       await slackCall(() => ims.slack.filesUploadV2({ channel_id: channel, content, filename: `ims-report-${new Date(report.generatedAt).toISOString().slice(0, 10)}.txt`, title: messages[0].text }), ims.log, 'files upload');
     } else {
       for (const message of messages) {

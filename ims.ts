@@ -18,7 +18,7 @@ import type { WebClient } from '@slack/web-api';
 import { validateCronExpression } from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
 import { runSlack } from './ims-slack.ts';
-import { SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
+import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
 
 export { loadIni, parseIni } from './ims-ini.ts';
 
@@ -718,7 +718,9 @@ const INI_MARK = 'ims:ini-path';
 let configLoads = 0;
 async function importFresh(file: string): Promise<unknown> {
   delete createRequire(import.meta.url).cache[file];
-  const module = await import(`${pathToFileURL(file).href}?load=${++configLoads}`);
+  const loading = globalThis as { [CONFIG_DIR]?: string };
+  loading[CONFIG_DIR] = path.dirname(file);
+  const module = await import(`${pathToFileURL(file).href}?load=${++configLoads}`).finally(() => { delete loading[CONFIG_DIR]; });
   let value = module.default ?? module;
   if (value && typeof value === 'object' && !('rules' in value) && value.default && typeof value.default === 'object') value = value.default;
   return value;
@@ -866,7 +868,8 @@ export function translateRegex(pattern: Pattern): RegExp {
  */
 export function requiredLiterals(regex: RegExp): string[] | undefined {
   const ignoreCase = regex.flags.includes('i');
-  if (ignoreCase && regex.flags.includes('u')) return undefined;
+  // `v` classes nest (`[[a-z]x]`), which this scan does not follow; `iu` folds case beyond lower-casing.
+  if (regex.flags.includes('v') || (ignoreCase && regex.flags.includes('u'))) return undefined;
   const source = regex.source;
   const branches: string[] = [];
   let best = '';
@@ -1214,7 +1217,13 @@ function describe(value: unknown): string {
   return json && json.length > 60 ? `${json.slice(0, 57)}…` : String(json);
 }
 
+/** ` (did you mean 'x'?)` when a candidate is close to `word`, else ''. */
+export function didYouMean(word: string, candidates: readonly string[]): string {
+  return suggest(word, candidates);
+}
+
 function suggest(word: string, candidates: readonly string[]): string {
+  if (word.length < 3) return '';
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const candidate of candidates) {
@@ -1322,6 +1331,7 @@ export function parseArgs(argv: string[]): CliOptions {
     if (spec.kind === 'negated') byName.set(spec.name.replace(/^no-/, ''), { spec, negate: false });
   }
   byName.set('h', byName.get('help')!);
+  byName.set('v', byName.get('version')!);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const flag = /^--?([A-Za-z][\w-]*)(?:=(.*))?$/s.exec(arg);
@@ -1352,7 +1362,9 @@ export function parseArgs(argv: string[]): CliOptions {
       if (!Number.isFinite(value) || value <= 0) throw new UsageError(`option '--${spec.name}' expects a positive number (${spec.arg}), found '${raw}'`);
       set[spec.key] = value;
     } else {
-      set[spec.key] = takeValue();
+      const value = takeValue();
+      if (value === '' && spec.name !== 'test') throw new UsageError(`option '--${spec.name}' needs a value (${spec.arg}), found an empty one`);
+      set[spec.key] = value;
     }
   }
   if (options.schedule !== undefined && cronProblem(options.schedule)) {
@@ -1391,8 +1403,11 @@ export function helpText(): string {
 export function describeTest(config: CompiledConfig, text: string, epochMs = Date.now()): string {
   const event: SlackMessageEvent = { type: 'message', channel: 'TEST', ts: (epochMs / 1000).toFixed(6), text: escapeSlack(text) };
   const verdict = matchRules(config.rules, text, epochMs, { timezone: config.timezone, incidents: config.incidents });
-  const reverse = decide({ ...config, reverse: true, reverseDefault: config.reverseDefault ?? { channel: '(no DEFAULT line)', header: '' } }, event, { testing: true }).decision;
+  const reverse = config.reverseDefault
+    ? decide({ ...config, reverse: true }, event, { testing: true }).decision
+    : undefined;
   const lines: string[] = [];
+  if (text.trim() === '') return ['this message exclude rules..', '  normal:   ignored (empty text)', '  reverse:  ignored (empty text)'].join('\n');
   if (verdict.kind === 'incident') {
     const rule = verdict.match.rule;
     const target = config.incidents.get(rule.incident)!;
@@ -1407,7 +1422,7 @@ export function describeTest(config: CompiledConfig, text: string, epochMs = Dat
     if (verdict.kind === 'suppressed') lines.push(`  suppressed by rule (${verdict.match.rule.number}): ${describe(verdict.match.rule.source.match)} during ${describe(verdict.match.rule.source.when)}`);
     lines.push(`  normal:   would add :${config.seenReaction}: to the message (seen, not an incident)`);
   }
-  lines.push(`  reverse:  ${describeDecision(reverse)}`);
+  lines.push(`  reverse:  ${reverse ? describeDecision(reverse) : 'needs a DEFAULT line in [Incidents] (reverseDefault)'}`);
   return lines.join('\n');
 }
 
@@ -1425,14 +1440,14 @@ function describeDecision(decision: Decision): string {
 /** Read recorded message events: JSON lines, or a Slack export folder (channel folders of daily JSON files). */
 export function* readRecording(file: string): Generator<SlackMessageEvent> {
   if (statSync(file).isDirectory()) {
-    const channelsFile = path.join(file, 'channels.json');
-    const ids = new Map<string, string>();
-    if (existsSync(channelsFile)) for (const c of JSON.parse(readFileSync(channelsFile, 'utf8')) as { id: string; name: string }[]) ids.set(c.name, c.id);
-    for (const folder of readdirSync(file).sort()) {
+    const ids = exportChannelIds(file);
+    const folders = readdirSync(file).sort().filter((folder) => statSync(path.join(file, folder)).isDirectory());
+    if (!folders.length) throw new Error(`'${file}' has no channel folders: give a Slack export folder (channels.json and one folder per channel) or a JSON-lines file`);
+    for (const folder of folders) {
       const dir = path.join(file, folder);
-      if (!statSync(dir).isDirectory()) continue;
       for (const day of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
         const messages = JSON.parse(readFileSync(path.join(dir, day), 'utf8')) as SlackMessageEvent[];
+        if (!Array.isArray(messages)) throw new Error(`${path.join(dir, day)}: expected a list of messages, as in a Slack export`);
         for (const m of messages) yield { ...m, type: 'message', channel: m.channel ?? ids.get(folder) ?? folder };
       }
     }
@@ -1449,8 +1464,23 @@ export function* readRecording(file: string): Generator<SlackMessageEvent> {
   }
 }
 
+/** Channel name → ID from a Slack export's channels.json and groups.json (private channels). */
+function exportChannelIds(folder: string): Map<string, string> {
+  const ids = new Map<string, string>();
+  for (const list of ['channels.json', 'groups.json']) {
+    const listFile = path.join(folder, list);
+    if (existsSync(listFile)) for (const c of JSON.parse(readFileSync(listFile, 'utf8')) as { id: string; name: string }[]) ids.set(c.name, c.id);
+  }
+  return ids;
+}
+
 /** `--replay`: run the rules over a recording, print each decision and a summary per rule. */
 export function replay(config: CompiledConfig, file: string, out: (line: string) => void, progress: (line: string) => void = () => {}): { counts: Record<string, number> } {
+  if (statSync(file).isDirectory()) {
+    // An export names its channels: channels the config names (incident, report, DEFAULT) are IMS's own there too.
+    const ids = exportChannelIds(file);
+    config = { ...config, ownChannels: new Set([...config.ownChannels].flatMap((c) => [c, ids.get(c.replace(/^#/, '')) ?? c])) };
+  }
   const counts: Record<string, number> = {};
   const perRule = new Map<number, { incident: number; suppressed: number; seen: number }>();
   let total = 0;
@@ -1487,8 +1517,17 @@ export function replay(config: CompiledConfig, file: string, out: (line: string)
 const SECRET_KEY = /token|secret|password|passwd|api[-_]?key|authorization/i;
 
 /** `--print-config`: the effective config as a ready-to-save `ims.config.ts`, secrets left out. */
-export function printConfig(config: CompiledConfig): string {
-  const { plugins, ...rest } = config.config;
+export function printConfig(config: CompiledConfig, flags: Partial<CliOptions> = {}): string {
+  const { plugins, ...given } = config.config;
+  // The command line's settings belong to the effective config too (a legacy `-loop 12` becomes everyHours).
+  const report = {
+    ...given.report,
+    ...(flags.schedule !== undefined ? { schedule: flags.schedule, everyHours: undefined } : {}),
+    ...(flags.loopHours !== undefined ? { everyHours: flags.loopHours, schedule: undefined } : {}),
+    ...(flags.verbose ? { verbose: true } : {}),
+  };
+  const rest = { ...given, report: Object.values(report).some((v) => v !== undefined) ? report : undefined,
+    reminderInterval: flags.reminderSeconds !== undefined ? (`${flags.reminderSeconds}s` as Duration) : given.reminderInterval };
   // Modern spellings: `suppress: true` rather than a leading `!`, and no window that is always true.
   const rules = rest.rules.map((rule) => {
     const suppress = rule.suppress || (typeof rule.when === 'string' && rule.when.startsWith('!'));
@@ -1521,7 +1560,7 @@ function toSource(value: unknown, indent: string): string {
     if (oneLine.length + indent.length <= 110 && !oneLine.includes('\n')) return oneLine;
     return `{\n${entries.map(([k, v]) => `${inner}${key(k)}: ${toSource(v, inner)}`).join(',\n')},\n${indent}}`;
   }
-  return typeof value === 'string' ? `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'` : String(value);
+  return typeof value === 'string' ? `'${JSON.stringify(value).slice(1, -1).replace(/\\"/g, '"').replace(/'/g, "\\'")}'` : String(value);
 }
 
 /** Entry point: returns the process exit code. */
@@ -1550,7 +1589,7 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
     io.out(describeTest(config, options.test, now));
     return 0;
   }
-  if (options.printConfig) { io.out(printConfig(config)); return 0; }
+  if (options.printConfig) { io.out(printConfig(config, options)); return 0; }
   if (options.replay !== undefined) {
     if (!existsSync(options.replay)) { io.err(`ims: --replay: '${options.replay}' does not exist; give a JSON-lines file or a Slack export folder`); return 2; }
     try {
@@ -1570,6 +1609,8 @@ const STARTED = Symbol.for('ims.started');
 const processState = globalThis as { [STARTED]?: boolean };
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) && !processState[STARTED]) {
   processState[STARTED] = true;
+  // `ims --replay big.jsonl | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => { if (error.code === 'EPIPE') process.exit(0); throw error; });
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (error) => {
     process.stderr.write(`ims: ${(error as Error).stack ?? error}\n`);
     process.exitCode = 1;

@@ -368,3 +368,77 @@ test('an ims.config.ts that imports ims.ts, as documented, runs IMS once (found 
     }
   }
 });
+
+describe('details users meet', () => {
+  const IMPORT = `import { defineConfig, loadIni } from ${JSON.stringify(pathToFileURL(IMS_TS).href)};`;
+
+  test('--print-config writes strings with newlines and quotes so the saved file loads again', async () => {
+    const dir = folder({
+      'package.json': '{ "type": "module" }',
+      'ims.config.ts': `${IMPORT}\nexport default defineConfig({ rules: [{ match: 'back\\\\\\\\slash\\n"q" it\\'s', head: '[Odd]', incident: 'A' }], incidents: { A: { channel: 'C0INCAAAA' } } });\n`,
+    });
+    const run = await ims(['--print-config'], dir);
+    assert.equal(run.status, 0, show(run));
+    const saved = folder({ 'package.json': '{ "type": "module" }', 'ims.config.ts': run.stdout.replace(`from './ims.ts'`, `from ${JSON.stringify(pathToFileURL(IMS_TS).href)}`) });
+    const original = await loadConfig({ cwd: dir });
+    const again = await loadConfig({ cwd: saved });
+    assert.equal(again.config.rules[0].match, original.config.rules[0].match);
+  });
+
+  test('--print-config carries the command line settings into the saved config', async () => {
+    const dir = folder({ 'IMS.ini': ['[Rules]', 'x\t.*\t[X]\tA\tNo', '[Incidents]', 'A\tC0INCAAAA\t5', '[Report]', 'C0REPORT1', ''].join('\n') });
+    const run = await ims(['-config=IMS.ini', '-loop', '12', '-verbose', '-reminder', '60', '--print-config'], dir);
+    assert.equal(run.status, 0, show(run));
+    assert.match(run.stdout, /everyHours: 12/);
+    assert.match(run.stdout, /verbose: true/);
+    assert.match(run.stdout, /reminderInterval: '60s'/);
+  });
+
+  test('a misspelt section header in IMS.ini is reported with its line and the name it was probably meant to be', async () => {
+    const dir = folder({ 'IMS.ini': ['[Rules]', 'x\t.*\t[X]\tA\tNo', '[Incidents]', 'A\tC0INCAAAA\t5', '[Report]', 'C0REPORT1', '[Reports]', ''].join('\n') });
+    const run = await ims(['--config', 'IMS.ini', '--test', 'x'], dir);
+    assert.equal(run.status, 1, show(run));
+    assert.match(run.stderr, /IMS\.ini:7: '\[Reports\]' is not a known section \(did you mean \[Report\]\?\)/);
+  });
+
+  test("--replay of a Slack export ignores IMS's own reposts in incident channels the config names by name", async () => {
+    const dir = folder({
+      'IMS.ini': ['[Rules]', 'hot\t.*\t[Hot]\tL\tNo', '[Incidents]', 'L\tinc-infra\t5', ''].join('\n'),
+      'export/channels.json': JSON.stringify([{ id: 'C0ALERTS1', name: 'alerts' }, { id: 'C0INCINF1', name: 'inc-infra' }]),
+      'export/alerts/2026-11-16.json': JSON.stringify([{ type: 'message', bot_id: 'B0MON', text: 'hot a', ts: '1763280000.000100' }]),
+      'export/inc-infra/2026-11-16.json': JSON.stringify([{ type: 'message', bot_id: 'BIMS', text: '[Hot] hot a', ts: '1763280001.000100' }]),
+    });
+    const run = await ims(['--config', 'IMS.ini', '--replay', 'export'], dir);
+    assert.equal(run.status, 0, show(run));
+    assert.match(run.stdout, /C0ALERTS1 .*incident/);
+    assert.match(run.stdout, /C0INCINF1 .*ignored own channel/);
+  });
+
+  test('an empty --config= is a usage error, and -v prints the version', async () => {
+    const dir = folder({});
+    const empty = await ims(['--config=', '--test', 'x'], dir);
+    assert.equal(empty.status, 2, show(empty));
+    assert.match(empty.stderr, /--config' needs a value/);
+    const version = await ims(['-v'], dir);
+    assert.equal(version.status, 0, show(version));
+    assert.match(version.stdout, /^ims \d+\.\d+\.\d+/);
+  });
+
+  test("loadIni('./IMS.ini') inside an ims.config.ts means beside that file, wherever IMS is started from", async () => {
+    const dir = folder({
+      'package.json': '{ "type": "module" }',
+      'conf/IMS.ini': ['[Rules]', 'disk\t.*\t[Disk]\tA\tNo', '[Incidents]', 'A\tC0INCAAAA\t5', ''].join('\n'),
+      'conf/ims.config.ts': `${IMPORT}\nexport default defineConfig({ ...loadIni('./IMS.ini') });\n`,
+    });
+    const run = await ims(['--config', 'conf/ims.config.ts', '--test', 'disk full'], dir);
+    assert.equal(run.status, 0, show(run));
+    assert.match(run.stdout, /this message include rule \(1\)!/);
+  });
+
+  test('--test with an empty text says it is ignored in both modes', async () => {
+    const dir = folder({ 'IMS.ini': ['[Rules]', 'x\t.*\t[X]\tA\tNo', '[Incidents]', 'A\tC0INCAAAA\t5', 'DEFAULT\tC0DEFAULT1\t[Alert]', ''].join('\n') });
+    const run = await ims(['--config', 'IMS.ini', '--test', ''], dir);
+    assert.equal(run.status, 0, show(run));
+    assert.match(run.stdout, /this message exclude rules\.\.\n {2}normal: {3}ignored \(empty text\)\n {2}reverse: {2}ignored \(empty text\)/);
+  });
+});
