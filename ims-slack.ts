@@ -31,7 +31,10 @@ export function createLogger(options: { level?: LogLevel; file?: string; tag?: s
   const threshold = LEVELS[options.level ?? 'info'];
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 8);
-  const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join(`${s.slice(0, 5)}…`), text).replace(TOKEN_PATTERN, (token) => `${token.slice(0, 5)}…`);
+  const redact = (text: string) => {
+    for (const secret of secrets) if (text.includes(secret)) text = text.split(secret).join(`${secret.slice(0, 5)}…`);
+    return text.includes('xox') || text.includes('xapp-') ? text.replace(TOKEN_PATTERN, (token) => `${token.slice(0, 5)}…`) : text;
+  };
   const emit = (tag: string | undefined) => (level: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
     if (LEVELS[level] < threshold) return;
     const extra = fields ? Object.entries(fields).map(([k, v]) => ` ${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`).join('') : '';
@@ -767,7 +770,9 @@ export class Ims {
   /** Run a hook of every plugin with a full context. */
   hooks<K extends HookName>(hook: K, extra: () => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>, plugins?: readonly Plugin[]): Promise<void> {
     const config = this.config;
-    const run = runHooks(plugins ?? config.plugins, hook, (plugin, signal) => ({ ...this.hookContext(plugin, signal), ...extra() }) as never, { timeoutMs: config.hookTimeoutMs, log: this.log });
+    const targets = plugins ?? config.plugins;
+    if (!targets.some((p) => typeof p[hook] === 'function')) return Promise.resolve();
+    const run = runHooks(targets, hook, (plugin, signal) => ({ ...this.hookContext(plugin, signal), ...extra() }) as never, { timeoutMs: config.hookTimeoutMs, log: this.log });
     return this.track(run);
   }
 
