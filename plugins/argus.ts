@@ -51,10 +51,8 @@ const sourceId = (channel: string, ts: string) => `${channel}:${ts}`;
 const iso = (epochMs: number) => new Date(epochMs).toISOString();
 const tsIso = (ts: string) => iso(Number.parseFloat(ts) * 1000);
 
-/** The heartbeat of one running IMS, keyed by its plugin Slack client (one per IMS). */
-interface Heartbeat { owner: symbol; timer?: NodeJS.Timeout; inflight?: AbortController; stopped?: boolean }
-// Shared through the global registry: a config loaded as CommonJS (outside a `"type": "module"` package) gets its own copy of this module.
-const heartbeats: WeakMap<object, Heartbeat> = ((globalThis as Record<symbol, unknown>)[Symbol.for('ims.argus.heartbeats')] ??= new WeakMap()) as WeakMap<object, Heartbeat>;
+/** This plugin instance's heartbeat: started by onStart, stopped by onStop (IMS calls both around a reload). */
+interface Heartbeat { timer?: NodeJS.Timeout; inflight?: AbortController; stopped?: boolean }
 
 /**
  * Export IMS incidents to Argus.
@@ -229,7 +227,6 @@ export function argus(options: ArgusOptions = {}) {
   };
 
   const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {
-    adoptHeartbeat(ctx);
     const payload = delivery.payload as Payload;
     const id = payload.sourceIncidentId;
     const known = ctx.store.get<Known>(`incident:${id}`) ?? {};
@@ -268,14 +265,11 @@ export function argus(options: ArgusOptions = {}) {
   };
 
   // ─── Heartbeat ─────────────────────────────────────────────────────────────────────────────────
-  // One heartbeat per running IMS. A config reload makes new plugin instances without running onStart
-  // again, so the first hook or delivery of a new instance takes the heartbeat over (its url and token).
-
-  const owner = Symbol('argus instance');
+  let heartbeat: Heartbeat | undefined;
 
   const startHeartbeat = (ctx: HookContext) => {
     if (!heartbeatMs) return;
-    const state: Heartbeat = { owner };
+    const state: Heartbeat = {};
     const beat = async () => {
       if (state.inflight || state.stopped) return;
       const controller = new AbortController();
@@ -296,43 +290,32 @@ export function argus(options: ArgusOptions = {}) {
     const timeoutMs = Math.min(30_000, Math.max(1000, heartbeatMs));
     state.timer = setInterval(() => void beat().catch(() => undefined), heartbeatMs);
     state.timer.unref();
-    heartbeats.set(ctx.slack, state);
+    heartbeat = state;
     void beat().catch(() => undefined);
   };
 
-  const stopHeartbeat = (ctx: HookContext) => {
-    const state = heartbeats.get(ctx.slack);
-    if (!state) return;
-    state.stopped = true;
-    clearInterval(state.timer);
-    state.inflight?.abort(new Error('stopped'));
-    heartbeats.delete(ctx.slack);
-  };
-
-  const adoptHeartbeat = (ctx: HookContext) => {
-    const state = heartbeats.get(ctx.slack);
-    if (!state || state.owner === owner) return;
-    stopHeartbeat(ctx);
-    startHeartbeat(ctx);
+  const stopHeartbeat = () => {
+    if (!heartbeat) return;
+    heartbeat.stopped = true;
+    clearInterval(heartbeat.timer);
+    heartbeat.inflight?.abort(new Error('stopped'));
+    heartbeat = undefined;
   };
 
   return definePlugin({
     name: 'argus',
-    onStart: (ctx) => { stopHeartbeat(ctx); startHeartbeat(ctx); },
-    onStop: (ctx) => stopHeartbeat(ctx),
-    onMatch: (ctx) => { adoptHeartbeat(ctx); enqueueCreate(ctx, ctx.incident, ctx.match.groups); },
+    onStart: (ctx) => { stopHeartbeat(); startHeartbeat(ctx); },
+    onStop: () => stopHeartbeat(),
+    onMatch: (ctx) => enqueueCreate(ctx, ctx.incident, ctx.match.groups),
     onReverse: (ctx) => {
-      adoptHeartbeat(ctx);
       const incident = ctx.incidents.bySource(ctx.message.channel, ctx.message.ts);
       if (incident) enqueueCreate(ctx, incident, {});
     },
     onResolve: (ctx) => {
-      adoptHeartbeat(ctx);
       const by = ctx.user ? ` by ${ctx.user}` : '';
       enqueueEvent(ctx, ctx.incident, 'END', ctx.incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
     },
     onReopen: (ctx) => {
-      adoptHeartbeat(ctx);
       const reopened = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').at(-1)?.at ?? Date.now();
       const by = ctx.user ? ` by ${ctx.user}` : '';
       enqueueEvent(ctx, ctx.incident, 'RES', reopened, `Reopened in Slack${by} (:${ctx.reaction}: removed)`);
