@@ -656,9 +656,19 @@ export class Ims {
     const nowTs = (this.now() / 1000).toFixed(6);
     const channels = new Set([...marked, ...this.holdForCatchUp(), ...this.cursorFrozen]);
     try {
+      const members = new Set<string>();
       for await (const c of listAll<{ id: string; is_member?: boolean }>(this.slack, this.log, 'conversations.list', { types: 'public_channel,private_channel', exclude_archived: true, limit: 1000 }, 'channels')) {
+        if (!c.is_member) continue;
+        members.add(c.id);
         // A channel seen for the first time starts now: what was said before IMS watched it is not an alert to it.
-        if (c.is_member && !this.state.cursor(c.id) && !this.config.ownChannels.has(c.id) && !this.pluginChannels.has(c.id)) this.state.advanceCursor(c.id, nowTs);
+        if (!this.state.cursor(c.id) && !this.config.ownChannels.has(c.id) && !this.pluginChannels.has(c.id)) this.state.advanceCursor(c.id, nowTs);
+      }
+      // Channels the bot has left (or that were archived) have nothing to catch up: let them go.
+      for (const channel of channels) {
+        if (members.has(channel)) continue;
+        channels.delete(channel);
+        this.cursorFrozen.delete(channel);
+        this.releaseHeld(channel);
       }
     } catch (error) {
       this.log.warn(`could not list channels for catch-up: ${errorText(error)}`);
