@@ -709,6 +709,42 @@ export class Ims {
       if (last) this.state.advanceCursor(channel, last);
     }
     if (missed.length) this.log.info(`caught up ${missed.length} message(s) missed while disconnected`);
+    await this.reconcileResolutions();
+  }
+
+  /** Who (other than IMS) put a resolved reaction on a message, from its `reactions` as history lists them. */
+  resolversOf(reactions: { name: string; users?: string[] }[] | undefined): string[] {
+    return (reactions ?? []).filter((r) => this.config.resolvedReactions.includes(r.name)).flatMap((r) => r.users ?? []).filter((u) => u !== this.self.userId);
+  }
+
+  /** A resolved reaction added while IMS was not listening: record it now (the reaction's own time is not known). */
+  recordMissedResolution(incident: Incident, user: string): void {
+    if (!this.state.resolveIncident(incident.id, this.now(), user)) return;
+    this.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
+    void this.hooks('onResolve', () => ({ incident: this.state.incidentById(incident.id)!, user, reaction: this.config.resolvedReactions[0] }));
+  }
+
+  /** Reactions are not replayed after downtime: read the posts of open incidents to find the ones resolved meanwhile. */
+  private async reconcileResolutions(): Promise<void> {
+    const windowStart = this.now() - this.config.report.windowMs;
+    const open = this.state.listIncidents({ open: true }).filter((i) => tsToMs(i.incidentTs) >= windowStart);
+    const byChannel = new Map<string, Map<string, Incident>>();
+    for (const incident of open) {
+      if (!byChannel.has(incident.incidentChannel)) byChannel.set(incident.incidentChannel, new Map());
+      byChannel.get(incident.incidentChannel)!.set(incident.incidentTs, incident);
+    }
+    for (const [channel, posts] of byChannel) {
+      const oldest = [...posts.keys()].reduce((a, b) => (tsAfter(a, b) ? b : a));
+      try {
+        for await (const m of listAll<{ ts: string; reactions?: { name: string; users?: string[] }[] }>(this.slack, this.log, 'conversations.history', { channel, oldest, inclusive: true, limit: 200 }, 'messages')) {
+          const incident = posts.get(m.ts);
+          const resolver = incident && this.resolversOf(m.reactions)[0];
+          if (incident && resolver) this.recordMissedResolution(incident, resolver);
+        }
+      } catch (error) {
+        this.log.warn(`could not read ${channel} for resolutions made while IMS was away: ${errorText(error)}`);
+      }
+    }
   }
 
   /** Let a channel's held live messages through, oldest first. */
@@ -996,12 +1032,9 @@ export async function buildReport(ims: Ims, options: { verbose?: boolean } = {})
         const incident = ims.state.incidentByPost(channel, m.ts);
         if (config.report.onlyPosters ? !config.report.onlyPosters.has(poster) : !incident && poster !== ims.self.botId) continue;
         if (!incident && poster === ims.self.botId && !/^\*?\[/.test(m.text ?? '')) continue;
-        const resolvers = (m.reactions ?? []).filter((r) => config.resolvedReactions.includes(r.name)).flatMap((r) => r.users ?? []).filter((u) => u !== ims.self.userId);
+        const resolvers = ims.resolversOf(m.reactions);
         const resolved = resolvers.length > 0 || !!incident?.resolvedAt;
-        if (resolved && incident && !incident.resolvedAt && resolvers.length) {
-          // A reaction added while IMS was down: the report reconciles the state.
-          if (ims.state.resolveIncident(incident.id, now, resolvers[0])) void ims.hooks('onResolve', () => ({ incident: ims.state.incidentById(incident.id)!, user: resolvers[0], reaction: config.resolvedReactions[0] }));
-        }
+        if (incident && !incident.resolvedAt && resolvers.length) ims.recordMissedResolution(incident, resolvers[0]);
         const item: ReportItem = { channel, ts: m.ts, text: incident?.text ?? messageText({ text: m.text, attachments: m.attachments, blocks: m.blocks }), permalink: ims.permalink(channel, m.ts), incident: incident ? ims.state.incidentById(incident.id) : undefined };
         if (!resolved) report.open.push(item);
         else if (verbose) {

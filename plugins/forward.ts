@@ -169,7 +169,9 @@ export function forward(options: ForwardOptions) {
     try {
       response = await fetch(url, {
         method: 'POST', signal: ctx.signal, redirect: 'manual',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+        // The same key on every attempt: a receiver can drop the repeat of a delivery whose answer was lost
+        // (the outbox is at-least-once when IMS dies between the receiver's 2xx and recording it).
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Idempotency-Key': `ims:${delivery.key}`, ...(token ? { Authorization: `Bearer ${token}` } : {}) },
         body: JSON.stringify(queued.body),
       });
     } catch (error) {

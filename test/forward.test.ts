@@ -116,6 +116,10 @@ test('keeps events queued while the receiver is down and delivers each once, in 
   await fake.waitFor(() => bot.ims.state.outboxStats().depth === 0, 'the queue to drain', 20_000);
   await settle(bot, 300);
   assert.deepEqual(receiver.accepted.map((r) => r.body.ts), [first, ...rest].map((m) => m.ts), 'each once, in order');
+  // Every attempt at one message carries the same Idempotency-Key, so a receiver can drop a repeat.
+  const keysOfFirst = new Set(receiver.requests.filter((r) => r.status !== 0 && r.body?.ts === first.ts).map((r) => r.headers['idempotency-key']));
+  assert.deepEqual([...keysOfFirst], [`ims:msg:${ALERTS}:${first.ts}`]);
+  assert.equal(new Set(receiver.accepted.map((r) => r.headers['idempotency-key'])).size, 3, 'one key per message');
 });
 
 test('gives up an event the receiver refuses with a 4xx and goes on with the next', async (t) => {

@@ -3,10 +3,11 @@
  * incident in the state; removing the last one reopens it. Real IMS, real SDK clients, fake Slack.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { test } from 'node:test';
 import { definePlugin, tsToMs, type Incident } from '../ims.ts';
 import type { FakeSlack, SentEnvelope } from './fake-slack.ts';
-import { ALERTS, HUMAN, INC_APPS, NAGIOS, ONCALL, baseConfig, guardSocketModeShutdownBug, settle, startBot, startFake, type Bot } from './harness.ts';
+import { ALERTS, HUMAN, INC_APPS, NAGIOS, ONCALL, baseConfig, guardSocketModeShutdownBug, settle, startBot, startFake, tempDir, type Bot } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -162,4 +163,27 @@ test('a redelivered reaction event resolves once and onResolve fires once', asyn
   assert.equal(resolves.length, 1);
   assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, tsToMs(event.event_ts));
   assert.ok(bot.logs.some((l) => /duplicate delivery ignored/.test(l)), 'the redeliveries were recognised');
+});
+
+test('an incident resolved while IMS was down is recorded as resolved at the next start, and onResolve fires', async (t) => {
+  const fake = await startFake({ dropWhileDisconnected: true });
+  const statePath = path.join(tempDir(), 'ims.db');
+  const first = await startBot(fake, baseConfig(), { statePath });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'disk error on db-07' });
+  const post = await fake.waitFor(() => fake.messagesIn(INC_APPS).find((m) => m.bot_id === fake.botId), 'the incident post');
+  await settle(first);
+  await first.stop();
+
+  fake.react(INC_APPS, post.ts, 'white_check_mark', HUMAN, { emit: false });
+  const resolved: string[] = [];
+  const watcher = definePlugin({ name: 'watcher', onResolve: (ctx) => { resolved.push(`${ctx.incident.id} by ${ctx.user}`); } });
+  const second = await startBot(fake, baseConfig({ plugins: [watcher] }), { statePath });
+  t.after(async () => { await second.stop(); await fake.close(); });
+  await fake.waitFor(() => resolved.length, 'onResolve for the missed resolution');
+  await settle(second);
+  const incident = second.ims.state.listIncidents()[0];
+  assert.equal(incident.resolvedBy, HUMAN);
+  assert.ok(incident.resolvedAt, 'resolved in the state');
+  assert.deepEqual(resolved, [`${incident.id} by ${HUMAN}`]);
+  assert.ok(second.logs.some((l) => /was resolved by U0HUMAN001 while IMS was away/.test(l)));
 });
