@@ -10,10 +10,9 @@ import https from 'node:https';
 import path from 'node:path';
 import { WebClient } from '@slack/web-api';
 import { SocketModeClient } from '@slack/socket-mode';
-import { CronJob } from 'cron';
 import { State, tsAfter, type OutboxItem } from './ims-state.ts';
 import {
-  ConfigError, decide, decodeEntities, escapeSlack, formatDate, dateParts, loadConfig, messageText, tsToMs, SECOND, HOUR, DAY,
+  ConfigError, cron, decide, decodeEntities, escapeSlack, formatDate, dateParts, loadConfig, messageText, tsToMs, SECOND, HOUR, DAY,
   type AlertMessage, type CliOptions, type CompiledConfig, type Decision, type HookContext, type HookName, type Incident,
   type Logger, type Plugin, type Report, type ReportItem, type ReportSection, type SlackAttachment, type SlackMessageEvent,
 } from './ims.ts';
@@ -869,7 +868,7 @@ export class Ims {
     if (this.options.reports !== false && report.channel) {
       const schedule = this.options.schedule ?? (this.options.loopHours === undefined ? report.schedule : undefined);
       if (schedule) {
-        this.scheduleTimers.push(CronJob.from({ cronTime: schedule, timeZone: this.config.timezone, start: true, onTick: () => void this.track(runReport(this)) }));
+        this.scheduleTimers.push(cron().CronJob.from({ cronTime: schedule, timeZone: this.config.timezone, start: true, onTick: () => void this.track(runReport(this)) }));
         this.log.info(`reports scheduled: '${schedule}'${this.config.timezone ? ` (${this.config.timezone})` : ''}`);
       } else {
         const hours = this.options.loopHours ?? report.everyHours ?? 24;

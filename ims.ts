@@ -16,7 +16,7 @@ import path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { WebClient } from '@slack/web-api';
-import { validateCronExpression } from 'cron';
+import type * as CronModule from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
 import { runSlack } from './ims-slack.ts';
 import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
@@ -992,6 +992,11 @@ function describe(value: unknown): string {
   return json && json.length > 60 ? `${json.slice(0, 57)}…` : String(json);
 }
 
+/** The cron package, loaded on first use: most setups have no cron schedule, and it brings luxon along (~3 MB). */
+export function cron(): typeof CronModule {
+  return createRequire(import.meta.url)('cron') as typeof CronModule;
+}
+
 /** ` (did you mean 'x'?)` when a candidate is close to `word`, else ''. */
 export function didYouMean(word: string, candidates: readonly string[]): string {
   return suggest(word, candidates);
@@ -1029,7 +1034,7 @@ function isTimeZone(zone: unknown): boolean {
 
 function cronProblem(expression: unknown): string | undefined {
   if (typeof expression !== 'string') return 'not a string';
-  const result = validateCronExpression(expression);
+  const result = cron().validateCronExpression(expression);
   return result.valid ? undefined : (result.error?.message ?? 'invalid');
 }
 
