@@ -480,6 +480,8 @@ export interface CompiledRule {
   number: number;
   /** A match must contain one of these (lower-cased when `ignoreCase`); undefined: no prefilter. */
   literals?: string[];
+  /** The message regex captures named groups (only then is it run a second time, for them). */
+  hasGroups: boolean;
   ignoreCase: boolean;
   /** Fast form for the yes/no question (redundant `.*` at the ends removed). */
   test: RegExp;
@@ -600,7 +602,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
     if (match) {
       rules.push({
         number: index + 1, test: fastTest(match), match, when: when && fastTest(when), suppress,
-        literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'),
+        literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'), hasGroups: /\(\?<(?![=!])/.test(match.source),
         head: String(rule.head), incident: String(rule.incident), hotline: rule.hotline as string | undefined, source: rule as unknown as Rule,
       });
     }
@@ -778,7 +780,8 @@ export async function loadConfig(options: { path?: string; cwd?: string; reverse
 
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const zoneFormatters = new Map<string, Intl.DateTimeFormat>();
-const zoneOffsets = new Map<string, { bucket: number; offset: number }>();
+/** Zone → quarter-hour bucket → offset. Live alerts come in time order, a replay jumps around: keep many. */
+const zoneOffsets = new Map<string, Map<number, number>>();
 const OFFSET_BUCKET_MS = 15 * 60_000;
 
 /**
@@ -788,8 +791,11 @@ const OFFSET_BUCKET_MS = 15 * 60_000;
 function zoneOffsetMs(epochMs: number, timeZone?: string): number {
   const key = timeZone ?? '';
   const bucket = Math.floor(epochMs / OFFSET_BUCKET_MS);
-  const cached = zoneOffsets.get(key);
-  if (cached?.bucket === bucket) return cached.offset;
+  let buckets = zoneOffsets.get(key);
+  if (!buckets) zoneOffsets.set(key, (buckets = new Map()));
+  const cached = buckets.get(bucket);
+  if (cached !== undefined) return cached;
+  if (buckets.size >= 10_000) buckets.clear();
   let format = zoneFormatters.get(key);
   if (!format) {
     format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
@@ -799,7 +805,7 @@ function zoneOffsetMs(epochMs: number, timeZone?: string): number {
   const p: Record<string, number> = {};
   for (const part of format.formatToParts(new Date(start))) p[part.type] = Number(part.value);
   const offset = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - start;
-  zoneOffsets.set(key, { bucket, offset });
+  buckets.set(bucket, offset);
   return offset;
 }
 
@@ -851,7 +857,7 @@ export function matchRules(rules: readonly CompiledRule[], text: string, epochMs
     if (!rule.test.test(text)) continue;
     if (rule.when && !rule.when.test(clock ??= ruleClock(epochMs, options.timezone))) continue;
     if (!rule.suppress && options.incidents && !options.incidents.has(rule.incident)) continue;
-    const groups = { ...rule.match.exec(text)?.groups };
+    const groups = rule.hasGroups ? { ...rule.match.exec(text)?.groups } : {};
     return { kind: rule.suppress ? 'suppressed' : 'incident', match: { rule, groups } };
   }
   return { kind: 'none' };

@@ -55,3 +55,20 @@ test('case-insensitive and Unicode texts are never filtered out wrongly', () => 
     assert.equal(naiveVerdict(config.rules, text), number, text);
   }
 });
+
+test('the rule clock agrees with Intl for random instants in zones with DST, half-hour and 45-minute offsets', async () => {
+  const { ruleClock } = await import('../ims.ts');
+  const zones = ['Europe/Oslo', 'America/New_York', 'Australia/Lord_Howe', 'Asia/Kathmandu', 'Pacific/Chatham', 'UTC'];
+  const reference = (ms: number, timeZone: string) => {
+    const parts: Record<string, string> = {};
+    for (const p of new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', weekday: 'short' }).formatToParts(new Date(ms))) parts[p.type] = p.value;
+    return `${parts.year}/${parts.month}/${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${parts.weekday}`;
+  };
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 20_000; i++) {
+    const ms = Date.UTC(2020, 0, 1) + Math.floor(random() * 8 * 365 * 86_400_000);
+    const zone = zones[i % zones.length];
+    assert.equal(ruleClock(ms, zone), reference(ms, zone), `${new Date(ms).toISOString()} in ${zone}`);
+  }
+});
