@@ -284,7 +284,10 @@ export class Ims {
   private readonly timers: (NodeJS.Timeout | { stop(): void })[] = [];
   /** Report and reminder timers: replaced when a reload changes the schedule. */
   private scheduleTimers: (NodeJS.Timeout | { stop(): void })[] = [];
-  private readonly userNames = new Map<string, string>();
+  /** The SDK clients' logger: their errors (which IMS handles itself) only at debug level. */
+  private readonly sdkLogger: object;
+  /** Real names by user ID, for reports: looked up once per user. */
+  readonly userNames = new Map<string, string>();
   private watcher?: FSWatcher;
   private connections = 0;
   private stopping = false;
@@ -297,7 +300,8 @@ export class Ims {
     if (!('child' in this.log)) (this.log as Ims['log']).child = () => this.log;
     const slackApiUrl = options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/';
     const retryConfig = options.retryConfig;
-    const quiet = { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: (...m: unknown[]) => this.log.debug(`slack sdk: ${m.join(' ')}`) };
+    this.sdkLogger = { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: (...m: unknown[]) => this.log.debug(`slack sdk: ${m.join(' ')}`) };
+    const quiet = this.sdkLogger;
     this.slack = new WebClient(options.botToken, { slackApiUrl, rejectRateLimitedCalls: true, retryConfig, logger: quiet as never, fetch: slackFetch as typeof fetch });
     this.pluginSlack = new WebClient(options.botToken, { slackApiUrl, retryConfig, logger: quiet as never, fetch: slackFetch as typeof fetch });
     this.queues = new ChannelQueues(this.log);
@@ -323,7 +327,7 @@ export class Ims {
     this.socket = new SocketModeClient({
       appToken: this.options.appToken, clientPingTimeout: this.options.clientPingTimeoutMs,
       clientOptions: { slackApiUrl: this.options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/', fetch: slackFetch as typeof fetch },
-      logger: { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: () => {} } as never,
+      logger: this.sdkLogger as never,
     });
     this.socket.on('slack_event', (args: { ack: () => Promise<void>; type: string; body: { event_id?: string; event?: Record<string, unknown> } }) => this.onEnvelope(args));
     this.socket.on('connected', () => {
@@ -354,9 +358,7 @@ export class Ims {
       for (const event of ['slack_event', 'connected', 'disconnected']) socket.removeAllListeners(event);
       socket.on('connected', () => void socket.disconnect().catch(() => undefined));
     }
-    if (this.draining) this.drainReceived(Infinity);
-    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
-    await this.queues.drain();
+    await this.idle();
     await this.flushOutbox();
     await this.hooks('onStop', () => ({}));
     this.stopController.abort();
@@ -1057,7 +1059,7 @@ export async function buildReport(ims: Ims, options: { verbose?: boolean } = {})
 }
 
 async function realName(ims: Ims, user: string): Promise<string> {
-  const cache = (ims as unknown as { userNames: Map<string, string> }).userNames;
+  const cache = ims.userNames;
   if (!cache.has(user)) {
     try {
       const info = await slackCall(() => ims.slack.users.info({ user }), ims.log, 'users.info');

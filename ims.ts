@@ -521,7 +521,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
   const unknownKeys = (value: unknown, kind: string, at: string) => {
     if (!isObject(value)) return;
     for (const key of Object.keys(value)) {
-      if (!KNOWN_KEYS[kind].includes(key)) fail(at ? `${at}.${key}` : key, `unknown key '${key}'${suggest(key, KNOWN_KEYS[kind])}; expected one of ${KNOWN_KEYS[kind].join(', ')}`);
+      if (!KNOWN_KEYS[kind].includes(key)) fail(at ? `${at}.${key}` : key, `unknown key '${key}'${didYouMean(key, KNOWN_KEYS[kind])}; expected one of ${KNOWN_KEYS[kind].join(', ')}`);
     }
   };
   const str = (value: unknown, at: string, what: string): value is string => {
@@ -593,11 +593,11 @@ export function validateConfig(config: Config, options: { source?: string; rever
       else when = regex(window, `${at}.when`, 'date regex');
     }
     if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident)) {
-      fail(`${at}.incident`, `unknown incident label '${rule.incident}'${suggest(rule.incident, [...incidents.keys()])}; define it in [Incidents] / incidents (known: ${[...incidents.keys()].join(', ') || 'none'})`);
+      fail(`${at}.incident`, `unknown incident label '${rule.incident}'${didYouMean(rule.incident, [...incidents.keys()])}; define it in [Incidents] / incidents (known: ${[...incidents.keys()].join(', ') || 'none'})`);
     }
     if (rule.hotline !== undefined && typeof rule.hotline !== 'string') fail(`${at}.hotline`, `expected a hotline label (a key of hotlines), found ${describe(rule.hotline)}`);
     else if (rule.hotline !== undefined && !hotlines.has(rule.hotline)) {
-      fail(`${at}.hotline`, `unknown hotline '${rule.hotline}'${suggest(rule.hotline, [...hotlines.keys()])}; define it in [Hotline] / hotlines (known: ${[...hotlines.keys()].join(', ') || 'none'})`);
+      fail(`${at}.hotline`, `unknown hotline '${rule.hotline}'${didYouMean(rule.hotline, [...hotlines.keys()])}; define it in [Hotline] / hotlines (known: ${[...hotlines.keys()].join(', ') || 'none'})`);
     }
     if (match) {
       rules.push({
@@ -665,7 +665,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
     if (!isObject(plugin) || typeof plugin.name !== 'string' || !plugin.name) { fail(at, `expected a plugin object with a name, found ${describe(plugin)}; did you forget to call the factory, e.g. pin() instead of pin?`); return; }
     for (const key of Object.keys(plugin)) {
       if (key === 'name') continue;
-      if (!PLUGIN_FUNCTIONS.has(key)) fail(`${at}.${key}`, `plugin '${plugin.name}' has an unknown key '${key}'${suggest(key, HOOK_NAMES)}; hooks are ${HOOK_NAMES.join(', ')}`);
+      if (!PLUGIN_FUNCTIONS.has(key)) fail(`${at}.${key}`, `plugin '${plugin.name}' has an unknown key '${key}'${didYouMean(key, HOOK_NAMES)}; hooks are ${HOOK_NAMES.join(', ')}`);
       else if (typeof (plugin as Record<string, unknown>)[key] !== 'function') fail(`${at}.${key}`, `plugin '${plugin.name}': ${key} must be a function`);
     }
   });
@@ -1005,10 +1005,6 @@ export function cron(): typeof CronModule {
 
 /** ` (did you mean 'x'?)` when a candidate is close to `word`, else ''. */
 export function didYouMean(word: string, candidates: readonly string[]): string {
-  return suggest(word, candidates);
-}
-
-function suggest(word: string, candidates: readonly string[]): string {
   if (word.length < 3) return '';
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
@@ -1124,7 +1120,7 @@ export function parseArgs(argv: string[]): CliOptions {
     if (!flag) throw new UsageError(`unexpected argument '${arg}'; flags start with '--' (values with spaces need quotes, e.g. --test "disk full")`);
     const [, name, inline] = flag;
     const found = byName.get(name);
-    if (!found) throw new UsageError(`unknown option '${arg}'${suggest(name, [...byName.keys()])}; run 'npx tsx ims.ts --help' for the list`);
+    if (!found) throw new UsageError(`unknown option '${arg}'${didYouMean(name, [...byName.keys()])}; run 'npx tsx ims.ts --help' for the list`);
     const { spec, negate } = found;
     const takeValue = () => {
       if (inline !== undefined) return inline;
