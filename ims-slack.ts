@@ -522,7 +522,8 @@ export class Ims {
   /** Post the incident (once: a recovered message first looks for its earlier post) and record it. */
   private async openIncident(config: CompiledConfig, message: AlertMessage,
     target: { channel: string; head: string; label: string; ruleNumber: number; hotline?: string; mentions?: string[] }, recovering: boolean): Promise<Incident> {
-    const existing = this.state.incidentBySource(message.channel, message.ts);
+    // Only a recovered message can already have its incident (a new claim and its incident are written together).
+    const existing = recovering ? this.state.incidentBySource(message.channel, message.ts) : undefined;
     if (existing) { this.state.finishMessage(message.channel, message.ts); return existing; }
     const permalink = this.permalink(message.channel, message.ts);
     const metadata = { event_type: 'ims_incident', event_payload: { source_channel: message.channel, source_ts: message.ts } };
