@@ -4,10 +4,9 @@
  * problem is reported as `IMS.ini:LINE: …`, all at once. Each object read is remembered with its line, so
  * the shared validation in `ims.ts` can point into the file even after `...loadIni()` was spread.
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { ConfigError, didYouMean, validateConfig, type Config, type ReportConfig, type Rule } from './ims.ts';
+import { ConfigError, didYouMean, inFileOrder, readConfigText, validateConfig, type Config, type ReportConfig, type Rule } from './ims.ts';
 
 /**
  * Where each object of a config read from IMS.ini came from, so validation can say `IMS.ini:12:`. Keyed by
@@ -16,12 +15,28 @@ import { ConfigError, didYouMean, validateConfig, type Config, type ReportConfig
 export const SOURCE_LINES = Symbol.for('ims.sourceLines');
 /** The folder of the config module being imported right now (set by the config loader). */
 export const CONFIG_DIR = Symbol.for('ims.configDir');
-export interface SourceLines { file: string; lines: WeakMap<object, number> }
+export interface SourceLines {
+  file: string;
+  lines: WeakMap<object, number>;
+  /**
+   * Lists and maps (the rules, the incidents) the reader already reported a problem about (a missing section,
+   * refused lines): validation does not add "no rules" on top. By identity, so a config replacing them is checked.
+   */
+  reported?: WeakSet<object>;
+  /**
+   * Incident labels whose problem the reader already reported (their [Incidents] line was refused, or there is
+   * no [Incidents] section): rules naming them are not reported again, one bad line is one problem.
+   */
+  reportedLabels?: Set<string>;
+}
 export type Located = { [SOURCE_LINES]?: SourceLines };
 
 const INI_SECTIONS = ['Rules', 'Incidents', 'Label', 'Report', 'PostID', 'Hotline', 'Reacji', 'Reminder', 'ReacjiID', 'MgmtReport'] as const;
 type IniSection = (typeof INI_SECTIONS)[number];
-const NO_HOTLINE = new Set(['', 'no', 'none', '-', 'off', 'false']);
+/** HOTLINE fields meaning "page nobody" (the legacy tool took any unknown word so; now only these). */
+const NO_HOTLINE = new Set(['', 'no', 'none', '-', 'off', 'false', 'n', 'nil', 'null', 'nobody', 'nothing', '0']);
+const RULE_FIELDS = 'MESSAGE_REGEX<TAB>DATE_REGEX<TAB>HEAD<TAB>INCIDENT_LABEL<TAB>HOTLINE';
+const INCIDENT_FIELDS = 'LABEL<TAB>CHANNEL<TAB>LIMIT';
 
 /**
  * Read a legacy `IMS.ini` into a `Config`. Every problem is reported as `IMS.ini:LINE: …` and the file is
@@ -33,13 +48,7 @@ export function loadIni(file: string | URL, options: { reverse?: boolean } = {})
   // Inside an ims.config.ts being loaded, a relative path means beside that file, not the working directory.
   const configDir = (globalThis as { [CONFIG_DIR]?: string })[CONFIG_DIR];
   if (!path.isAbsolute(file) && configDir) file = path.resolve(configDir, file);
-  let body: string;
-  try {
-    body = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConfigError([`cannot read the file (${(error as NodeJS.ErrnoException).code ?? error}); check the path or pass --config PATH`], file);
-  }
-  const { config, problems } = parseIni(body, file);
+  const { config, problems } = parseIni(readConfigText(file, file, 'check the path or pass --config PATH'), file);
   const all = [...problems, ...validateConfig(config, { reverse: options.reverse }).problems];
   if (all.length) throw new ConfigError(all, file);
   return config;
@@ -54,11 +63,14 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   const bodies = new Map<IniSection, { line: number; text: string }[]>();
   const headerLine = new Map<IniSection, number>();
   let section: IniSection | undefined;
+  let contentLines = 0;
+  const reported = new WeakSet<object>();
 
   body.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/).forEach((rawLine, index) => {
     const line = index + 1;
     const text = rawLine.trimStart().replace(/ +$/, '');
     if (text.trim() === '' || text.startsWith('#') || text.startsWith(';')) return;
+    contentLines++;
     const header = /^\[([A-Za-z]+)\]$/.exec(text);
     if (header && (INI_SECTIONS as readonly string[]).includes(header[1])) {
       section = header[1] as IniSection;
@@ -89,10 +101,20 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   const list = (name: IniSection) => sectionLines(name).flatMap(({ text }) => fields(text).filter(Boolean));
 
   const config: Config & Located = { rules: [], incidents: {} };
+  if (!contentLines) {
+    // What an editor leaves for a moment while saving, or a file not written yet: never a config that pages nobody.
+    problems.push(`${file}: the file ${body.trim() === '' ? 'is empty' : 'has only comments and blank lines'}; expected at least a [Rules] section (${RULE_FIELDS}) and an [Incidents] section (${INCIDENT_FIELDS})`);
+    reported.add(config.rules).add(config.incidents);
+    config[SOURCE_LINES] = { file, lines, reported };
+    return { config, problems };
+  }
+  // Labels of lines refused below: rules naming them are not reported again (the refused line is the problem).
+  const refusedIncidents = new Set<string>();
+  const refusedHotlines = new Set<string>();
 
   for (const { line, text } of sectionLines('Hotline')) {
     const [label, ...members] = fields(text).filter(Boolean);
-    if (!members.length) { at(line, `[Hotline] expected 'LABEL<TAB>member<TAB>member…', found only '${text}'`); continue; }
+    if (!members.length) { at(line, `[Hotline] expected 'LABEL<TAB>member<TAB>member…', found only '${text}'`); refusedHotlines.add(label); continue; }
     const earlier = config.hotlines?.[label];
     if (earlier) at(line, `[Hotline] label '${label}' is defined twice (first on line ${lines.get(earlier)})`);
     (config.hotlines ??= located<Record<string, string[]>>({}, line))[label] = located(members, line);
@@ -102,6 +124,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
     const parts = fieldsOf(text, 3);
     if (parts.length !== 3 || parts.some((p) => p === '')) {
       at(line, `[Incidents] expected 3 TAB-separated fields (LABEL, CHANNEL, LIMIT — or DEFAULT, CHANNEL, HEADER), found ${parts.filter(Boolean).length}: '${text}'${text.includes('\t') ? '' : ' (are the fields separated by spaces instead of TABs?)'}`);
+      refusedIncidents.add(text.split(/[\t ]+/)[0]);
       continue;
     }
     const [label, channel, third] = parts;
@@ -110,21 +133,48 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
       config.reverseDefault = located({ channel, header: third }, line);
       continue;
     }
-    if (!/^\d+$/.test(third) || Number(third) < 1) { at(line, `[Incidents] LIMIT must be a positive whole number, found '${third}'`); continue; }
+    if (!/^\d+$/.test(third) || Number(third) < 1) { at(line, `[Incidents] LIMIT must be a positive whole number, found '${third}'`); refusedIncidents.add(label); continue; }
     if (config.incidents[label]) at(line, `[Incidents] label '${label}' is defined twice (first on line ${lines.get(config.incidents[label])})`);
     config.incidents[label] = located({ channel, limit: Number(third) }, line);
   }
 
+  const noIncidents = !Object.keys(config.incidents).length;
+  if (noIncidents && !refusedIncidents.size) {
+    const why = `expected ${INCIDENT_FIELDS} lines for the labels the rules name`;
+    if (headerLine.has('Incidents')) at(headerLine.get('Incidents')!, `[Incidents] has no incident lines; ${why}`);
+    else problems.push(`${file}: no [Incidents] section; ${why}`);
+  }
+  if (noIncidents) reported.add(config.incidents);
+
+  const unknownHotlines = new Map<string, number[]>();
   for (const { line, text } of sectionLines('Rules')) {
     const parts = fieldsOf(text, 5);
     if (parts.length !== 5) {
       at(line, `[Rules] expected 5 TAB-separated fields (MESSAGE_REGEX, DATE_REGEX, HEAD, INCIDENT_LABEL, HOTLINE), found ${parts.length}: '${text}'${text.includes('\t') ? '' : ' (are the fields separated by spaces instead of TABs?)'}`);
+      reported.add(config.rules);
       continue;
     }
     const [match, when, head, incident, hotline] = parts;
+    // No [Incidents] line at all: reported once above, not again for every rule that names a label.
+    if (noIncidents) refusedIncidents.add(incident);
     const rule: Rule = located({ match, when, head, incident }, line);
-    if (hotline && !NO_HOTLINE.has(hotline.toLowerCase()) && config.hotlines?.[hotline]) rule.hotline = hotline;
+    if (!NO_HOTLINE.has(hotline.toLowerCase())) {
+      if (config.hotlines && Object.hasOwn(config.hotlines, hotline)) rule.hotline = hotline;
+      else if (!refusedHotlines.has(hotline)) unknownHotlines.set(hotline, [...(unknownHotlines.get(hotline) ?? []), line]);
+    }
     config.rules.push(rule);
+  }
+  // Once per misspelt name, at its first rule: a hotline that pages nobody must not pass silently.
+  const knownHotlines = Object.keys(config.hotlines ?? {});
+  for (const [hotline, [first, ...more]] of unknownHotlines) {
+    at(first, `[Rules] unknown hotline '${hotline}'${didYouMean(hotline, knownHotlines)}; define it in [Hotline] (LABEL<TAB>member<TAB>…), or write No for no hotline ` +
+      `(known: ${knownHotlines.join(', ') || 'none, there is no [Hotline] section'})${more.length ? `; also on line${more.length === 1 ? '' : 's'} ${more.join(', ')}` : ''}`);
+  }
+  if (!config.rules.length && !reported.has(config.rules)) {
+    const why = `expected one rule per line (${RULE_FIELDS})`;
+    if (headerLine.has('Rules')) at(headerLine.get('Rules')!, `[Rules] has no rules; ${why}`);
+    else problems.push(`${file}: no [Rules] section; ${why}`);
+    reported.add(config.rules);
   }
 
   const label = single('Label');
@@ -147,17 +197,13 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   }
   located(config.incidents, headerLine.get('Incidents') ?? headerLine.get('Rules') ?? 1);
   located(config.rules, headerLine.get('Rules') ?? 1);
-  config[SOURCE_LINES] = { file, lines };
-  return { config, problems };
+  config[SOURCE_LINES] = { file, lines, reported, reportedLabels: refusedIncidents };
+  return { config, problems: inFileOrder(problems) };
 }
 
 /** Read an IMS.ini the config loader found or was given; `shown` is the path as the user wrote it. */
 export function readIniLocated(absolute: string, shown: string): Config {
-  let body: string;
-  try { body = readFileSync(absolute, 'utf8'); } catch (error) {
-    throw new ConfigError([`cannot read the file (${(error as NodeJS.ErrnoException).code}); check the path`], shown);
-  }
-  const { config, problems } = parseIni(body, shown);
+  const { config, problems } = parseIni(readConfigText(absolute, shown), shown);
   if (problems.length) throw new ConfigError([...problems, ...validateConfig(config).problems], shown);
   return config;
 }

@@ -96,6 +96,7 @@ export class State {
       claim: prepare(`INSERT OR IGNORE INTO messages (channel, ts, status, event, updated_at) VALUES (?, ?, 'pending', ?, ?)`),
       messageStatus: prepare('SELECT status FROM messages WHERE channel = ? AND ts = ?'),
       finish: prepare(`UPDATE messages SET status = 'done', updated_at = ? WHERE channel = ? AND ts = ?`),
+      fail: prepare(`UPDATE messages SET status = 'failed', updated_at = ? WHERE channel = ? AND ts = ?`),
       pending: prepare(`SELECT channel, ts, event, updated_at FROM messages WHERE status = 'pending' ORDER BY ts`),
       cursor: prepare('SELECT last_ts FROM cursors WHERE channel = ?'),
       setCursor: prepare('INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
@@ -137,18 +138,23 @@ export class State {
    * Claim a message for processing: `'new'` the first time (recorded as pending, with the event, so a crash
    * before it is done is finished at the next start), else its status.
    */
-  claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): 'new' | 'pending' | 'done' {
+  claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): 'new' | 'pending' | 'done' | 'failed' {
     return this.db.transaction(() => {
       if (this.statements.claim.run(channel, ts, JSON.stringify(event), now).changes === 1) {
         if (advanceCursor) this.advanceCursor(channel, ts);
         return 'new' as const;
       }
-      return (this.statements.messageStatus.get(channel, ts) as { status: 'pending' | 'done' }).status;
+      return (this.statements.messageStatus.get(channel, ts) as { status: 'pending' | 'done' | 'failed' }).status;
     })();
   }
 
   finishMessage(channel: string, ts: string, now = Date.now()): void {
     this.statements.finish.run(now, channel, ts);
+  }
+
+  /** A message Slack refused for good: kept (as handled, never retried) so that its redeliveries are not tried again. */
+  failMessage(channel: string, ts: string, now = Date.now()): void {
+    this.statements.fail.run(now, channel, ts);
   }
 
   /** Messages claimed by a run that stopped before finishing them. */
@@ -299,7 +305,7 @@ export class State {
   /** Forget de-duplication records older than `before` (they can no longer be redelivered or caught up). */
   prune(before: number): void {
     this.db.prepare('DELETE FROM events WHERE received_at < ?').run(before);
-    this.db.prepare(`DELETE FROM messages WHERE status = 'done' AND updated_at < ?`).run(before);
+    this.db.prepare(`DELETE FROM messages WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
     // Delivered (or given-up) deliveries are history; their keys guard against repeats for a month longer.
     this.db.prepare('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?').run(before - 30 * 24 * 3600_000);
   }

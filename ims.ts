@@ -20,15 +20,19 @@ import type * as CronModule from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
 import { runSlack } from './ims-slack.ts';
 import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
-import { fastTest, literalScanner, requiredLiterals, scanLiterals, translateRegex } from './ims-regex.ts';
+import {
+  BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
+  translateToJavaScript, type OverrunLog,
+} from './ims-regex.ts';
 
 export { loadIni, parseIni } from './ims-ini.ts';
-export { translateRegex, requiredLiterals } from './ims-regex.ts';
+export { translateRegex, translateToJavaScript, requiredLiterals, BudgetedRegExp, LinearEngineRefusal, BACKTRACKING_BUDGET_MS, type OverrunLog } from './ims-regex.ts';
 
 export { State, tsAfter, type IncidentEvent, type OutboxItem } from './ims-state.ts';
 export {
   Ims, runHooks, createLogger, buildReport, reportMessages, runReport, runReminders, clearReminders, slackTokens, incidentMessages,
-  mentionOf, splitText, formatAge, type RuntimeOptions, type LogLevel,
+  mentionOf, splitText, formatAge, alertPieces, mrkdwnPieces, plainPieces, renderPieces, clipPieces, linkTarget, posterName, decisionLine,
+  type RuntimeOptions, type LogLevel, type LogFormat, type TextPiece,
 } from './ims-slack.ts';
 
 export const VERSION = '2.0.0';
@@ -61,6 +65,15 @@ export interface Rule {
   incident: string;
   /** Key of `hotlines` whose members are paged when this rule opens an incident. */
   hotline?: string;
+  /**
+   * Run this rule's `match` and `when` on JavaScript's backtracking RegExp engine instead of RE2, for a
+   * pattern RE2 refuses (backreferences such as `(\w+) \1`, lookarounds such as `(?<!test-)db`). Backtracking
+   * can take exponential time on a hostile text, so the pattern runs with a hard limit of 5 ms per message:
+   * past it the regex is stopped, the message counts as not matching this rule (later rules are still tried)
+   * and a warning names the rule. Patterns are then JavaScript syntax (IMS.ini's `(?i)`, `(?P<n>…)`, `\A`,
+   * `\z`, `\Q…\E` and POSIX classes are still translated). Default false: linear-time RE2.
+   */
+  backtracking?: boolean;
 }
 
 /** One line of `[Incidents]`: where a label's incidents are reposted. */
@@ -422,20 +435,37 @@ export function checkPluginOptions(plugin: string, options: unknown, known: read
 // Config loading
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 
-/** A configuration that cannot be used; `problems` are every `place: what is wrong` found. */
+/**
+ * A configuration that cannot be used; `problems` are every `place: what is wrong` found, in file order:
+ * problems about a whole file first, then those with a line (`IMS.ini:12: …`) by file and line.
+ */
 export class ConfigError extends Error {
-  constructor(readonly problems: string[], readonly source: string) {
-    super(`${source}: configuration refused (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-      problems.map((p) => `  ${p}`).join('\n'));
+  readonly problems: string[];
+  constructor(problems: string[], readonly source: string) {
+    const sorted = inFileOrder(problems);
+    super(`${source}: configuration refused (${sorted.length} problem${sorted.length === 1 ? '' : 's'}):\n` +
+      sorted.map((p) => `  ${p}`).join('\n'));
+    this.problems = sorted;
     this.name = 'ConfigError';
   }
+}
+
+/** Problems sorted by `file:line:` (stable: problems without a line keep their order, before the others). */
+export function inFileOrder(problems: readonly string[]): string[] {
+  const files: string[] = [];
+  const keyed = problems.map((problem, index) => {
+    const at = /^(\S+?):(\d+): /.exec(problem);
+    if (at && !files.includes(at[1])) files.push(at[1]);
+    return { problem, index, file: at ? files.indexOf(at[1]) : -1, line: at ? Number(at[2]) : 0 };
+  });
+  return keyed.sort((a, b) => a.file - b.file || a.line - b.line || a.index - b.index).map((k) => k.problem);
 }
 
 /**
  * `place: ` for a config path: `IMS.ini:12: ` when the value there (or the nearest object above it) was
  * read from IMS.ini, else `source: path: `.
  */
-function placeOf(config: Config, source: string, at: string): string {
+export function placeOf(config: Config, source: string, at: string): string {
   const located = (config as Located)[SOURCE_LINES];
   if (located) {
     let value: unknown = config;
@@ -451,7 +481,12 @@ function placeOf(config: Config, source: string, at: string): string {
 
 /** The validated, compiled form the engine and the runtime use. */
 export interface CompiledConfig {
+  /** The config file as the user named it (or as found), for messages: `IMS.ini`, `conf/ims.config.ts`. */
   source: string;
+  /** The config file's absolute path, when it was read from a file: what the start log, `--test` and `--replay` name. */
+  file?: string;
+  /** Things that load but are probably not what was meant (another config file shadowed by this one): logged at start. */
+  warnings: string[];
   config: Config;
   rules: CompiledRule[];
   incidents: Map<string, { label: string; channel: string; limit?: number }>;
@@ -483,6 +518,12 @@ export interface CompiledRule {
   /** The message regex captures named groups (only then is it run a second time, for them). */
   hasGroups: boolean;
   ignoreCase: boolean;
+  /**
+   * `'linear'`: the patterns are RE2 regexes (matching time linear in the text). `'backtracking'`: the rule
+   * opted in (`backtracking: true`); its patterns are BudgetedRegExp, JavaScript regexes stopped after
+   * BACKTRACKING_BUDGET_MS.
+   */
+  engine: 'linear' | 'backtracking';
   /** Fast form for the yes/no question (redundant `.*` at the ends removed). */
   test: RegExp;
   /** Full form, for named groups. */
@@ -498,7 +539,7 @@ export interface CompiledRule {
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['rules', 'incidents', 'reverseDefault', 'resolvedReactions', 'seenReaction', 'report', 'posters', 'hotlines', 'reacji', 'reminders',
     'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs'],
-  rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline'],
+  rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking'],
   incident: ['channel', 'limit'],
   report: ['channel', 'schedule', 'everyHours', 'window', 'verbose', 'onlyPosters'],
   reverseDefault: ['channel', 'header'],
@@ -529,9 +570,23 @@ export function validateConfig(config: Config, options: { source?: string; rever
     fail(at, `expected ${what}, found ${describe(value)}`);
     return false;
   };
-  const regex = (value: unknown, at: string, what: string): RegExp | undefined => {
+  /**
+   * Compile a pattern for RE2, or, for a rule that opted in (`backtracking: true`), as a JavaScript regex that
+   * runs under a time budget. A rule's pattern that RE2 refuses says how the rule can opt in.
+   */
+  const regex = (value: unknown, at: string, what: string, rule?: { number: number; backtracking: boolean }): RegExp | undefined => {
     if (!(value instanceof RegExp) && typeof value !== 'string') { fail(at, `expected ${what} (a string or RegExp), found ${describe(value)}`); return undefined; }
-    try { return translateRegex(value); } catch (error) { fail(at, `${what} ${(error as Error).message}`); return undefined; }
+    try {
+      if (rule?.backtracking) return new BudgetedRegExp(translateToJavaScript(value), `rule ${rule.number} (${placeOf(config, source, at).replace(/: $/, '')})`);
+      return translateRegex(value);
+    } catch (error) {
+      const optIn = !rule || !(error instanceof LinearEngineRefusal) ? ''
+        : /\.ini$/i.test(source)
+          ? '; to keep the pattern, write the rule in an ims.config.ts with backtracking: true (JavaScript\'s engine, stopped after 5 ms per message; see README, Rules)'
+          : '; to keep the pattern, set backtracking: true on this rule (JavaScript\'s engine, stopped after 5 ms per message)';
+      fail(at, `${what} ${(error as Error).message}${optIn}`);
+      return undefined;
+    }
   };
   const duration = (value: unknown, at: string, fallback: number) => {
     if (value === undefined) return fallback;
@@ -542,6 +597,10 @@ export function validateConfig(config: Config, options: { source?: string; rever
 
   if (!isObject(config)) {
     return { problems: [`${source}: expected the config to be an object (export default defineConfig({...})), found ${describe(config)}`], warnings };
+  }
+  if (config.rules === undefined && config.incidents === undefined) {
+    // A module without its default export, or a file cut short while an editor saves it: one line, not one per key.
+    return { problems: [`${source}: the config has no rules and no incidents; expected export default defineConfig({ rules: [...], incidents: {...} }) (is the file complete?)`], warnings };
   }
   unknownKeys(config, '', '');
   const bool = (value: unknown, at: string) => {
@@ -574,6 +633,20 @@ export function validateConfig(config: Config, options: { source?: string; rever
     if (target.limit !== undefined && !(Number.isInteger(target.limit) && (target.limit as number) > 0)) fail(`${at}.limit`, `expected a positive whole number, found ${describe(target.limit)}`);
     if (str(target.channel, `${at}.channel`, 'a channel ID or name')) incidents.set(label, { label, channel: target.channel.trim(), limit: target.limit as number | undefined });
   }
+  // A config without rules or incident channels runs, but pages nobody: every alert is only marked seen. Refused,
+  // unless the file's reader already reported the lines it could not read there (then "empty" is not news).
+  const reported = (config as Located)[SOURCE_LINES]?.reported;
+  if (isObject(config.incidents) && !Object.keys(config.incidents).length && !reported?.has(config.incidents)) {
+    fail('incidents', `no incident channels: expected at least one (LABEL<TAB>CHANNEL<TAB>LIMIT in [Incidents] / incidents: { LABEL: { channel } }); rules repost to them`);
+  }
+  if (Array.isArray(config.rules) && !config.rules.length && !reported?.has(config.rules)) {
+    fail('rules', `no rules: expected at least one ([Rules] / rules); without rules no alert becomes an incident, every message is only marked seen`);
+  }
+
+  // Labels defined but refused (reported at their definition): rules naming them are not reported again.
+  const definedLabels = (value: unknown) => Object.keys(isObject(value) ? value : {});
+  const refusedLabels = new Set([...definedLabels(config.incidents), ...((config as Located)[SOURCE_LINES]?.reportedLabels ?? [])].filter((label) => !incidents.has(label)));
+  const refusedHotlines = new Set(definedLabels(config.hotlines).filter((label) => !hotlines.has(label)));
 
   const rules: CompiledRule[] = [];
   if (!Array.isArray(config.rules)) fail('rules', `expected a list of rules, found ${describe(config.rules)}`);
@@ -581,7 +654,9 @@ export function validateConfig(config: Config, options: { source?: string; rever
     const at = `rules[${index}]`;
     if (!isObject(rule)) { fail(at, `expected a rule object { match, head, incident, when?, suppress?, hotline? }, found ${describe(rule)}`); return; }
     unknownKeys(rule, 'rule', at);
-    const match = regex(rule.match, `${at}.match`, 'message regex');
+    if (rule.backtracking !== undefined && typeof rule.backtracking !== 'boolean') fail(`${at}.backtracking`, `expected true or false, found ${describe(rule.backtracking)}`);
+    const engine = { number: index + 1, backtracking: rule.backtracking === true };
+    const match = regex(rule.match, `${at}.match`, 'message regex', engine);
     if (typeof rule.match === 'string' && rule.match === '') fail(`${at}.match`, `message regex is empty; use '.' to match every message`);
     let when: RegExp | undefined;
     let suppress = rule.suppress === true;
@@ -590,19 +665,22 @@ export function validateConfig(config: Config, options: { source?: string; rever
       let window = rule.when;
       if (typeof window === 'string' && window.startsWith('!')) { suppress = true; window = window.slice(1); }
       if (window === '') fail(`${at}.when`, `date regex is empty; use '.*' for always`);
-      else when = regex(window, `${at}.when`, 'date regex');
+      else when = regex(window, `${at}.when`, 'date regex', engine);
     }
-    if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident)) {
+    if (engine.backtracking && match && (!when || when instanceof BudgetedRegExp) && [rule.match, rule.when].every((p) => p === undefined || runsOnRe2(p))) {
+      warnings.push(`${placeOf(config, source, `${at}.backtracking`)}RE2 runs this rule's patterns as they are; remove backtracking: true for linear-time matching (with it, the rule runs on JavaScript's engine within 5 ms per message)`);
+    }
+    if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident) && !refusedLabels.has(rule.incident)) {
       fail(`${at}.incident`, `unknown incident label '${rule.incident}'${didYouMean(rule.incident, [...incidents.keys()])}; define it in [Incidents] / incidents (known: ${[...incidents.keys()].join(', ') || 'none'})`);
     }
     if (rule.hotline !== undefined && typeof rule.hotline !== 'string') fail(`${at}.hotline`, `expected a hotline label (a key of hotlines), found ${describe(rule.hotline)}`);
-    else if (rule.hotline !== undefined && !hotlines.has(rule.hotline)) {
+    else if (rule.hotline !== undefined && !hotlines.has(rule.hotline) && !refusedHotlines.has(rule.hotline)) {
       fail(`${at}.hotline`, `unknown hotline '${rule.hotline}'${didYouMean(rule.hotline, [...hotlines.keys()])}; define it in [Hotline] / hotlines (known: ${[...hotlines.keys()].join(', ') || 'none'})`);
     }
     if (match) {
       rules.push({
-        number: index + 1, test: fastTest(match), match, when: when && fastTest(when), suppress,
-        literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'), hasGroups: /\(\?<(?![=!])/.test(match.source),
+        number: index + 1, engine: engine.backtracking ? 'backtracking' : 'linear', test: fastTest(match), match, when: when && fastTest(when), suppress,
+        literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'), hasGroups: /\(\?P?<(?![=!])/.test(match.source),
         head: String(rule.head), incident: String(rule.incident), hotline: rule.hotline as string | undefined, source: rule as unknown as Rule,
       });
     }
@@ -684,7 +762,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
   return {
     problems, warnings,
     compiled: {
-      source, config, rules, incidents, ownChannels, hotlines, reminders, reminderIntervalMs, reverse, reacjiMode,
+      source, warnings, config, rules, incidents, ownChannels, hotlines, reminders, reminderIntervalMs, reverse, reacjiMode,
       reverseDefault: config.reverseDefault,
       resolvedReactions: resolvedReactions.map(String),
       seenReaction: config.seenReaction ?? resolvedReactions[0],
@@ -731,13 +809,78 @@ async function importFresh(file: string): Promise<unknown> {
   return value;
 }
 
-async function configExplorer() {
-  const { cosmiconfig } = await import('cosmiconfig');
-  const load = (filepath: string) => importFresh(filepath);
+/** Bytes that may appear in a text file besides printable characters: TAB, LF, VT, FF, CR, ESC. */
+const TEXT_CONTROLS = new Set([0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]);
+
+/**
+ * Why a config file's bytes are not text IMS can read, or undefined when they are. UTF-16 (a byte order mark,
+ * or a NUL in every other byte) and binary files are named, never decoded and echoed to the terminal.
+ */
+export function notTextProblem(bytes: Uint8Array): string | undefined {
+  const utf16 = (kind: string) => `the file is saved as UTF-16 (${kind}); save it as UTF-8 (in the editor: Save As… or Save with Encoding → UTF-8)`;
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return utf16('little-endian, with a byte order mark');
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return utf16('big-endian, with a byte order mark');
+  const sample = bytes.subarray(0, 8192);
+  const nuls = [0, 0]; // at even and at odd offsets
+  let controls = 0;
+  for (let i = 0; i < sample.length; i++) {
+    const byte = sample[i];
+    if (byte === 0) nuls[i % 2]++;
+    else if ((byte < 0x20 && !TEXT_CONTROLS.has(byte)) || byte === 0x7f) controls++;
+  }
+  const pairs = sample.length / 2;
+  if (Math.max(nuls[0], nuls[1]) > pairs * 0.3 && Math.min(nuls[0], nuls[1]) < pairs * 0.05) return utf16(nuls[1] > nuls[0] ? 'little-endian' : 'big-endian');
+  if (nuls[0] + nuls[1] > 0 || controls > Math.max(4, sample.length / 100)) {
+    return 'not a text file (it holds binary data); give --config the path of the config itself (ims.config.ts, .imsrc.json or IMS.ini)';
+  }
+  return undefined;
+}
+
+/** A config file's text (UTF-8, its byte order mark dropped), or a ConfigError when it is unreadable, UTF-16 or binary. */
+export function readConfigText(absolute: string, shown: string, hint = 'check the path'): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(absolute);
+  } catch (error) {
+    throw new ConfigError([`cannot read the file (${(error as NodeJS.ErrnoException).code ?? error}); ${hint}`], shown);
+  }
+  const problem = notTextProblem(bytes);
+  if (problem) throw new ConfigError([`${shown}: ${problem}`], shown);
+  return bytes.toString('utf8').replace(/^\uFEFF/, '');
+}
+
+/** `--test`, `--replay` and the start log name the config in use: as given, and where it is. */
+export function configName(config: Pick<CompiledConfig, 'source' | 'file'>): string {
+  return config.file && config.file !== config.source ? `${config.source} (${config.file})` : config.source;
+}
+
+async function configExplorer(cwd: string) {
+  const { cosmiconfig, defaultLoaders } = await import('cosmiconfig');
+  type Loader = (filepath: string, content: string) => unknown;
+  // Every file is read as text first: UTF-16 and binary files are named, not parsed (and echoed); a UTF-8 BOM is dropped.
+  const asText = (load: Loader) => (filepath: string) => load(filepath, readConfigText(filepath, path.relative(cwd, filepath) || filepath));
+  const module = asText((filepath) => importFresh(filepath));
   return cosmiconfig('ims', {
     searchPlaces: CONFIG_SEARCH_PLACES, searchStrategy: 'none', cache: false,
-    loaders: { '.ts': load, '.mts': load, '.cts': load, '.mjs': load, '.js': load, '.cjs': load, '.ini': (filepath: string) => ({ [INI_MARK]: filepath }) },
+    // An empty file (an editor mid-save) is refused, not skipped in favour of the next file in the search.
+    ignoreEmptySearchPlaces: false,
+    loaders: {
+      '.json': asText(defaultLoaders['.json'] as Loader), '.yaml': asText(defaultLoaders['.yaml'] as Loader), '.yml': asText(defaultLoaders['.yml'] as Loader),
+      noExt: asText(defaultLoaders.noExt as Loader),
+      '.ts': module, '.mts': module, '.cts': module, '.mjs': module, '.js': module, '.cjs': module, '.ini': (filepath: string) => ({ [INI_MARK]: filepath }),
+    },
   });
+}
+
+/** The config files a search in `cwd` found besides the one used: each a warning that says how to pick it. */
+function shadowedConfigs(cwd: string, used: string, config: unknown): string[] {
+  const usedName = path.basename(used);
+  // An ims.config.ts that reads the IMS.ini beside it with loadIni() uses it: nothing is shadowed.
+  const iniRead = (config as Located | undefined)?.[SOURCE_LINES]?.file;
+  return CONFIG_SEARCH_PLACES.slice(CONFIG_SEARCH_PLACES.indexOf(usedName) + 1)
+    .filter((name) => existsSync(path.join(cwd, name)) && !(iniRead && path.resolve(cwd, iniRead) === path.join(cwd, name)))
+    .map((name) => `${name} is not used: ${usedName} comes first in the search and is the config in use; to use ${name}, run with --config ${name}` +
+      (name === 'IMS.ini' ? ` (or read it from ${usedName} with loadIni('./IMS.ini'))` : ''));
 }
 
 /**
@@ -746,31 +889,41 @@ async function configExplorer() {
  */
 export async function loadConfig(options: { path?: string; cwd?: string; reverse?: boolean; reacji?: boolean } = {}): Promise<CompiledConfig> {
   const cwd = options.cwd ?? process.cwd();
-  const explorer = await configExplorer();
+  const explorer = await configExplorer(cwd);
   const fail = (file: string, message: string): never => { throw new ConfigError([message], file); };
   let shown: string;
   let absolute: string;
   let config: unknown;
+  let empty = false;
+  const warnings: string[] = [];
   if (options.path === undefined) {
-    const found = await explorer.search(cwd).catch((error: Error) => fail('config', error.message));
+    const found = await explorer.search(cwd).catch((error: Error) => error instanceof ConfigError ? Promise.reject(error) : fail('config', error.message));
     if (!found) fail('config', `no configuration found in ${cwd}; create ims.config.ts (see README) or pass --config PATH (an IMS.ini works too)`);
     absolute = found!.filepath;
     shown = path.relative(cwd, absolute) || absolute;
     config = found!.config;
+    empty = found!.isEmpty === true;
+    warnings.push(...shadowedConfigs(cwd, absolute, config));
   } else {
     shown = options.path;
     absolute = path.resolve(cwd, options.path);
     if (!existsSync(absolute)) fail(shown, 'the config file does not exist; check the path given to --config');
+    if (!statSync(absolute).isDirectory()) readConfigText(absolute, shown); // whatever its name: UTF-16 and binary files are refused before any parser echoes them
     if (/\.ini$/i.test(absolute)) config = { [INI_MARK]: absolute };
     else {
-      const loaded = await explorer.load(absolute).catch((error: Error) => fail(shown, /JSON Error/.test(error.message)
+      const loaded = await explorer.load(absolute).catch((error: Error) => error instanceof ConfigError ? Promise.reject(error) : fail(shown, /JSON Error/.test(error.message)
         ? `not valid JSON: ${error.message.replace(/^JSON Error in [^\n]*\n/, '')}` : `could not be loaded: ${error.message}`));
       config = loaded?.config;
+      empty = loaded?.isEmpty === true;
     }
   }
   const iniPath = (config as Record<string, unknown> | undefined)?.[INI_MARK] as string | undefined;
-  if (iniPath) config = readIniLocated(iniPath, shown);
-  return compileConfig(config as Config, { source: shown, reverse: options.reverse, reacji: options.reacji, baseDir: path.dirname(absolute) });
+  if (iniPath || (empty && /\.ini$/i.test(absolute))) config = readIniLocated(iniPath ?? absolute, shown);
+  else if (empty) fail(shown, `${shown}: the file is empty; expected a config with rules and incidents (see README, Configuration)`);
+  const compiled = compileConfig(config as Config, { source: shown, reverse: options.reverse, reacji: options.reacji, baseDir: path.dirname(absolute) });
+  compiled.file = absolute;
+  compiled.warnings.push(...warnings);
+  return compiled;
 }
 
 
@@ -839,11 +992,15 @@ export type RuleVerdict =
 
 /**
  * Try the rules in order: the first whose message regex and window both match wins. A suppression rule
- * that wins means "not an incident". A rule whose incident label is not defined is skipped.
+ * that wins means "not an incident". A rule whose incident label is not defined is skipped. Matching takes
+ * time linear in the text (RE2), except for rules that opted in to backtracking, which are cut off after
+ * BACKTRACKING_BUDGET_MS and then count as not matching (reported to `log`, else standard error).
  */
 export function matchRules(rules: readonly CompiledRule[], text: string, epochMs: number,
-  options: { timezone?: string; incidents?: ReadonlyMap<string, unknown> } = {}): RuleVerdict {
-  let clock: string | undefined;
+  options: { timezone?: string; incidents?: ReadonlyMap<string, unknown>; log?: OverrunLog } = {}): RuleVerdict {
+  let clock: Subject | undefined;
+  const subject = new Subject(text);
+  const { log } = options;
   const scanner = literalScanner(rules);
   const stamp = scanLiterals(scanner, text);
   for (let index = 0; index < rules.length; index++) {
@@ -854,13 +1011,28 @@ export function matchRules(rules: readonly CompiledRule[], text: string, epochMs
       for (let k = 0; k < literals.length && !possible; k++) possible = scanner.seen[literals[k]] === stamp;
       if (!possible) continue;
     }
-    if (!rule.test.test(text)) continue;
-    if (rule.when && !rule.when.test(clock ??= ruleClock(epochMs, options.timezone))) continue;
+    if (!searchIn(rule.test, subject, log)) continue;
+    if (rule.when && !searchIn(rule.when, clock ??= new Subject(ruleClock(epochMs, options.timezone), 'clock'), log)) continue;
     if (!rule.suppress && options.incidents && !options.incidents.has(rule.incident)) continue;
-    const groups = rule.hasGroups ? { ...rule.match.exec(text)?.groups } : {};
-    return { kind: rule.suppress ? 'suppressed' : 'incident', match: { rule, groups } };
+    return { kind: rule.suppress ? 'suppressed' : 'incident', match: ruleMatch(rule, subject, log) };
   }
   return { kind: 'none' };
+}
+
+/**
+ * The match, its named groups extracted when first read: most decisions (seen, suppressed, ignored) never read
+ * them, and on RE2 extracting costs several times the search. A backtracking rule's groups come from the run
+ * that just matched.
+ */
+function ruleMatch(rule: CompiledRule, subject: Subject, log: OverrunLog | undefined): RuleMatch {
+  if (!rule.hasGroups) return { rule, groups: {} };
+  if (rule.engine === 'backtracking') return { rule, groups: namedGroups(rule.match, subject, log) as Record<string, string> };
+  let groups: Record<string, string> | undefined;
+  return {
+    rule,
+    get groups() { return (groups ??= namedGroups(rule.match, subject) as Record<string, string>); },
+    set groups(value) { groups = value; },
+  };
 }
 
 const ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&' };
@@ -882,37 +1054,66 @@ export function escapeSlack(text: string): string {
 export function messageText(event: Pick<SlackMessageEvent, 'text' | 'attachments' | 'blocks'>, mode: 'readable' | 'legacy-json' = 'readable'): string {
   if (event.text && event.text.trim() !== '') return decodeEntities(event.text);
   if (mode === 'legacy-json') return event.attachments?.length ? JSON.stringify(event.attachments) : '';
-  const lines: string[] = [];
-  for (const attachment of event.attachments ?? []) {
-    const own: string[] = [];
-    for (const value of [attachment.pretext, attachment.title, attachment.text]) if (value) own.push(value);
-    for (const field of attachment.fields ?? []) {
-      const line = [field.title, field.value].filter(Boolean).join(': ');
-      if (line) own.push(line);
-    }
-    if (attachment.fallback && !own.some((line) => line.includes(attachment.fallback!))) own.push(attachment.fallback);
-    lines.push(...own);
-    if (Array.isArray(attachment.blocks)) lines.push(...blockText(attachment.blocks));
-  }
-  lines.push(...blockText(event.blocks ?? []));
-  return decodeEntities(lines.join('\n'));
+  return decodeEntities(contentLines(event).map((line) => line.map((part) => part.text).join('')).join('\n'));
 }
 
-function blockText(blocks: unknown[]): string[] {
-  const lines: string[] = [];
-  const visit = (node: unknown, inline: string[]): void => {
+/**
+ * One part of an alert's content as Slack sent it. The rules read every part's `text` (entities decoded);
+ * a repost also keeps what only the parts know: which text is Slack mrkdwn (its `<url|label>` links), and
+ * the links of attachment titles (`title_link`) and rich-text links.
+ */
+export type ContentPart =
+  /** Slack-encoded mrkdwn (`&lt;`), which may hold `<…>` control sequences. */
+  | { kind: 'mrkdwn'; text: string }
+  /** A plain string (rich text, plain_text objects). */
+  | { kind: 'plain'; text: string }
+  /** Text that links to `url` as Slack showed it: an attachment's title with its `title_link`, a rich-text link. */
+  | { kind: 'link'; text: string; url: string };
+
+/** The content of a message whose `text` is empty, line by line: attachments (pretext, title, text, fields, fallback), then blocks. */
+export function contentLines(event: Pick<SlackMessageEvent, 'attachments' | 'blocks'>): ContentPart[][] {
+  const lines: ContentPart[][] = [];
+  for (const attachment of event.attachments ?? []) {
+    const own: ContentPart[][] = [];
+    if (attachment.pretext) own.push([{ kind: 'mrkdwn', text: String(attachment.pretext) }]);
+    if (attachment.title) {
+      const url = typeof attachment.title_link === 'string' ? attachment.title_link : '';
+      own.push([url ? { kind: 'link', text: String(attachment.title), url } : { kind: 'mrkdwn', text: String(attachment.title) }]);
+    }
+    if (attachment.text) own.push([{ kind: 'mrkdwn', text: String(attachment.text) }]);
+    for (const field of attachment.fields ?? []) {
+      const parts = [field.title, field.value].filter(Boolean).map((value): ContentPart => ({ kind: 'mrkdwn', text: String(value) }));
+      if (parts.length === 2) parts.splice(1, 0, { kind: 'plain', text: ': ' });
+      if (parts.length) own.push(parts);
+    }
+    const fallback = attachment.fallback ? String(attachment.fallback) : '';
+    if (fallback && !own.some((line) => line.map((part) => part.text).join('').includes(fallback))) own.push([{ kind: 'mrkdwn', text: fallback }]);
+    lines.push(...own);
+    if (Array.isArray(attachment.blocks)) lines.push(...blockLines(attachment.blocks));
+  }
+  lines.push(...blockLines(event.blocks ?? []));
+  return lines;
+}
+
+function blockLines(blocks: unknown[]): ContentPart[][] {
+  const lines: ContentPart[][] = [];
+  const visit = (node: unknown, inline: ContentPart[]): void => {
     if (!node || typeof node !== 'object') return;
     const n = node as Record<string, unknown>;
     if (n.type === 'rich_text_section' || n.type === 'rich_text_preformatted' || n.type === 'rich_text_quote') {
-      const parts: string[] = [];
+      const parts: ContentPart[] = [];
       for (const element of (n.elements as unknown[]) ?? []) visit(element, parts);
-      if (parts.length) lines.push(parts.join(''));
+      if (parts.length) lines.push(parts);
       return;
     }
-    if (n.type === 'text' || n.type === 'link') { inline.push(String(n.text ?? n.url ?? '')); return; }
-    if (n.type === 'user') { inline.push(`<@${n.user_id}>`); return; }
-    if (n.type === 'emoji') { inline.push(`:${n.name}:`); return; }
-    if (typeof n.text === 'string') { lines.push(n.text); return; }
+    if (n.type === 'text' || n.type === 'link') {
+      const text = String(n.text ?? n.url ?? '');
+      inline.push(n.type === 'link' && typeof n.url === 'string' && n.url ? { kind: 'link', text, url: n.url } : { kind: 'plain', text });
+      return;
+    }
+    if (n.type === 'user') { inline.push({ kind: 'mrkdwn', text: `<@${n.user_id}>` }); return; }
+    if (n.type === 'emoji') { inline.push({ kind: 'plain', text: `:${n.name}:` }); return; }
+    if (typeof n.text === 'string') { lines.push([{ kind: n.type === 'plain_text' ? 'plain' : 'mrkdwn', text: n.text }]); return; }
     if (n.text && typeof n.text === 'object') visit(n.text, inline);
     for (const key of ['fields', 'elements']) for (const child of (n[key] as unknown[]) ?? []) visit(child, inline);
   };
@@ -934,7 +1135,7 @@ const HIDDEN_SUBTYPES = new Set(['message_changed', 'message_deleted', 'message_
   'pinned_item', 'unpinned_item', 'ekm_access_denied', 'tombstone']);
 
 /** Decide what to do with a message event. Pure: no Slack, no state. */
-export function decide(config: CompiledConfig, event: SlackMessageEvent, options: { self?: { userId?: string; botId?: string }; testing?: boolean } = {}):
+export function decide(config: CompiledConfig, event: SlackMessageEvent, options: { self?: { userId?: string; botId?: string }; testing?: boolean; log?: OverrunLog } = {}):
   { decision: Decision; message?: AlertMessage } {
   if (event.hidden || (event.subtype && HIDDEN_SUBTYPES.has(event.subtype))) return { decision: { action: 'ignore', reason: 'hidden subtype' } };
   const poster = event.bot_id || event.user || '';
@@ -950,7 +1151,7 @@ export function decide(config: CompiledConfig, event: SlackMessageEvent, options
   const message: AlertMessage = {
     channel: event.channel, ts: event.ts, poster, user: event.user, botId: event.bot_id, text, threadTs: event.thread_ts, raw: event,
   };
-  const verdict = matchRules(config.rules, text, tsToMs(event.ts), { timezone: config.timezone, incidents: config.incidents });
+  const verdict = matchRules(config.rules, text, tsToMs(event.ts), { timezone: config.timezone, incidents: config.incidents, log: options.log });
   const reacjiApplies = config.reacjiMode && config.reacji && config.reacji.bots.has(poster) && !text.includes('http');
   if (verdict.kind === 'suppressed') return { decision: { action: 'suppressed', match: verdict.match, reaction: config.seenReaction }, message };
   if (config.reverse) {
@@ -987,6 +1188,16 @@ export function parseDuration(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   const parsed = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value) : null;
   return parsed ? Number(parsed[1]) * UNIT_MS[parsed[2]] : undefined;
+}
+
+/** Whether RE2 compiles a rule's pattern as it is (a `when` may carry the legacy leading `!`). */
+function runsOnRe2(pattern: unknown): boolean {
+  try {
+    translateRegex(typeof pattern === 'string' ? pattern.replace(/^!/, '') : (pattern as Pattern));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function describe(value: unknown): string {
@@ -1053,6 +1264,8 @@ export interface CliOptions {
   debug: boolean;
   /** Log file, or undefined for none. */
   log?: string;
+  /** Log lines as text (default) or one JSON object per line. */
+  logFormat?: 'text' | 'json';
   loopHours?: number;
   schedule?: string;
   onlyReport: boolean;
@@ -1090,7 +1303,8 @@ const FLAGS: FlagSpec[] = [
   { name: 'no-auto', legacy: 'auto', kind: 'negated', key: 'auto', help: 'do not reload the config when it changes' },
   { name: 'no-id-lookup', legacy: 'idlookup', kind: 'negated', key: 'idLookup', help: 'do not resolve channel and user names to IDs' },
   { name: 'debug', kind: 'boolean', key: 'debug', help: 'debug log lines' },
-  { name: 'log', kind: 'optional-string', key: 'log', arg: '[FILE]', help: 'also append log lines to FILE (default inco_YYYY-MM-DD_HH.log, as IMS did)' },
+  { name: 'log', kind: 'optional-string', key: 'log', arg: '[FILE]', help: 'also append log lines to FILE (default inco_YYYY-MM-DD_HH.log, as IMS did); an unwritable FILE stops start-up' },
+  { name: 'log-format', kind: 'string', key: 'logFormat', arg: 'text|json', help: 'log lines as text (default) or one JSON object per line (time, level, tag, message, fields) for log shippers' },
   { name: 'help', kind: 'boolean', key: 'help', help: 'this help' },
   { name: 'version', kind: 'boolean', key: 'version', help: 'print the version' },
 ];
@@ -1154,6 +1368,9 @@ export function parseArgs(argv: string[]): CliOptions {
   }
   if (options.schedule !== undefined && options.loopHours !== undefined) throw new UsageError(`use either --schedule or --loop, not both`);
   if (options.test !== undefined && options.replay !== undefined) throw new UsageError(`use either --test or --replay, not both`);
+  if (options.logFormat !== undefined && options.logFormat !== 'text' && options.logFormat !== 'json') {
+    throw new UsageError(`option '--log-format' expects text or json, found '${options.logFormat}'`);
+  }
   return options;
 }
 
@@ -1287,6 +1504,7 @@ export function replay(config: CompiledConfig, file: string, out: (line: string)
   if (total >= 5000) progress(`replay: ${total} messages, done`);
   out('');
   out(`Summary: ${total} messages`);
+  out(`  config: ${configName(config)}`);
   out(`  ${'rule'.padEnd(6)}${'head'.padEnd(20)}${'incident'.padStart(9)}${'suppressed'.padStart(11)}${'seen'.padStart(6)}  match`);
   for (const rule of config.rules) {
     const row = perRule.get(rule.number) ?? { incident: 0, suppressed: 0, seen: 0 };
@@ -1314,7 +1532,7 @@ export function printConfig(config: CompiledConfig, flags: Partial<CliOptions> =
   const rules = rest.rules.map((rule) => {
     const suppress = rule.suppress || (typeof rule.when === 'string' && rule.when.startsWith('!'));
     const when = typeof rule.when === 'string' ? rule.when.replace(/^!/, '') : rule.when;
-    return { match: rule.match, when: when === '.*' ? undefined : when, suppress: suppress || undefined, head: rule.head, incident: rule.incident, hotline: rule.hotline };
+    return { match: rule.match, when: when === '.*' ? undefined : when, suppress: suppress || undefined, head: rule.head, incident: rule.incident, hotline: rule.hotline, backtracking: rule.backtracking || undefined };
   });
   const plain = { ...rest, rules, reverse: config.reverse || undefined, reacjiMode: config.reacjiMode || undefined };
   const lines = [
@@ -1368,9 +1586,12 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   if (options.test !== undefined) {
     const now = process.env.IMS_NOW ? Date.parse(process.env.IMS_NOW) : Date.now();
     if (Number.isNaN(now)) { io.err(`ims: IMS_NOW must be an ISO instant such as 2026-11-21T10:30:00Z, found '${process.env.IMS_NOW}'`); return 2; }
-    io.out(describeTest(config, options.test, now));
+    for (const warning of config.warnings) io.err(`ims: warning: ${warning}`);
+    // The legacy lines first, unchanged (scripts read them); then which config decided.
+    io.out(`${describeTest(config, options.test, now)}\n  config:   ${configName(config)}`);
     return 0;
   }
+  if (options.printConfig || options.replay !== undefined) for (const warning of config.warnings) io.err(`ims: warning: ${warning}`);
   if (options.printConfig) { io.out(printConfig(config, options)); return 0; }
   if (options.replay !== undefined) {
     if (!existsSync(options.replay)) { io.err(`ims: --replay: '${options.replay}' does not exist; give a JSON-lines file or a Slack export folder`); return 2; }

@@ -5,7 +5,7 @@
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
 // it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
-import { PermanentDeliveryError, definePlugin, translateRegex, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
+import { BudgetedRegExp, PermanentDeliveryError, definePlugin, translateRegex, translateToJavaScript, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
 
 export interface ArgusOptions {
   /** Argus's base URL, e.g. `https://argus.example.org` (a trailing `/api/v2/` is accepted). Default `ARGUS_URL`. */
@@ -194,7 +194,11 @@ export function argus(options: ArgusOptions = {}) {
   const groupsOf = (ctx: HookContext, incident: Incident): Record<string, string | undefined> => {
     const rule = ctx.config.rules?.[incident.ruleNumber - 1];
     if (!rule || rule.head !== incident.head) return {};
-    try { return { ...translateRegex(rule.match).exec(incident.text)?.groups }; } catch { return {}; }
+    try {
+      // A rule that opted in to backtracking keeps its time limit here too.
+      const regex = rule.backtracking ? new BudgetedRegExp(translateToJavaScript(rule.match), `argus: rule ${incident.ruleNumber}`) : translateRegex(rule.match);
+      return { ...regex.exec(incident.text)?.groups };
+    } catch { return {}; }
   };
 
   /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored). */

@@ -122,7 +122,7 @@ export function forward(options: ForwardOptions) {
       compiledConfigs.set(ctx.config, compiled);
     }
     if (!compiled) return undefined;
-    const verdict = matchRules(compiled.rules, ctx.message.text, tsToMs(ctx.message.ts), { timezone: compiled.timezone, incidents: compiled.incidents });
+    const verdict = matchRules(compiled.rules, ctx.message.text, tsToMs(ctx.message.ts), { timezone: compiled.timezone, incidents: compiled.incidents, log: ctx.log });
     return verdict.kind === 'incident' ? verdict.match.rule : undefined;
   };
 

@@ -6,6 +6,10 @@
  * recorded corpus against 10, 100 and 1000 rules. The issue's target: at least 100,000 messages/s with
  * 100 rules.
  *
+ * Section 2, `benchHostile()`: the catastrophic-backtracking pattern `(a+)+$` against `aaa…b` texts of 30,
+ * 1,000 and 40,000 characters, first of 100 rules: on RE2 (the default) and opted in to JavaScript's engine
+ * (`backtracking: true`, stopped after its budget). The figure that matters is the per-message worst case.
+ *
  * Add further sections (e.g. an end-to-end Slack burst) as exported async functions and call them from
  * `main()` at the bottom.
  */
@@ -14,7 +18,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileConfig, decide, readRecording, type CompiledConfig, type Config, type Rule, type SlackMessageEvent } from '../ims.ts';
+import { BACKTRACKING_BUDGET_MS, compileConfig, decide, readRecording, type CompiledConfig, type Config, type Rule, type SlackMessageEvent } from '../ims.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CORPUS = path.join(ROOT, 'examples', 'alerts.jsonl');
@@ -241,10 +245,80 @@ export async function benchRules(options: RuleBenchOptions = {}): Promise<RuleBe
   return rows;
 }
 
+// ───────────────────────────── hostile input ─────────────────────────────
+
+export interface HostileBenchRow {
+  engine: 'RE2' | 'backtracking';
+  /** Characters of each `aaa…b` text. */
+  chars: number;
+  messages: number;
+  meanMs: number;
+  p99Ms: number;
+  worstMs: number;
+  /** Rule numbers that decided, with counts (`none`: no rule matched). */
+  verdicts: Record<string, number>;
+  /** Overrun lines written (rate-limited) for the opted-in rule. */
+  logLines: number;
+}
+
+/** Section 2: `(a+)+$` first of 100 rules, against long `aaa…b` texts, on RE2 and opted in to backtracking. */
+export async function benchHostile(options: { lengths?: number[]; out?: (line: string) => void } = {}): Promise<HostileBenchRow[]> {
+  const out = options.out ?? ((line: string) => process.stdout.write(line + '\n'));
+  const lengths = options.lengths ?? [30, 1000, 40_000];
+  const base = ruleSet(100);
+  const rows: HostileBenchRow[] = [];
+  out(`Hostile input: the rule '(a+)+$' (first of 100) against 'aaa…b' texts (it never matches; a later rule '[0-9]$' does), decide() per message`);
+  for (const engine of ['RE2', 'backtracking'] as const) {
+    const hostile: Rule = { match: '(a+)+$', head: '[Hostile]', incident: 'APPS', ...(engine === 'backtracking' ? { backtracking: true } : {}) };
+    const later: Rule = { match: '[0-9]$', head: '[Later]', incident: 'APPS' };
+    const config = compileConfig({ ...base, rules: [hostile, ...base.rules.slice(0, 98), later] }, { source: 'bench' });
+    for (const chars of lengths) {
+      const messages = engine === 'RE2' ? (chars > 10_000 ? 200 : 2000) : 40;
+      let lines = 0;
+      const log = { warn: () => { lines++; } };
+      const verdicts: Record<string, number> = {};
+      const timings = new Float64Array(messages);
+      const text = (i: number) => `${'a'.repeat(chars - 2)}b${i % 10}`;
+      // Warm-up (JIT, RE2's lazily built DFA), so that the worst case is the pattern's and not the first call's.
+      for (let i = 0; i < (engine === 'RE2' ? 20 : 2); i++) decide(config, { type: 'message', channel: 'C0ALERTS01', ts: '1794790396.000100', bot_id: 'B0NAGIOS1', text: text(i) }, { log });
+      for (let i = 0; i < messages; i++) {
+        // A different text each time (the digit), as a storm of alerts would be: nothing is answered from a cache.
+        const event: SlackMessageEvent = { type: 'message', channel: 'C0ALERTS01', ts: `${1794790396 + i}.000100`, bot_id: 'B0NAGIOS1', text: text(i) };
+        const start = process.hrtime.bigint();
+        const { decision } = decide(config, event, { log });
+        timings[i] = Number(process.hrtime.bigint() - start) / 1e6;
+        const key = 'match' in decision && decision.match ? `rule ${decision.match.rule.number}` : 'none';
+        verdicts[key] = (verdicts[key] ?? 0) + 1;
+      }
+      timings.sort();
+      rows.push({
+        engine, chars, messages, meanMs: timings.reduce((a, b) => a + b, 0) / messages, p99Ms: percentile(timings, 99), worstMs: timings[messages - 1],
+        verdicts, logLines: lines,
+      });
+    }
+  }
+  const header = ['engine', 'chars', 'messages', 'mean ms', 'p99 ms', 'worst ms', 'decided by', 'overrun lines'];
+  const table = rows.map((row) => [
+    row.engine === 'RE2' ? 'RE2 (default)' : `backtracking: true (${BACKTRACKING_BUDGET_MS} ms budget)`, fmt(row.chars), fmt(row.messages),
+    fmt(row.meanMs, 3), fmt(row.p99Ms, 3), fmt(row.worstMs, 3), Object.entries(row.verdicts).map(([k, v]) => `${k} ×${v}`).join(', '), row.engine === 'RE2' ? '-' : fmt(row.logLines),
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...table.map((cells) => cells[i].length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === 0 || i === 6 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
+  out(line(header));
+  out(widths.map((w) => '─'.repeat(w)).join('  '));
+  for (const cells of table) out(line(cells));
+  const worstRe2 = Math.max(...rows.filter((row) => row.engine === 'RE2').map((row) => row.worstMs));
+  const worstBacktracking = Math.max(...rows.filter((row) => row.engine === 'backtracking').map((row) => row.worstMs));
+  out(`worst case per message: ${fmt(worstRe2, 3)} ms on RE2; ${fmt(worstBacktracking, 3)} ms for the opted-in rule (budget ${BACKTRACKING_BUDGET_MS} ms, plus the other rules and timer slack; overrun lines: warnings written, at most one a minute per rule)`);
+  return rows;
+}
+
 // ───────────────────────────── main ─────────────────────────────
 
 async function main(): Promise<void> {
   await benchRules();
+  process.stdout.write('\n');
+  await benchHostile();
   // `npm run bench -- --rules-only` skips the end-to-end burst (about 20 s).
   if (!process.argv.includes('--rules-only')) printEndToEnd(await benchEndToEnd());
 }

@@ -28,6 +28,10 @@ export interface FakeMessage {
   files?: any[];
   reply_count?: number;
   edited?: { user: string; ts: string };
+  /** The name an integration posted under (incoming webhooks, `chat.postMessage` with `username`). */
+  username?: string;
+  /** Who posted, as Slack describes an app's bot on its messages. */
+  bot_profile?: Record<string, unknown>;
 }
 
 export interface FakeChannel {
@@ -54,6 +58,14 @@ export interface FakeUser {
   deleted?: boolean;
 }
 
+/** An integration (a bot user of an app, or a legacy bot), as `bots.info` describes it. */
+export interface FakeBot {
+  id: string;
+  name: string;
+  app_id?: string;
+  user_id?: string;
+}
+
 export interface FakeUsergroup {
   id: string;
   handle: string;
@@ -66,7 +78,7 @@ export interface ApiCall {
   params: Record<string, any>;
   token: string;
   at: number;
-  /** HTTP status answered (200 or 429). */
+  /** HTTP status answered (200 or 429; a 5xx during an `outage`; 0 when the answer was lost, see `loseAnswers`). */
   status: number;
   response: any;
 }
@@ -295,6 +307,7 @@ export class FakeSlack {
   readonly channels = new Map<string, FakeChannel>();
   readonly users = new Map<string, FakeUser>();
   readonly usergroups = new Map<string, FakeUsergroup>();
+  readonly bots = new Map<string, FakeBot>();
   readonly calls: ApiCall[] = [];
   /** Every delivery written to a socket, in order. */
   readonly envelopes: SentEnvelope[] = [];
@@ -407,6 +420,13 @@ export class FakeSlack {
     return user;
   }
 
+  /** An integration that posts alerts: `bots.info` knows its name. */
+  addBot(b: { id?: string; name: string; app_id?: string; user_id?: string }): FakeBot {
+    const bot: FakeBot = { ...b, id: b.id ?? this.freshId('B', this.bots) };
+    this.bots.set(bot.id, bot);
+    return bot;
+  }
+
   addUsergroup(g: { id?: string; handle: string; name?: string }): FakeUsergroup {
     const id = g.id ?? this.freshId('S', this.usergroups);
     const group: FakeUsergroup = { id, handle: g.handle, name: g.name ?? g.handle };
@@ -420,7 +440,7 @@ export class FakeSlack {
    */
   post(
     channel: string,
-    msg: { user?: string; bot_id?: string; subtype?: string; text?: string; attachments?: any[]; blocks?: any[]; thread_ts?: string; ts?: string },
+    msg: { user?: string; bot_id?: string; subtype?: string; text?: string; attachments?: any[]; blocks?: any[]; thread_ts?: string; ts?: string; username?: string; bot_profile?: Record<string, unknown> },
     opts: { emit?: boolean; eventId?: string } = {},
   ): FakeMessage {
     const ch = this.channelOrThrow(channel);
@@ -450,9 +470,9 @@ export class FakeSlack {
     return [...this.channelOrThrow(channel).messages];
   }
 
-  /** Open sockets that got hello. */
+  /** Open sockets that got hello (a silenced one no longer counts). */
   get connectionCount(): number {
-    return this.greeted.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+    return this.greeted.filter((ws) => ws.readyState === WebSocket.OPEN && !this.silenced.has(ws)).length;
   }
 
   // ─── Fault injection ───
@@ -487,6 +507,106 @@ export class FakeSlack {
     for (const ws of this.sockets) {
       if (!this.greeted.includes(ws) && ws.readyState === WebSocket.OPEN) this.greet(ws);
     }
+  }
+
+  // ─── Fault switches of the fault suite (test/faults-*.test.ts) ───
+  // What production does to a bot: Web API outages, answers lost after the work was done, links that go
+  // silent, frames no client expects. Each switch is off until called; the request path and the choice of
+  // socket consult them through `faultAnswer`, `takeLostAnswer` and `silenced`.
+
+  private readonly outages: { status: number; until: number; methods?: Set<string> }[] = [];
+  private readonly lostAnswers: { method: string; count: number; channel?: string; onLost?: (call: ApiCall) => void }[] = [];
+  /** Sockets whose link went silent: nothing is read from them (no pongs, no acks) and no event is written to them. */
+  private readonly silenced = new Set<WebSocket>();
+
+  /**
+   * For the next `ms`, every Web API call (only `methods`, if given) answers HTTP `status` (a 5xx outage)
+   * without doing its work. The calls are recorded with that status.
+   */
+  outage(status: number, ms: number, opts: { methods?: string[] } = {}): void {
+    this.outages.push({ status, until: Date.now() + ms, methods: opts.methods && new Set(opts.methods) });
+  }
+
+  /**
+   * The next `count` calls of `method` (only those for `channel`, if given) do their work (a post is made),
+   * then the connection is cut without an answer: the caller cannot know it worked. Such calls are recorded
+   * with status 0; `onLost` runs just before the cut (to kill the bot at exactly that moment).
+   */
+  loseAnswers(method: string, count = 1, opts: { channel?: string; onLost?: (call: ApiCall) => void } = {}): void {
+    this.lostAnswers.push({ method, count, channel: opts.channel, onLost: opts.onLost });
+  }
+
+  /**
+   * Every open socket goes silent, as a link through a dead NAT or proxy does: it stays open, but the server
+   * reads nothing from it (pings get no pong, acks are not seen, so their events are redelivered) and writes
+   * no event to it. The client has to notice by its pings and reconnect; new sockets are not silenced.
+   */
+  silence(): void {
+    for (const ws of this.sockets) {
+      this.silenced.add(ws);
+      ws.pause();
+    }
+  }
+
+  /** How many hellos were sent since start: a client's new connection shows as one more. */
+  get hellos(): number {
+    return this.helloCount;
+  }
+
+  /** Writes `frame` as it is (not JSON, unknown types, broken envelopes…) to the socket that gets events. false if none is connected. */
+  sendRawFrame(frame: string | Buffer): boolean {
+    const socket = this.activeSocket();
+    if (!socket) return false;
+    socket.send(frame, () => {});
+    return true;
+  }
+
+  /** The status of a Web API call during an outage, or undefined. */
+  private faultAnswer(method: string): number | undefined {
+    const now = Date.now();
+    return this.outages.find((o) => o.until > now && (!o.methods || o.methods.has(method)))?.status;
+  }
+
+  private takeLostAnswer(method: string, params: Params): { onLost?: (call: ApiCall) => void } | undefined {
+    const channel = params.channel ?? params.channel_id;
+    const rule = this.lostAnswers.find((r) => r.method === method && r.count > 0 && (r.channel === undefined || r.channel === channel));
+    if (!rule) return undefined;
+    rule.count--;
+    return rule;
+  }
+
+  // ─── Fault switches for tokens and reachability (test/post-once.test.ts, test/process-faults.test.ts) ───
+  // A token Slack stops accepting, and a Slack that cannot be reached at all (connection refused).
+
+  /** Tokens Slack no longer accepts, with the error it answers for them. */
+  private readonly revoked = new Map<string, string>();
+
+  /**
+   * From now on Slack refuses the app's (`'app'`) or the bot's (`'bot'`) token with `error` on every call, as
+   * after a revocation or an uninstall. Revoking the app token also closes its sockets, as Slack does, so the
+   * client has to reconnect (and is refused).
+   */
+  revokeToken(which: 'app' | 'bot', error = 'invalid_auth'): void {
+    this.revoked.set(which === 'app' ? this.appToken : this.botToken, error);
+    if (which === 'app') for (const ws of this.sockets) ws.terminate();
+  }
+
+  /**
+   * false: the port stops listening and every open connection (HTTP and sockets) is cut, so clients get
+   * "connection refused", as when Slack (or the way to it) is down. true: listening again on the same port.
+   */
+  async setReachable(reachable: boolean): Promise<void> {
+    if (!reachable) {
+      this.server.close();
+      this.server.closeAllConnections();
+      for (const ws of this.sockets) ws.terminate();
+      return;
+    }
+    if (this.server.listening) return;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', () => { this.server.off('error', reject); resolve(); });
+    });
   }
 
   // ─── Waiting ───
@@ -575,7 +695,7 @@ export class FakeSlack {
 
   /** Like Slack with several connections: one socket gets each event, here the newest greeted one. */
   private activeSocket(): WebSocket | undefined {
-    return this.greeted.findLast((ws) => ws.readyState === WebSocket.OPEN && !this.retiring.has(ws));
+    return this.greeted.findLast((ws) => ws.readyState === WebSocket.OPEN && !this.retiring.has(ws) && !this.silenced.has(ws));
   }
 
   private flushQueue(): void {
@@ -616,6 +736,7 @@ export class FakeSlack {
     ws.on('close', () => {
       this.sockets.delete(ws);
       this.retiring.delete(ws);
+      this.silenced.delete(ws);
       this.greeted = this.greeted.filter((other) => other !== ws);
     });
     if (this.acceptConnections) this.greet(ws);
@@ -650,7 +771,21 @@ export class FakeSlack {
     const params = parseParams(req, url, body);
     const token = bearerToken(req) ?? String(params.token ?? '');
     delete params.token;
+    const outage = this.faultAnswer(method);
+    if (outage !== undefined) {
+      this.calls.push({ method, params, token, at, status: outage, response: undefined });
+      res.writeHead(outage, { 'Content-Type': 'text/html' }).end(`<html><body>${outage} upstream unavailable</body></html>`);
+      return;
+    }
     const { status, response, headers } = this.answer(method, params, token);
+    const lost = status === 200 && response.ok ? this.takeLostAnswer(method, params) : undefined;
+    if (lost) {
+      const call: ApiCall = { method, params, token, at, status: 0, response };
+      this.calls.push(call);
+      lost.onLost?.(call);
+      req.socket.destroy();
+      return;
+    }
     this.calls.push({ method, params, token, at, status, response });
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(response));
   }
@@ -659,6 +794,8 @@ export class FakeSlack {
     const handler = this.methods[method];
     if (!handler) return { status: 200, response: { ok: false, error: 'unknown_method' } };
     const expected = method === 'apps.connections.open' ? this.appToken : this.botToken;
+    const revoked = this.revoked.get(token);
+    if (revoked) return { status: 200, response: { ok: false, error: revoked } };
     if (token !== expected) return { status: 200, response: { ok: false, error: token ? 'invalid_auth' : 'not_authed' } };
     const retryAfter = this.takeRateLimit(method, params);
     if (retryAfter !== undefined) {
@@ -727,6 +864,10 @@ export class FakeSlack {
     'pins.list': (p) => this.pinsList(p),
     'users.list': (p) => this.usersList(p),
     'users.info': (p) => ({ user: this.userJson(this.users.get(p.user) ?? fail('user_not_found')) }),
+    'bots.info': (p) => {
+      const bot = this.bots.get(p.bot) ?? fail('bot_not_found');
+      return { bot: { id: bot.id, deleted: false, name: bot.name, updated: 0, ...defined({ app_id: bot.app_id, user_id: bot.user_id }), icons: {} } };
+    },
     'usergroups.list': () => ({ usergroups: [...this.usergroups.values()].map((g) => ({ ...g, team_id: this.teamId, is_usergroup: true })) }),
     'files.getUploadURLExternal': (p) => this.filesGetUploadUrl(p),
     'files.completeUploadExternal': (p) => this.filesCompleteUpload(p),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compileConfig, matchRules, messageText, readRecording, requiredLiterals, translateRegex, type CompiledRule } from '../ims.ts';
+import { compileConfig, matchRules, messageText, readRecording, requiredLiterals, translateRegex, translateToJavaScript, type CompiledRule } from '../ims.ts';
 import { ruleSet } from './bench.ts';
 
 /** The engine without its prefilter: every rule's regex, in order. */
@@ -29,11 +29,20 @@ test('required literals are only what every match must contain', () => {
     ['ab?c', undefined],
     ['a\\x41bc', ['bc']],
     ['\\p{Lu}+ xyz', [' xyz']],
-    ['(?P<a>x)\\k<a>yy', ['yy']],
+    ['(?P<a>x)\\d+yy', ['yy']],
     ['x\\.y', ['x.y']],
     ['foo|.*', undefined],
+    // RE2 syntax, as RE2 reads it.
+    ['[[:alpha:]]+-\\d+ disk', [' disk']],
+    ['[]a]bc', ['bc']],
+    ['\\Qa.b\\E+ x', ['a.b']],
+    ['\\x{41}bc', ['bc']],
+    ['\\pLxyz', ['xyz']],
+    ['ab(?i)cdef', ['cdef']],
   ];
   for (const [pattern, expected] of cases) assert.deepEqual(requiredLiterals(translateRegex(pattern)), expected, pattern);
+  // A rule that opted in to backtracking has JavaScript syntax, backreferences included.
+  assert.deepEqual(requiredLiterals(translateToJavaScript('(?P<a>x)\\k<a>yy')), ['yy']);
 });
 
 test('case-insensitive and Unicode texts are never filtered out wrongly', () => {
@@ -48,6 +57,8 @@ test('case-insensitive and Unicode texts are never filtered out wrongly', () => 
   });
   const expectations: [string, number][] = [
     ['DISK FULL on nfs-01', 1], ['Disk Full', 1], ['an ERROR', 2], ['an error', 0], ['本番 サーバー停止 です', 3], ['STRASSE', 0], ['Straße closed', 4], ['İ disk full', 1],
+    // RE2 folds ſ (long s) to s and K (Kelvin sign) to k: the prefilter must not rule them out.
+    ['diſk full', 1], ['DIſK FULL', 1],
   ];
   for (const [text, number] of expectations) {
     const verdict = matchRules(config.rules, text, 0);

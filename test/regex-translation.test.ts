@@ -4,7 +4,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { translateRegex, compileConfig, matchRules, decide, type Config, type SlackMessageEvent } from '../ims.ts';
+import { translateRegex, translateToJavaScript, compileConfig, matchRules, decide, type Config, type SlackMessageEvent } from '../ims.ts';
 
 const t = (pattern: string) => translateRegex(pattern);
 
@@ -42,15 +42,26 @@ describe('inline flags', () => {
     }
   });
 
-  test('flags set in the middle of a pattern are refused with a message saying to move them to the start', () => {
-    refused('disk(?i)full', /'disk\(\?i\)full' sets flags inside the pattern.*put them at the very start, e\.g\. \(\?i\)/);
-    refused('(?i:disk) full', /sets flags inside the pattern/);
-    refused('a|(?s:b.c)', /sets flags inside the pattern/);
+  // RE2 runs the rules: flags in the middle of a pattern and (?U), which JavaScript lacks, work as in Go.
+  test('flags set in the middle of a pattern apply from there on, as in RE2', () => {
+    assert.ok(t('disk(?i)full').test('diskFULL'));
+    assert.ok(!t('disk(?i)full').test('DISKfull'));
+    assert.ok(t('(?i:disk) full').test('DISK full'));
+    assert.ok(!t('(?i:disk) full').test('DISK FULL'));
+    assert.ok(t('a|(?s:b.c)').test('b\nc'));
+    assert.ok(!t('a|b.c').test('b\nc'));
   });
 
-  test('(?U) (ungreedy) is refused: JavaScript has no equivalent', () => {
-    refused('(?U)a+', /'\(\?U\)a\+' uses the flag \(\?U\), which JavaScript has no equivalent for; only i, s and m are supported/);
-    refused('(?iU)a+', /\(\?U\)/);
+  test('(?U) (ungreedy) makes repetitions take as little as they can, as in RE2', () => {
+    assert.equal(t('(?U)a+').exec('aaa')?.[0], 'a');
+    assert.equal(t('(?iU)a+').exec('AAA')?.[0], 'A');
+    assert.equal(t('(?U)a+?').exec('aaa')?.[0], 'aaa');
+  });
+
+  test('the JavaScript translation (for rules that opt in to backtracking) still refuses what JavaScript lacks', () => {
+    assert.throws(() => translateToJavaScript('disk(?i)full'), /'disk\(\?i\)full' sets flags inside the pattern.*put them at the very start, e\.g\. \(\?i\)/);
+    assert.throws(() => translateToJavaScript('(?U)a+'), /'\(\?U\)a\+' uses the flag \(\?U\), which JavaScript has no equivalent for; only i, s and m are supported/);
+    assert.equal(translateToJavaScript('(?i)(?P<h>x)\\1').exec('XX')?.groups?.h, 'X');
   });
 });
 
@@ -117,9 +128,13 @@ describe('RE2 syntax', () => {
     refused('a\\Cb', /\\C/);
   });
 
-  test('a RegExp is used as it is', () => {
-    const re = /disk full/i;
-    assert.equal(translateRegex(re), re);
+  test('a RegExp keeps its source and flags on RE2', () => {
+    const re = translateRegex(/disk (?<what>full)/i);
+    assert.ok(re instanceof RegExp);
+    assert.equal(re.source, 'disk (?<what>full)');
+    assert.ok(re.flags.includes('i'));
+    assert.equal(re.exec('DISK FULL')?.groups?.what, 'FULL');
+    assert.ok(translateRegex(/a[^]b/).test('a\nb'), "JavaScript's [^] is any character");
   });
 });
 
