@@ -794,6 +794,12 @@ export class Ims {
   readonly userNames = new Map<string, string>();
   private watcher?: FSWatcher;
   private connections = 0;
+  /**
+   * Since when a channel without a cursor is read at the next catch-up: the instant before the socket first
+   * connected, or when it last dropped. Alerts that arrive after that but are lost in transit (or acked and
+   * not yet claimed when IMS is killed) are still found in history; what was said before is not an alert to IMS.
+   */
+  private listeningSince?: { ts: string; after: 'start' | 'disconnect' };
   private stopping = false;
   private stopped?: Promise<void>;
   /** Aborted when `stop()` begins: start-up gives up at once. */
@@ -840,6 +846,7 @@ export class Ims {
     if (options.socket === false) return;
     await this.untilStopped(this.track(this.recoverPending()));
     this.holdForCatchUp();
+    this.listeningSince = { ts: (this.now() / 1000).toFixed(6), after: 'start' };
     const start = this.connectSocket();
     await this.reachSlack('Socket Mode', start);
     await this.untilStopped(this.track(this.catchUp()));
@@ -915,6 +922,12 @@ export class Ims {
       this.connections++;
       this.log.info(this.connections === 1 ? 'Socket Mode connected' : 'Socket Mode reconnected; catching up');
       if (this.connections > 1) this.track(this.catchUp());
+    });
+    // 'close' is the socket itself going away (the SDK then reconnects without a 'disconnected'). A silent link is
+    // only noticed when pings go unanswered, so what came up to two ping timeouts (and a second) earlier may be lost too.
+    socket.on('close', () => {
+      const noticedLate = 2 * (this.options.clientPingTimeoutMs ?? 5000) + 1000;
+      this.listeningSince ??= { ts: ((this.now() - noticedLate) / 1000).toFixed(6), after: 'disconnect' };
     });
     socket.on('disconnected', () => { if (!this.stopping) this.log.warn('Socket Mode disconnected; reconnecting'); });
     return sdkStart;
@@ -1439,13 +1452,23 @@ export class Ims {
     const firstStart = this.state.getMeta('first_start') === undefined;
     const nowTs = (this.now() / 1000).toFixed(6);
     const channels = new Set([...marked, ...this.holdForCatchUp(), ...this.cursorFrozen]);
+    const since = this.listeningSince ?? { ts: nowTs, after: 'start' };
+    this.listeningSince = undefined;
     try {
       const members = new Set<string>();
       for await (const c of listAll<{ id: string; is_member?: boolean }>(this.slack, this.log, 'conversations.list', { types: 'public_channel,private_channel', exclude_archived: true, limit: 1000 }, 'channels')) {
         if (!c.is_member) continue;
         members.add(c.id);
-        // A channel seen for the first time starts now: what was said before IMS watched it is not an alert to it.
-        if (!this.state.cursor(c.id) && !this.config.ownChannels.has(c.id) && !this.pluginChannels.has(c.id)) this.state.advanceCursor(c.id, nowTs);
+        // A channel seen for the first time starts when IMS began listening: what was said before is not an alert to
+        // it, but what came after and was lost on the way (a dropped socket, a kill before the claim) is read back —
+        // now if the socket dropped, else at the next catch-up (right after start only that instant can have been missed).
+        if (!this.state.cursor(c.id) && !this.config.ownChannels.has(c.id) && !this.pluginChannels.has(c.id)) {
+          this.state.advanceCursor(c.id, since.ts);
+          if (since.after === 'disconnect') {
+            if (!this.catchingUp.has(c.id)) this.catchingUp.set(c.id, []);
+            channels.add(c.id);
+          }
+        }
       }
       // Channels the bot has left (or that were archived) have nothing to catch up: let them go.
       for (const channel of channels) {
@@ -1455,6 +1478,7 @@ export class Ims {
         this.releaseHeld(channel);
       }
     } catch (error) {
+      this.listeningSince ??= since;
       this.log.warn(`could not list channels for catch-up: ${errorText(error)}`);
     }
     if (firstStart) this.state.setMeta('first_start', nowTs);

@@ -94,6 +94,22 @@ test('after a Socket Mode connection drops, what was posted meanwhile is caught 
   assert.deepEqual(reposts(fake, INC_APPS).map(label), ['before the drop', 'alert 1', 'alert 2', 'sentinel']);
 });
 
+test('a channel the bot joined while running is caught up from when the connection dropped, not from the reconnect', async (t) => {
+  const { fake, start } = await setup(t, { dropWhileDisconnected: true });
+  const late = fake.addChannel({ id: 'C0ALERTS03', name: 'alerts-late', is_member: false });
+  const bot = await start(baseConfig());
+  await new WebClient('xoxb-test', { slackApiUrl: fake.apiUrl }).conversations.join({ channel: late.id });
+  fake.dropConnections();
+  const lost = fake.post(late.id, { bot_id: NAGIOS, text: 'ERROR: alert 1' });
+  assert.ok(!fake.envelopes.some((e) => e.event.ts === lost.ts), 'the event was lost, as Slack loses them');
+  await fake.waitForConnection(2);
+  await fake.waitFor(() => reposts(fake, INC_APPS).length >= 1, 'the alert posted in the new channel during the drop');
+  fake.post(late.id, { bot_id: NAGIOS, text: 'ERROR: sentinel' });
+  await fake.waitFor(() => reposts(fake, INC_APPS).length >= 2, 'the sentinel');
+  await settle(bot);
+  assert.deepEqual(reposts(fake, INC_APPS).map(label), ['alert 1', 'sentinel']);
+});
+
 test("after Slack asks for a reconnect (disconnect frame), what was posted in the gap is caught up exactly once", async (t) => {
   const { fake, start } = await setup(t, { dropWhileDisconnected: true });
   const bot = await start(baseConfig());
