@@ -10,7 +10,10 @@ import https from 'node:https';
 import path from 'node:path';
 import { WebClient } from '@slack/web-api';
 import { SocketModeClient } from '@slack/socket-mode';
-import { State, tsAfter, type OutboxItem } from './ims-state.ts';
+import { State, StateVersionError, tsAfter, type OutboxItem } from './ims-state.ts';
+import {
+  PluginHookError, PluginHookErrors, TimeoutError, classifySlackFailure, failureReason, isPermanentDeliveryError, withTimeout, type SlackFailure,
+} from './ims-plugin-kit.ts';
 import {
   ConfigError, contentLines, cron, decide, decodeEntities, escapeSlack, formatDate, dateParts, loadConfig, messageText, tsToMs, SECOND, HOUR, DAY,
   type AlertMessage, type CliOptions, type CompiledConfig, type Decision, type HookContext, type HookName, type Incident, type RuleMatch,
@@ -97,31 +100,49 @@ function errorText(error: unknown): string {
 }
 
 /**
- * Run one hook of every plugin that has it, after IMS's own work: concurrently, each isolated — a throw,
- * a rejection or a timeout is logged with the plugin's and hook's names and never reaches the caller.
+ * Run a hook of every plugin that has it, CONCURRENTLY, each plugin isolated from the others. Given a list
+ * (`['onMatch', 'onHotline']`), each plugin runs those hooks in order, the next after the previous settled,
+ * whatever its outcome. Each call is bounded by `timeoutMs` (`withTimeout`: its signal is aborted past it).
+ * A failure is stamped (`PluginHookError`: plugin, hook, the plugin's stack) and logged at once as
+ * `plugin 'NAME' failed in HOOK: why` with `at=file:line`; when several fail for this one event, one more line
+ * reports them together. Never rejects: resolves with the failures (`PluginHookErrors`), or undefined.
  */
-export async function runHooks<K extends HookName>(plugins: readonly Plugin[], hook: K,
-  makeContext: (plugin: Plugin, signal: AbortSignal) => Parameters<NonNullable<Plugin[K]>>[0],
-  options: { timeoutMs: number; log: Logger }): Promise<void> {
-  await Promise.allSettled(plugins.filter((p) => typeof p[hook] === 'function').map(async (plugin) => {
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new Error(`timed out after ${options.timeoutMs} ms`);
-        controller.abort(error);
-        reject(error);
-      }, options.timeoutMs);
-    });
-    try {
-      const fn = plugin[hook] as (ctx: unknown) => unknown;
-      await Promise.race([Promise.resolve().then(() => fn.call(plugin, makeContext(plugin, controller.signal))), timeout]);
-    } catch (error) {
-      options.log.error(`plugin '${plugin.name}' failed in ${hook}: ${errorText(error)}`, { plugin: plugin.name, hook });
-    } finally {
-      clearTimeout(timer);
+export async function runHooks<K extends HookName>(plugins: readonly Plugin[], hooks: K | readonly K[],
+  makeContext: (plugin: Plugin, signal: AbortSignal, hook: K) => Parameters<NonNullable<Plugin[K]>>[0],
+  options: { timeoutMs: number; log: Logger; event?: string }): Promise<PluginHookErrors | undefined> {
+  const sequence: readonly K[] = typeof hooks === 'string' ? [hooks as K] : hooks as readonly K[];
+  const failures: PluginHookError[] = [];
+  let event = options.event;
+  await Promise.all(plugins.map(async (plugin) => {
+    for (const hook of sequence) {
+      const fn = plugin[hook] as ((ctx: unknown) => unknown) | undefined;
+      if (typeof fn !== 'function') continue;
+      try {
+        await withTimeout((signal) => {
+          const ctx = makeContext(plugin, signal, hook);
+          event ??= hookEvent(ctx);
+          return fn.call(plugin, ctx);
+        }, options.timeoutMs, `plugin '${plugin.name}' ${hook}`);
+      } catch (error) {
+        const failure = new PluginHookError(plugin.name, hook, error);
+        failures.push(failure);
+        options.log.error(failure.message, failure.fields());
+      }
     }
   }));
+  if (!failures.length) return undefined;
+  const together = new PluginHookErrors(failures, event ?? sequence.join('/'));
+  if (failures.length > 1) options.log.error(together.message, { hook: sequence.join(','), event: together.event });
+  return together;
+}
+
+/** What a hook's context is about, for the line that reports several failures together. */
+function hookEvent(ctx: unknown): string | undefined {
+  const c = ctx as { incident?: { id?: number }; message?: { channel?: string; ts?: string }; report?: unknown } | undefined;
+  if (c?.incident?.id !== undefined) return `incident #${c.incident.id}${c.message ? ` (message ${c.message.channel} ${c.message.ts})` : ''}`;
+  if (c?.message) return `message ${c.message.channel} ${c.message.ts}`;
+  if (c?.report) return 'the report';
+  return undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -136,68 +157,11 @@ function rateLimitDelay(error: unknown): number | undefined {
 // when only its answer was lost. IMS turns it off in every client it builds and decides itself, from what a
 // failure says about whether Slack did the work.
 
-/** What a failed Web API call says about whether Slack did the work: that decides whether it may be tried again. */
-export type SlackFailureKind =
-  /** 429: not done; try again after Retry-After. */
-  | 'throttled'
-  /** Not done (the connection was refused, the name did not resolve, Slack said `service_unavailable`): safe to try again. */
-  | 'not done'
-  /** Maybe done (connection cut after sending, time-out, a 5xx, `internal_error`): a read may be repeated; a post is first looked for. */
-  | 'unknown'
-  /** Slack refuses the token: nothing works until it is replaced. */
-  | 'auth'
-  /** Fails the same way every time (bad arguments, text that cannot be encoded, a channel that is gone): never retried. */
-  | 'permanent';
-
-export interface SlackFailure {
-  kind: SlackFailureKind;
-  /** Slack's error code (`invalid_blocks`), `HTTP 502`, the network error's code, or `encoding`. */
-  code: string;
-  /** One line for logs. */
-  reason: string;
-  retryAfterMs?: number;
-}
-
-const AUTH_ERRORS = new Set(['invalid_auth', 'not_authed', 'token_revoked', 'token_expired', 'account_inactive', 'team_disabled', 'user_removed_from_team', 'not_allowed_token_type']);
-/** Slack answered, did nothing, and may do it later. */
-const NOT_DONE_ERRORS = new Set(['ratelimited', 'rate_limited', 'request_timeout', 'service_unavailable', 'team_added_to_org', 'org_login_required']);
-/** "It's possible some aspect of the operation succeeded before the error was raised" (Slack's words). */
-const MAYBE_DONE_ERRORS = new Set(['internal_error', 'fatal_error']);
-/** The request never reached Slack. */
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN', 'UND_ERR_CONNECT_TIMEOUT']);
+// The classification itself lives in ims-plugin-kit.ts: plugins use the same one.
+export { classifySlackFailure, type SlackFailure, type SlackFailureKind } from './ims-plugin-kit.ts';
 /** What Slack refuses in a message's form rather than its destination: a plain-text post may still go through. */
 export const CONTENT_ERRORS = new Set(['encoding', 'invalid_blocks', 'invalid_blocks_format', 'msg_too_long', 'msg_blocks_too_long', 'too_many_attachments',
   'invalid_attachments', 'invalid_metadata_format', 'invalid_metadata_schema', 'metadata_too_large', 'invalid_arguments', 'no_text']);
-
-/** Classify a Web API failure (an error thrown by `@slack/web-api`, or by what it called). */
-export function classifySlackFailure(error: unknown): SlackFailure {
-  const stamped = (error as { slackFailure?: SlackFailure }).slackFailure;
-  if (stamped) return stamped;
-  const e = error as { code?: string; data?: { error?: string }; statusCode?: number; original?: unknown; retryAfter?: number; name?: string; message?: string };
-  if (e?.code === 'slack_webapi_rate_limited_error') {
-    const retryAfterMs = Math.max(1, e.retryAfter ?? 1) * 1000;
-    return { kind: 'throttled', code: 'ratelimited', reason: `rate limited (Retry-After ${retryAfterMs / 1000} s)`, retryAfterMs };
-  }
-  if (e?.code === 'slack_webapi_platform_error') {
-    const code = String(e.data?.error ?? 'unknown_error');
-    const kind = AUTH_ERRORS.has(code) ? 'auth' : NOT_DONE_ERRORS.has(code) ? 'not done' : MAYBE_DONE_ERRORS.has(code) ? 'unknown' : 'permanent';
-    return { kind, code, reason: code };
-  }
-  if (e?.code === 'slack_webapi_http_error') {
-    const status = Number(e.statusCode);
-    return { kind: status >= 500 ? 'unknown' : 'permanent', code: `HTTP ${status}`, reason: `HTTP ${status}` };
-  }
-  if (e?.code === 'slack_webapi_request_error') {
-    const original = e.original as { code?: string; name?: string; message?: string; cause?: { code?: string } } | undefined;
-    const code = original?.code ?? original?.cause?.code ?? original?.name ?? 'request_error';
-    const reason = `${code}${original?.message && original.message !== code ? `: ${original.message}` : ''}`;
-    if (original instanceof URIError) return { kind: 'permanent', code: 'encoding', reason: `the request cannot be encoded (${original.message})` };
-    return { kind: NOT_SENT_CODES.has(code) ? 'not done' : 'unknown', code, reason };
-  }
-  // Thrown before anything was sent: `URIError: URI malformed` for text with a lone UTF-16 surrogate, or a TypeError.
-  if (error instanceof URIError) return { kind: 'permanent', code: 'encoding', reason: `the request cannot be encoded (${error.message})` };
-  return { kind: 'permanent', code: e?.name ?? 'error', reason: error instanceof Error ? error.message : String(error) };
-}
 
 /** Retries IMS makes itself (the SDK's are off): bounded attempts and bounded time. */
 export interface RetryPolicy {
@@ -334,14 +298,8 @@ class SlackClient extends WebClient {
 }
 
 /** Whether `work` settled before `deadline` (epoch ms); its outcome is not looked at. */
-async function settleWithin(work: Promise<unknown>, deadline: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now())); });
-  try {
-    return await Promise.race([work.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
+function settleWithin(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  return withTimeout(() => work, Math.max(0, deadline - Date.now()), 'work before the deadline').then(() => true, (error) => !(error instanceof TimeoutError));
 }
 
 /** The parts of socket-mode 3.1's client that IMS repairs (private in its types). */
@@ -877,19 +835,17 @@ export class Ims {
     const giveUp = (reason: string) => new SlackUnreachableError(`cannot reach Slack at ${where}: ${what === 'auth.test' ? 'auth.test' : 'the Socket Mode connection'} ${reason}, `
       + `gave up after ${Math.round(timeoutMs / 1000)} s; check the network (DNS, proxy, firewall), SLACK_API_URL and https://slack-status.com, then start IMS again`);
     this.startDeadline = Date.now() + timeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    // Whatever a step waits for without failing (a hello that never comes), it does not wait past the deadline.
-    const timedOut = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(giveUp('did not complete')), timeoutMs + 500); });
     try {
-      return await this.untilStopped(Promise.race([step(), timedOut]));
+      // Whatever a step waits for without failing (a hello that never comes), it does not wait past the deadline.
+      return await this.untilStopped(withTimeout(() => step(), timeoutMs + 500, what));
     } catch (error) {
+      if (error instanceof TimeoutError) throw giveUp('did not complete');
       if (error instanceof StoppedError || error instanceof SlackTokenError || error instanceof SlackUnreachableError || error instanceof ConfigError) throw error;
       const failure = classifySlackFailure(error);
       if (failure.kind === 'auth') throw new SlackTokenError(what === 'auth.test' ? 'SLACK_BOT_TOKEN' : 'SLACK_APP_TOKEN', what === 'auth.test' ? what : 'apps.connections.open', failure.code);
       if (failure.kind === 'permanent') throw new Error(`${what} at ${where} failed: ${failure.reason}`, { cause: error });
       throw giveUp(`failed (${failure.reason})`);
     } finally {
-      clearTimeout(timer);
       this.startDeadline = undefined;
     }
   }
@@ -1116,11 +1072,11 @@ export class Ims {
   /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
   private drainReceived(budgetMs = 2): void {
     // A stop that gave up on in-flight work has closed the DB: what is left was acked and is caught up at the next start.
-    if (!this.state.db.open) return;
+    if (!this.state.isOpen) return;
     const deadline = performance.now() + budgetMs;
     // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
     // with them, so a crash before the commit is caught up from history, never lost).
-    this.state.db.transaction(() => {
+    this.state.withinOneCommit(() => {
       while (this.receivedHead < this.received.length && performance.now() < deadline && (budgetMs === Infinity || this.admitting())) {
         const { eventId, event } = this.received[this.receivedHead];
         this.received[this.receivedHead++] = undefined as never;
@@ -1134,7 +1090,7 @@ export class Ims {
           if (this.draining && this.messagesInFlight === MAX_MESSAGES_IN_FLIGHT - 1) setImmediate(() => this.drainReceived());
         }));
       }
-    })();
+    });
     if (this.receivedHead < this.received.length) {
       // Full: the next message to finish calls again. Otherwise yield a turn, so new frames get acked.
       if (this.admitting()) setImmediate(() => this.drainReceived());
@@ -1157,7 +1113,7 @@ export class Ims {
       }
     } catch (error) {
       // After a stop that gave up waiting, the DB is closed under the work still running: it is finished at the next start.
-      this.log[this.state.db.open ? 'error' : 'debug'](`failed to handle a ${String(event.type)} event: ${errorText(error)}`, { channel: event.channel, ts: event.ts });
+      this.log[this.state.isOpen ? 'error' : 'debug'](`failed to handle a ${String(event.type)} event: ${errorText(error)}`, { channel: event.channel, ts: event.ts });
     }
   }
 
@@ -1206,7 +1162,7 @@ export class Ims {
    */
   private failedForGood(message: AlertMessage, decision: Exclude<Decision, { action: 'ignore' }>, error: unknown): boolean {
     const failure = classifySlackFailure(error);
-    if (failure.kind !== 'permanent' || !this.state.db.open) return false;
+    if (failure.kind !== 'permanent' || !this.state.isOpen) return false;
     this.state.failMessage(message.channel, message.ts, this.now());
     const rule = 'match' in decision ? decision.match?.rule : undefined;
     const destination = decision.action === 'incident' || decision.action === 'reverse repost' ? decision.channel : message.channel;
@@ -1235,11 +1191,8 @@ export class Ims {
         this.log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
         if (decision.hotline) this.state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
         // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
-        for (const plugin of config.plugins) {
-          void this.hooks('onMatch', () => ({ message, match: decision.match, incident }), [plugin]).then(() => decision.hotline
-            ? this.hooks('onHotline', () => ({ message, match: decision.match, incident, mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } }), [plugin])
-            : undefined);
-        }
+        const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
+        void this.hooks(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
         return;
       }
       case 'reverse repost': {
@@ -1672,12 +1625,15 @@ export class Ims {
 
   // ─── Hooks, schedules, reload ─────────────────────────────────────────────────────────────────
 
-  /** Run a hook of every plugin with a full context. */
-  hooks<K extends HookName>(hook: K, extra: () => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>, plugins?: readonly Plugin[]): Promise<void> {
+  /** Run a hook (or, per plugin, a sequence of hooks: `['onMatch', 'onHotline']`) of every plugin with a full context; see `runHooks`. */
+  hooks<K extends HookName>(hooks: K | readonly K[], extra: (hook: K) => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>,
+    plugins?: readonly Plugin[]): Promise<PluginHookErrors | undefined> {
     const config = this.config;
     const targets = plugins ?? config.plugins;
-    if (!targets.some((p) => typeof p[hook] === 'function')) return Promise.resolve();
-    const run = runHooks(targets, hook, (plugin, signal) => ({ ...this.hookContext(plugin, signal), ...extra() }) as never, { timeoutMs: config.hookTimeoutMs, log: this.log });
+    const sequence: readonly K[] = typeof hooks === 'string' ? [hooks as K] : hooks as readonly K[];
+    if (!targets.some((p) => sequence.some((hook) => typeof p[hook] === 'function'))) return Promise.resolve(undefined);
+    const run = runHooks(targets, sequence, (plugin, signal, hook) => ({ ...this.hookContext(plugin, signal), ...extra(hook) }) as never,
+      { timeoutMs: config.hookTimeoutMs, log: this.log });
     return this.track(run);
   }
 
@@ -1812,17 +1768,17 @@ export class Ims {
       this.state.markRetry(item.id, this.now() + 5 * 60_000, `no plugin '${item.plugin}' with a deliver() is configured`);
       return;
     }
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error('delivery timed out')), this.config.hookTimeoutMs);
+    const delivery = { key: item.key, group: item.group, payload: item.payload, attempts: item.attempts };
     try {
-      await Promise.race([plugin.deliver({ key: item.key, group: item.group, payload: item.payload, attempts: item.attempts }, this.hookContext(plugin, controller.signal)),
-        new Promise((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason)))]);
+      await withTimeout((signal) => plugin.deliver!(delivery, this.hookContext(plugin, signal)), this.config.hookTimeoutMs, `plugin '${plugin.name}' delivery`);
       this.state.markDelivered(item.id, this.now());
     } catch (error) {
-      const message = errorText(error);
-      if ((error as { permanent?: boolean }).permanent) {
+      const message = error instanceof TimeoutError ? error.message : failureReason(error);
+      // Where the plugin failed (its stack's first frames), as for a hook.
+      const { at, stack } = new PluginHookError(plugin.name, 'deliver', error).fields();
+      if (isPermanentDeliveryError(error)) {
         this.state.markDead(item.id, message);
-        this.log.error(`outbox: '${item.plugin}' gave up on ${item.key}: ${message}`);
+        this.log.error(`outbox: '${item.plugin}' gave up on ${item.key}: ${message}`, { at, stack });
         return;
       }
       const backoff = Math.min(5 * 60_000, 1000 * 2 ** Math.min(item.attempts, 16));
@@ -1830,9 +1786,7 @@ export class Ims {
       this.state.markRetry(item.id, retryAt, message);
       const stats = this.state.outboxStats();
       this.log.warn(`outbox: '${item.plugin}' delivery of ${item.key} failed (attempt ${item.attempts + 1}): ${message}; retry in ${Math.round((retryAt - this.now()) / 1000)} s`,
-        { depth: stats.depth, oldest_age_s: stats.oldestAt ? Math.round((this.now() - stats.oldestAt) / 1000) : 0 });
-    } finally {
-      clearTimeout(timer);
+        { depth: stats.depth, oldest_age_s: stats.oldestAt ? Math.round((this.now() - stats.oldestAt) / 1000) : 0, at, stack });
     }
   }
 }
@@ -1973,9 +1927,7 @@ function cachedName(ims: Ims, id: string, lookUp: () => Promise<string | undefin
     }).finally(() => pending.delete(id)));
   }
   // A slow Slack never holds up the page: the post names the ID, and the name is there for the next one.
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => { timer = setTimeout(() => resolve(id), NAME_LOOKUP_MS); });
-  return Promise.race([pending.get(id)!, late]).finally(() => clearTimeout(timer));
+  return withTimeout(() => pending.get(id)!, NAME_LOOKUP_MS, `the name of ${id}`).catch(() => id);
 }
 
 /**
@@ -2158,15 +2110,22 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
   let stopping: string | undefined;
   let stopRequested!: () => void;
   const stopNow = new Promise<void>((resolve) => { stopRequested = resolve; });
-  const ims = new Ims(config, {
-    ...tokens, log, configPath: config.source, autoReload: options.auto, idLookup: options.idLookup, verbose: options.verbose,
-    reverse: options.reverse, reacji: options.reacji, reports: !options.noIncident, reminders: !options.noReminder,
-    schedule: options.schedule, loopHours: options.loopHours, reminderSeconds: options.reminderSeconds,
-    clientPingTimeoutMs: milliseconds('IMS_PING_TIMEOUT_MS'),
-    retryConfig: process.env.IMS_HTTP_RETRIES ? { retries: Number(process.env.IMS_HTTP_RETRIES), minTimeout: 100, maxTimeout: 1000 } : undefined,
-    startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
-    onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
-  });
+  let ims: Ims;
+  try {
+    ims = new Ims(config, {
+      ...tokens, log, configPath: config.source, autoReload: options.auto, idLookup: options.idLookup, verbose: options.verbose,
+      reverse: options.reverse, reacji: options.reacji, reports: !options.noIncident, reminders: !options.noReminder,
+      schedule: options.schedule, loopHours: options.loopHours, reminderSeconds: options.reminderSeconds,
+      clientPingTimeoutMs: milliseconds('IMS_PING_TIMEOUT_MS'),
+      retryConfig: process.env.IMS_HTTP_RETRIES ? { retries: Number(process.env.IMS_HTTP_RETRIES), minTimeout: 100, maxTimeout: 1000 } : undefined,
+      startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
+      onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
+    });
+  } catch (error) {
+    // The state file cannot be opened (a newer IMS's schema, no permission, a full disk): one line, no stack.
+    io.err(`ims: ${error instanceof StateVersionError ? error.message : `cannot open the state file ${config.state.path}: ${errorText(error)}`}`);
+    return 1;
+  }
   const stop = (why: string, code: number) => {
     if (stopping) return;
     stopping = why;

@@ -1,8 +1,38 @@
 /**
- * IMS's durable state: one SQLite file (better-sqlite3, WAL). It is what makes IMS safe to restart:
- * processed events and messages (de-duplication), incidents and their lifecycle, the last processed
- * `ts` per watched channel (catch-up), reminder hours already posted, and the plugins' outbox.
+ * IMS's durable state: what makes IMS safe to restart. Processed events and messages (de-duplication),
+ * incidents and their lifecycle, the last processed `ts` per watched channel (catch-up), reminder hours
+ * already posted, the channels plugins made for themselves, the plugins' store and their outbox.
+ *
+ * The seam. `StateStore` is every operation the runtime performs on its state; no SQL and no database
+ * handle leave this module. `State` implements it on one SQLite file (better-sqlite3, WAL) and answers in
+ * the same turn (`StateStore<'sync'>`). A second backend such as PostgreSQL answers in a later turn
+ * (`StateStore<'async'>`: every answer a promise) and implements the same operations with the same names,
+ * inputs and meaning; moving the runtime to it means awaiting each answer (tsc points at every call).
  * Every multi-row change is one transaction, so a crash leaves either all of it or none.
+ *
+ * Batching, and how it survives an asynchronous backend. The intake takes acknowledged events in slices
+ * of at most 2 ms and runs each slice inside `withinOneCommit`: the slice's event-ID records, message
+ * claims and cursor moves are one commit (one fsync for a slice of a burst, not one per message; a crash
+ * before it loses the slice's claims and its cursor moves together, so its messages are read back from
+ * history). An asynchronous backend keeps one commit per slice and makes it one round trip: the calls made
+ * while the slice's work runs are not sent one by one but gathered, and when the work returns they go
+ * together as one pipelined transaction (`BEGIN; …; COMMIT`); each call's promise settles with its own
+ * answer once the commit is acknowledged. Nothing in a slice waits for another answer of the same slice,
+ * because every operation is one statement that returns its own answer: a de-duplication record or a
+ * claim is `INSERT … ON CONFLICT DO NOTHING RETURNING …` (a row back: new; none: seen before, its status
+ * read by the same statement), a cursor moves with `INSERT … ON CONFLICT DO UPDATE … WHERE` the new ts is
+ * later, an incident is inserted or found by its source in one statement. The runtime's side of that
+ * contract: a message's work issues its claim before its first await (it does: decide, then claim), and
+ * the intake hands each event its de-duplication answer as a promise instead of branching on it (a
+ * message's claim is its own de-duplication; a reaction is recorded once its event's answer says new). A
+ * slice then costs one round trip, during which new frames are still acknowledged and gathered for the
+ * next slice; the next slice is sent when the answer is back, so order per channel holds. Calls made
+ * outside a slice (finishing a message after its post, the outbox worker) go on their own, as here.
+ *
+ * The schema is versioned by `PRAGMA user_version` and changed only by appending to `MIGRATIONS`, each step
+ * in its own transaction: an existing `ims.db` is upgraded in place when IMS opens it, a crash mid-upgrade
+ * leaves the last whole version, and a file a newer IMS has upgraded is refused (`StateVersionError`)
+ * rather than misread.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -31,7 +61,135 @@ export interface OutboxItem {
   createdAt: number;
 }
 
-const SCHEMA = `
+/**
+ * What claiming a message found: `'new'` (claimed now), `'pending'` (claimed by an earlier run or delivery
+ * and not finished), `'done'` (handled), `'failed'` (Slack refused it for good: never tried again).
+ */
+export type MessageClaim = 'new' | 'pending' | 'done' | 'failed';
+
+/** Which incidents `listIncidents` returns; every given field must hold. */
+export interface IncidentFilter {
+  /** Created at or after (epoch ms). */
+  since?: number;
+  /** Open (true) or resolved (false). */
+  open?: boolean;
+  /** Posted in this incident channel. */
+  channel?: string;
+}
+
+/** A message claimed by a run that stopped (or failed on the way) before finishing it. */
+export interface PendingMessage {
+  channel: string;
+  ts: string;
+  /** The Slack event as it was claimed. */
+  event: Record<string, unknown>;
+}
+
+export interface OutboxStats {
+  /** Deliveries not yet delivered nor given up. */
+  depth: number;
+  /** When the oldest of them was queued (epoch ms). */
+  oldestAt?: number;
+  /** The last error of a delivery still waiting. */
+  lastError?: string;
+}
+
+/** How a backend answers: in the same turn (SQLite in process) or in a later one (a database server). */
+export type StoreMode = 'sync' | 'async';
+
+/** An answer of a `StateStore` in `Mode`: the value itself (`'sync'`) or a promise of it (`'async'`); either, when the mode is not known. */
+export type StoreAnswer<T, Mode extends StoreMode> = Mode extends 'sync' ? T : Promise<T>;
+
+/**
+ * Every operation the runtime performs on IMS's durable state. `State` (SQLite) implements
+ * `StateStore<'sync'>`; an asynchronous backend implements `StateStore<'async'>` with the same meaning, and
+ * code written against `StateStore` (either mode) awaits every answer. Times are epoch milliseconds; `now`
+ * defaults to the current time.
+ */
+export interface StateStore<Mode extends StoreMode = StoreMode> {
+  /** False once closed: work still running after a stop that gave up on it must not write. */
+  readonly isOpen: boolean;
+
+  /**
+   * Run `work` with every change it makes in one commit (all or none). In SQLite, one transaction around
+   * it. In an asynchronous backend, the calls made while `work` runs are gathered and sent as one
+   * transaction in one round trip when it returns (see the module comment). Nested calls join the outer commit.
+   */
+  withinOneCommit<T>(work: () => StoreAnswer<T, Mode>): StoreAnswer<T, Mode>;
+
+  /** True the first time an event ID is seen (Slack redelivers, and catch-up may read the same event). */
+  rememberEvent(eventId: string, now?: number): StoreAnswer<boolean, Mode>;
+  /**
+   * Claim a message for processing: `'new'` the first time (recorded as pending, with the event, so a crash
+   * before it is done is finished at the next start; the channel's cursor moves with it unless
+   * `advanceCursor` is false), else what became of it.
+   */
+  claimMessage(channel: string, ts: string, event: unknown, now?: number, advanceCursor?: boolean): StoreAnswer<MessageClaim, Mode>;
+  /** The message is handled: redeliveries and catch-up leave it alone. */
+  finishMessage(channel: string, ts: string, now?: number): StoreAnswer<void, Mode>;
+  /** A message Slack refused for good: kept (as handled, never retried) so that its redeliveries are not tried again. */
+  failMessage(channel: string, ts: string, now?: number): StoreAnswer<void, Mode>;
+  /** Messages claimed before `claimedBefore` (default: any time) that are not finished, oldest ts first. */
+  pendingMessages(claimedBefore?: number): StoreAnswer<PendingMessage[], Mode>;
+
+  /** The last processed ts of a watched channel, where its catch-up starts. */
+  cursor(channel: string): StoreAnswer<string | undefined, Mode>;
+  cursors(): StoreAnswer<Map<string, string>, Mode>;
+  /** Move a channel's cursor forward (never back). */
+  advanceCursor(channel: string, ts: string): StoreAnswer<void, Mode>;
+
+  /** Record a new incident and finish its message, in one commit; the incident already recorded for the same source, if any. */
+  addIncident(incident: Omit<Incident, 'id'>): StoreAnswer<Incident, Mode>;
+  incidentBySource(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
+  /** The incident whose repost is this message. */
+  incidentByPost(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
+  incidentById(id: number): StoreAnswer<Incident | undefined, Mode>;
+  /** Incidents in the order they were created. */
+  listIncidents(filter?: IncidentFilter): StoreAnswer<Incident[], Mode>;
+  /** Mark resolved (and record it as an event); false if it already was. */
+  resolveIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
+  /** Mark open again (and record it as an event); false if it was not resolved. */
+  reopenIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
+  addIncidentEvent(event: IncidentEvent): StoreAnswer<void, Mode>;
+  /** An incident's events in the order they happened. */
+  incidentEvents(id: number): StoreAnswer<IncidentEvent[], Mode>;
+
+  /** True the first time a reminder is claimed for this channel and hour. */
+  claimReminder(channel: string, hour: string): StoreAnswer<boolean, Mode>;
+  /** Give a claimed reminder hour back (its post failed: it is tried again). */
+  releaseReminder(channel: string, hour: string): StoreAnswer<void, Mode>;
+
+  getMeta(key: string): StoreAnswer<string | undefined, Mode>;
+  setMeta(key: string, value: string): StoreAnswer<void, Mode>;
+
+  /** Mark a channel as a plugin's own (a war room): never read as an alert source. */
+  ownChannel(channel: string, plugin: string): StoreAnswer<void, Mode>;
+  ownedChannels(): StoreAnswer<Set<string>, Mode>;
+
+  /** A plugin's own durable value (stored as JSON); undefined when none. */
+  storeGet(plugin: string, key: string): StoreAnswer<unknown, Mode>;
+  /** Set a plugin's value; `undefined` deletes it. */
+  storeSet(plugin: string, key: string, value: unknown): StoreAnswer<void, Mode>;
+
+  /** Queue an outbox delivery; false when the key was already queued or delivered. */
+  enqueue(plugin: string, key: string, group: string, payload: unknown, now?: number): StoreAnswer<boolean, Mode>;
+  /** The head of each group's queue that is due, at most `limit`: deliveries of one group go strictly in order. */
+  dueDeliveries(now?: number, limit?: number): StoreAnswer<OutboxItem[], Mode>;
+  markDelivered(id: number, now?: number): StoreAnswer<void, Mode>;
+  /** A failed attempt: tried again at `nextAt`. */
+  markRetry(id: number, nextAt: number, error: string): StoreAnswer<void, Mode>;
+  /** Given up: never tried again (its group's next delivery goes). */
+  markDead(id: number, error: string): StoreAnswer<void, Mode>;
+  outboxStats(): StoreAnswer<OutboxStats, Mode>;
+
+  /** Forget de-duplication records older than `before` (they can no longer be redelivered or caught up). */
+  prune(before: number): StoreAnswer<void, Mode>;
+  /** Release the store; closing twice is harmless. */
+  close(): StoreAnswer<void, Mode>;
+}
+
+/** The schema of IMS 2.0 (commit 191051e), before versioning: migration 1, word for word. */
+const SCHEMA_2_0 = `
 CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
   channel TEXT NOT NULL, ts TEXT NOT NULL, status TEXT NOT NULL, event TEXT NOT NULL, updated_at INTEGER NOT NULL,
@@ -57,16 +215,149 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, dead, grp, id);
 `;
 
-type Row = Record<string, unknown>;
+/** One step of the schema. Released steps are never edited: a change is a new step at the end. */
+interface Migration {
+  /** The `user_version` the database has after this step: 1, 2, 3… in order. */
+  version: number;
+  /** What the step changes and why, for the error when it fails. */
+  what: string;
+  /** SQL run in the step's transaction. */
+  sql: string;
+}
 
-function toIncident(row: Row): Incident {
+/**
+ * The schema's history. Step 1 is IMS 2.0's schema; `CREATE … IF NOT EXISTS` makes it a no-op on a
+ * database IMS 2.0 made (user_version 0), which it thereby stamps as version 1. The `failed` message
+ * status of issue 7 needed no step: `messages.status` is free text.
+ */
+const MIGRATIONS: readonly Migration[] = [
+  { version: 1, what: 'the schema of IMS 2.0', sql: SCHEMA_2_0 },
+];
+
+/** The schema version this IMS writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/** The state file was upgraded by a newer IMS: refused, as this one would misread or damage it. */
+export class StateVersionError extends Error {
+  constructor(readonly file: string, readonly found: number, readonly known: number) {
+    super(`${file} has schema version ${found}, this IMS knows up to ${known}; upgrade IMS (a newer IMS has used this file)`);
+    this.name = 'StateVersionError';
+  }
+}
+
+function schemaVersion(db: Database.Database): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/** Refuse a file a newer IMS has upgraded, before anything (even the journal mode) is written to it. */
+function refuseNewer(db: Database.Database, file: string): void {
+  const found = schemaVersion(db);
+  if (found > SCHEMA_VERSION) throw new StateVersionError(file, found, SCHEMA_VERSION);
+}
+
+/** Bring `db` to `SCHEMA_VERSION`, one step per transaction: a step that fails leaves the file at the version before it. */
+function migrate(db: Database.Database, file: string): void {
+  for (const step of MIGRATIONS) {
+    const before = schemaVersion(db);
+    if (step.version <= before) continue;
+    try {
+      // IMMEDIATE: a second IMS opening the same file waits for the write lock, then finds the step done.
+      db.transaction(() => {
+        if (schemaVersion(db) >= step.version) return;
+        db.exec(step.sql);
+        db.pragma(`user_version = ${step.version}`);
+      }).immediate();
+    } catch (error) {
+      throw new Error(`${file}: upgrading the schema to version ${step.version} (${step.what}) failed, the file is left at version `
+        + `${before}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}
+
+/** The columns of `incidents`, as read. */
+interface IncidentRow {
+  id: number; source_channel: string; source_ts: string; incident_channel: string; incident_ts: string;
+  rule_number: number; head: string; label: string; hotline: string | null; text: string; poster: string;
+  created_at: number; resolved_at: number | null; resolved_by: string | null; permalink: string | null;
+}
+const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink';
+
+/** The named parameters of a new incident. */
+interface IncidentInsert {
+  sourceChannel: string; sourceTs: string; incidentChannel: string; incidentTs: string; ruleNumber: number;
+  head: string; label: string; hotline: string | null; text: string; poster: string; createdAt: number; permalink: string | null;
+}
+
+interface IncidentEventRow { incident_id: number; kind: IncidentEvent['kind']; user: string | null; detail: string | null; at: number }
+
+interface OutboxRow {
+  id: number; plugin: string; key: string; grp: string; payload: string; attempts: number; next_at: number;
+  last_error: string | null; created_at: number; delivered_at: number | null; dead: number;
+}
+
+function toIncident(row: IncidentRow): Incident {
   return {
-    id: row.id as number, sourceChannel: row.source_channel as string, sourceTs: row.source_ts as string,
-    incidentChannel: row.incident_channel as string, incidentTs: row.incident_ts as string,
-    ruleNumber: row.rule_number as number, head: row.head as string, label: row.label as string,
-    hotline: (row.hotline as string | null) ?? undefined, text: row.text as string, poster: row.poster as string,
-    createdAt: row.created_at as number, resolvedAt: (row.resolved_at as number | null) ?? undefined,
-    resolvedBy: (row.resolved_by as string | null) ?? undefined, permalink: (row.permalink as string | null) ?? undefined,
+    id: row.id, sourceChannel: row.source_channel, sourceTs: row.source_ts,
+    incidentChannel: row.incident_channel, incidentTs: row.incident_ts,
+    ruleNumber: row.rule_number, head: row.head, label: row.label,
+    hotline: row.hotline ?? undefined, text: row.text, poster: row.poster,
+    createdAt: row.created_at, resolvedAt: row.resolved_at ?? undefined,
+    resolvedBy: row.resolved_by ?? undefined, permalink: row.permalink ?? undefined,
+  };
+}
+
+/**
+ * Every statement IMS runs, prepared once, typed by its parameters and its row: a misspelt name, a missing
+ * or wrong-typed parameter, or a column read that is not selected fails the typecheck.
+ */
+function prepareStatements(db: Database.Database) {
+  return {
+    rememberEvent: db.prepare<[eventId: string, receivedAt: number]>('INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)'),
+    claim: db.prepare<[channel: string, ts: string, event: string, now: number]>(
+      `INSERT OR IGNORE INTO messages (channel, ts, status, event, updated_at) VALUES (?, ?, 'pending', ?, ?)`),
+    messageStatus: db.prepare<[channel: string, ts: string], { status: Exclude<MessageClaim, 'new'> }>('SELECT status FROM messages WHERE channel = ? AND ts = ?'),
+    finish: db.prepare<[now: number, channel: string, ts: string]>(`UPDATE messages SET status = 'done', updated_at = ? WHERE channel = ? AND ts = ?`),
+    fail: db.prepare<[now: number, channel: string, ts: string]>(`UPDATE messages SET status = 'failed', updated_at = ? WHERE channel = ? AND ts = ?`),
+    pending: db.prepare<[], { channel: string; ts: string; event: string; updated_at: number }>(
+      `SELECT channel, ts, event, updated_at FROM messages WHERE status = 'pending' ORDER BY ts`),
+    cursor: db.prepare<[channel: string], { last_ts: string }>('SELECT last_ts FROM cursors WHERE channel = ?'),
+    setCursor: db.prepare<[channel: string, ts: string]>(
+      'INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
+    cursors: db.prepare<[], { channel: string; last_ts: string }>('SELECT channel, last_ts FROM cursors'),
+    addIncident: db.prepare<IncidentInsert>(`INSERT INTO incidents (source_channel, source_ts, incident_channel, incident_ts, rule_number, head,
+      label, hotline, text, poster, created_at, permalink) VALUES (@sourceChannel, @sourceTs, @incidentChannel, @incidentTs, @ruleNumber, @head,
+      @label, @hotline, @text, @poster, @createdAt, @permalink)`),
+    incidentBySource: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE source_channel = ? AND source_ts = ?`),
+    incidentByPost: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE incident_channel = ? AND incident_ts = ?`),
+    incidentById: db.prepare<[id: number], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE id = ?`),
+    resolve: db.prepare<[at: number, by: string, id: number]>('UPDATE incidents SET resolved_at = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL'),
+    reopen: db.prepare<[id: number]>('UPDATE incidents SET resolved_at = NULL, resolved_by = NULL WHERE id = ? AND resolved_at IS NOT NULL'),
+    addEvent: db.prepare<[incidentId: number, kind: IncidentEvent['kind'], user: string | null, detail: string | null, at: number]>(
+      'INSERT INTO incident_events (incident_id, kind, user, detail, at) VALUES (?, ?, ?, ?, ?)'),
+    events: db.prepare<[incidentId: number], IncidentEventRow>('SELECT incident_id, kind, user, detail, at FROM incident_events WHERE incident_id = ? ORDER BY at, rowid'),
+    claimReminder: db.prepare<[channel: string, hour: string]>('INSERT OR IGNORE INTO reminders (channel, hour) VALUES (?, ?)'),
+    releaseReminder: db.prepare<[channel: string, hour: string]>('DELETE FROM reminders WHERE channel = ? AND hour = ?'),
+    getMeta: db.prepare<[key: string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+    setMeta: db.prepare<[key: string, value: string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    ownChannel: db.prepare<[channel: string, plugin: string]>('INSERT OR IGNORE INTO owned_channels (channel, plugin) VALUES (?, ?)'),
+    ownedChannels: db.prepare<[], { channel: string }>('SELECT channel FROM owned_channels'),
+    storeGet: db.prepare<[plugin: string, key: string], { value: string }>('SELECT value FROM plugin_store WHERE plugin = ? AND key = ?'),
+    storeSet: db.prepare<[plugin: string, key: string, value: string]>(
+      'INSERT INTO plugin_store (plugin, key, value) VALUES (?, ?, ?) ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value'),
+    storeDelete: db.prepare<[plugin: string, key: string]>('DELETE FROM plugin_store WHERE plugin = ? AND key = ?'),
+    enqueue: db.prepare<[plugin: string, key: string, group: string, payload: string, nextAt: number, createdAt: number]>(
+      'INSERT OR IGNORE INTO outbox (plugin, key, grp, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+    dueOutbox: db.prepare<[now: number, limit: number], OutboxRow>(`SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE delivered_at IS NULL
+      AND dead = 0 GROUP BY grp) AND next_at <= ? ORDER BY id LIMIT ?`),
+    delivered: db.prepare<[now: number, id: number]>('UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?'),
+    retry: db.prepare<[nextAt: number, error: string, id: number]>('UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?'),
+    dead: db.prepare<[error: string, id: number]>('UPDATE outbox SET dead = 1, attempts = attempts + 1, last_error = ? WHERE id = ?'),
+    outboxStats: db.prepare<[], { depth: number; oldest: number | null; last_error: string | null }>(`SELECT COUNT(*) AS depth, MIN(created_at) AS oldest,
+      (SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND delivered_at IS NULL ORDER BY id DESC LIMIT 1) AS last_error
+      FROM outbox WHERE delivered_at IS NULL AND dead = 0`),
+    pruneEvents: db.prepare<[before: number]>('DELETE FROM events WHERE received_at < ?'),
+    pruneMessages: db.prepare<[before: number]>(`DELETE FROM messages WHERE status IN ('done', 'failed') AND updated_at < ?`),
+    pruneOutbox: db.prepare<[createdBefore: number]>('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?'),
   };
 }
 
@@ -79,156 +370,157 @@ export function tsAfter(a: string, b: string): boolean {
   return af.padEnd(6, '0') > bf.padEnd(6, '0');
 }
 
-export class State {
-  readonly db: Database.Database;
-  private readonly statements: Record<string, Database.Statement>;
+/** IMS's state in one SQLite file (or `':memory:'`), upgraded to `SCHEMA_VERSION` when opened. */
+export class State implements StateStore<'sync'> {
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<typeof prepareStatements>;
+  /** `listIncidents` statements by the filters given (at most 12 shapes), each prepared the first time it is used. */
+  private readonly incidentLists = new Map<string, Database.Statement<(string | number)[], IncidentRow>>();
+  private readonly inOneCommit: (work: () => unknown) => unknown;
+  private readonly claimInOneCommit: (channel: string, ts: string, event: unknown, now: number, advanceCursor: boolean) => MessageClaim;
+  private readonly addIncidentInOneCommit: (incident: Omit<Incident, 'id'>) => Incident;
+  private readonly resolveInOneCommit: (id: number, at: number, by: string) => boolean;
+  private readonly reopenInOneCommit: (id: number, at: number, by: string) => boolean;
+  private readonly pruneInOneCommit: (before: number) => void;
 
+  /** Opens (creating it and its folder if needed) and upgrades the file; throws `StateVersionError` for a file a newer IMS upgraded. */
   constructor(readonly file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
-    const prepare = (sql: string) => this.db.prepare(sql);
-    this.statements = {
-      rememberEvent: prepare('INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)'),
-      claim: prepare(`INSERT OR IGNORE INTO messages (channel, ts, status, event, updated_at) VALUES (?, ?, 'pending', ?, ?)`),
-      messageStatus: prepare('SELECT status FROM messages WHERE channel = ? AND ts = ?'),
-      finish: prepare(`UPDATE messages SET status = 'done', updated_at = ? WHERE channel = ? AND ts = ?`),
-      fail: prepare(`UPDATE messages SET status = 'failed', updated_at = ? WHERE channel = ? AND ts = ?`),
-      pending: prepare(`SELECT channel, ts, event, updated_at FROM messages WHERE status = 'pending' ORDER BY ts`),
-      cursor: prepare('SELECT last_ts FROM cursors WHERE channel = ?'),
-      setCursor: prepare('INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
-      cursors: prepare('SELECT channel, last_ts FROM cursors'),
-      addIncident: prepare(`INSERT INTO incidents (source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline,
-        text, poster, created_at, permalink) VALUES (@sourceChannel, @sourceTs, @incidentChannel, @incidentTs, @ruleNumber, @head, @label,
-        @hotline, @text, @poster, @createdAt, @permalink)`),
-      bySource: prepare('SELECT * FROM incidents WHERE source_channel = ? AND source_ts = ?'),
-      byPost: prepare('SELECT * FROM incidents WHERE incident_channel = ? AND incident_ts = ?'),
-      byId: prepare('SELECT * FROM incidents WHERE id = ?'),
-      resolve: prepare('UPDATE incidents SET resolved_at = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL'),
-      reopen: prepare('UPDATE incidents SET resolved_at = NULL, resolved_by = NULL WHERE id = ? AND resolved_at IS NOT NULL'),
-      addEvent: prepare('INSERT INTO incident_events (incident_id, kind, user, detail, at) VALUES (?, ?, ?, ?, ?)'),
-      events: prepare('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY at, rowid'),
-      reminder: prepare('INSERT OR IGNORE INTO reminders (channel, hour) VALUES (?, ?)'),
-      getMeta: prepare('SELECT value FROM meta WHERE key = ?'),
-      setMeta: prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-      storeGet: prepare('SELECT value FROM plugin_store WHERE plugin = ? AND key = ?'),
-      storeSet: prepare('INSERT INTO plugin_store (plugin, key, value) VALUES (?, ?, ?) ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value'),
-      storeDelete: prepare('DELETE FROM plugin_store WHERE plugin = ? AND key = ?'),
-      enqueue: prepare(`INSERT OR IGNORE INTO outbox (plugin, key, grp, payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
-      dueOutbox: prepare(`SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE delivered_at IS NULL AND dead = 0 GROUP BY grp)
-        AND next_at <= ? ORDER BY id LIMIT ?`),
-      delivered: prepare('UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?'),
-      retry: prepare('UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?'),
-      dead: prepare('UPDATE outbox SET dead = 1, attempts = attempts + 1, last_error = ? WHERE id = ?'),
-      outboxStats: prepare(`SELECT COUNT(*) AS depth, MIN(created_at) AS oldest,
-        (SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND delivered_at IS NULL ORDER BY id DESC LIMIT 1) AS last_error
-        FROM outbox WHERE delivered_at IS NULL AND dead = 0`),
-    };
+    const db = new Database(file);
+    try {
+      db.pragma('busy_timeout = 5000');
+      refuseNewer(db, file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      migrate(db, file);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    this.db = db;
+    const statements = prepareStatements(db);
+    this.statements = statements;
+    // Transactions are built once too (as statements are): the claim runs for every message.
+    this.inOneCommit = db.transaction((work: () => unknown) => work());
+    this.claimInOneCommit = db.transaction((channel: string, ts: string, event: unknown, now: number, advanceCursor: boolean): MessageClaim => {
+      if (statements.claim.run(channel, ts, JSON.stringify(event), now).changes === 1) {
+        if (advanceCursor) this.advanceCursor(channel, ts);
+        return 'new';
+      }
+      return statements.messageStatus.get(channel, ts)!.status;
+    });
+    this.addIncidentInOneCommit = db.transaction((incident: Omit<Incident, 'id'>): Incident => {
+      const existing = this.incidentBySource(incident.sourceChannel, incident.sourceTs);
+      if (existing) return existing;
+      const id = Number(statements.addIncident.run({
+        sourceChannel: incident.sourceChannel, sourceTs: incident.sourceTs, incidentChannel: incident.incidentChannel,
+        incidentTs: incident.incidentTs, ruleNumber: incident.ruleNumber, head: incident.head, label: incident.label,
+        hotline: incident.hotline ?? null, text: incident.text, poster: incident.poster, createdAt: incident.createdAt,
+        permalink: incident.permalink ?? null,
+      }).lastInsertRowid);
+      this.finishMessage(incident.sourceChannel, incident.sourceTs);
+      return { ...incident, id };
+    });
+    this.resolveInOneCommit = db.transaction((id: number, at: number, by: string): boolean => {
+      const changed = statements.resolve.run(at, by, id).changes === 1;
+      if (changed) this.addIncidentEvent({ incidentId: id, kind: 'resolve', user: by, at });
+      return changed;
+    });
+    this.reopenInOneCommit = db.transaction((id: number, at: number, by: string): boolean => {
+      const changed = statements.reopen.run(id).changes === 1;
+      if (changed) this.addIncidentEvent({ incidentId: id, kind: 'reopen', user: by, at });
+      return changed;
+    });
+    this.pruneInOneCommit = db.transaction((before: number): void => {
+      statements.pruneEvents.run(before);
+      statements.pruneMessages.run(before);
+      // Delivered (or given-up) deliveries are history; their keys guard against repeats for a month longer.
+      statements.pruneOutbox.run(before - 30 * 24 * 3600_000);
+    });
   }
 
-  /** True the first time an event ID is seen. */
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  withinOneCommit<T>(work: () => T): T {
+    return this.inOneCommit(work) as T;
+  }
+
   rememberEvent(eventId: string, now = Date.now()): boolean {
     return this.statements.rememberEvent.run(eventId, now).changes === 1;
   }
 
-  /**
-   * Claim a message for processing: `'new'` the first time (recorded as pending, with the event, so a crash
-   * before it is done is finished at the next start), else its status.
-   */
-  claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): 'new' | 'pending' | 'done' | 'failed' {
-    return this.db.transaction(() => {
-      if (this.statements.claim.run(channel, ts, JSON.stringify(event), now).changes === 1) {
-        if (advanceCursor) this.advanceCursor(channel, ts);
-        return 'new' as const;
-      }
-      return (this.statements.messageStatus.get(channel, ts) as { status: 'pending' | 'done' | 'failed' }).status;
-    })();
+  claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): MessageClaim {
+    return this.claimInOneCommit(channel, ts, event, now, advanceCursor);
   }
 
   finishMessage(channel: string, ts: string, now = Date.now()): void {
     this.statements.finish.run(now, channel, ts);
   }
 
-  /** A message Slack refused for good: kept (as handled, never retried) so that its redeliveries are not tried again. */
   failMessage(channel: string, ts: string, now = Date.now()): void {
     this.statements.fail.run(now, channel, ts);
   }
 
-  /** Messages claimed by a run that stopped before finishing them. */
-  pendingMessages(claimedBefore = Infinity): { channel: string; ts: string; event: Record<string, unknown> }[] {
-    return (this.statements.pending.all() as Row[])
-      .filter((r) => (r.updated_at as number) < claimedBefore).map((r) => ({ channel: r.channel as string, ts: r.ts as string, event: JSON.parse(r.event as string) }));
+  pendingMessages(claimedBefore = Infinity): PendingMessage[] {
+    return this.statements.pending.all()
+      .filter((r) => r.updated_at < claimedBefore).map((r) => ({ channel: r.channel, ts: r.ts, event: JSON.parse(r.event) as Record<string, unknown> }));
   }
 
   cursor(channel: string): string | undefined {
-    return (this.statements.cursor.get(channel) as Row | undefined)?.last_ts as string | undefined;
+    return this.statements.cursor.get(channel)?.last_ts;
   }
 
   cursors(): Map<string, string> {
-    return new Map((this.statements.cursors.all() as Row[]).map((r) => [r.channel as string, r.last_ts as string]));
+    return new Map(this.statements.cursors.all().map((r) => [r.channel, r.last_ts]));
   }
 
-  /** Move a channel's cursor forward (never back). */
   advanceCursor(channel: string, ts: string): void {
     const current = this.cursor(channel);
     if (!current || tsAfter(ts, current)) this.statements.setCursor.run(channel, ts);
   }
 
-  /** Record a new incident and finish its message, in one transaction. */
   addIncident(incident: Omit<Incident, 'id'>): Incident {
-    return this.db.transaction(() => {
-      const existing = this.incidentBySource(incident.sourceChannel, incident.sourceTs);
-      if (existing) return existing;
-      const id = Number(this.statements.addIncident.run({ hotline: null, permalink: null, ...incident }).lastInsertRowid);
-      this.finishMessage(incident.sourceChannel, incident.sourceTs);
-      return { ...incident, id };
-    })();
+    return this.addIncidentInOneCommit(incident);
   }
 
   incidentBySource(channel: string, ts: string): Incident | undefined {
-    const row = this.statements.bySource.get(channel, ts) as Row | undefined;
+    const row = this.statements.incidentBySource.get(channel, ts);
     return row && toIncident(row);
   }
 
   incidentByPost(channel: string, ts: string): Incident | undefined {
-    const row = this.statements.byPost.get(channel, ts) as Row | undefined;
+    const row = this.statements.incidentByPost.get(channel, ts);
     return row && toIncident(row);
   }
 
   incidentById(id: number): Incident | undefined {
-    const row = this.statements.byId.get(id) as Row | undefined;
+    const row = this.statements.incidentById.get(id);
     return row && toIncident(row);
   }
 
-  listIncidents(filter: { since?: number; open?: boolean; channel?: string } = {}): Incident[] {
+  listIncidents(filter: IncidentFilter = {}): Incident[] {
     const where: string[] = [];
-    const args: unknown[] = [];
+    const args: (string | number)[] = [];
     if (filter.since !== undefined) { where.push('created_at >= ?'); args.push(filter.since); }
     if (filter.open !== undefined) where.push(filter.open ? 'resolved_at IS NULL' : 'resolved_at IS NOT NULL');
     if (filter.channel !== undefined) { where.push('incident_channel = ?'); args.push(filter.channel); }
-    const sql = `SELECT * FROM incidents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`;
-    return (this.db.prepare(sql).all(...args) as Row[]).map(toIncident);
+    const shape = where.join(' AND ');
+    let statement = this.incidentLists.get(shape);
+    if (!statement) {
+      statement = this.db.prepare<(string | number)[], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents ${shape ? `WHERE ${shape}` : ''} ORDER BY created_at, id`);
+      this.incidentLists.set(shape, statement);
+    }
+    return statement.all(...args).map(toIncident);
   }
 
-  /** Mark resolved; false if it already was. */
   resolveIncident(id: number, at: number, by: string): boolean {
-    return this.db.transaction(() => {
-      const changed = this.statements.resolve.run(at, by, id).changes === 1;
-      if (changed) this.addIncidentEvent({ incidentId: id, kind: 'resolve', user: by, at });
-      return changed;
-    })();
+    return this.resolveInOneCommit(id, at, by);
   }
 
-  /** Mark open again; false if it was not resolved. */
   reopenIncident(id: number, at: number, by: string): boolean {
-    return this.db.transaction(() => {
-      const changed = this.statements.reopen.run(id).changes === 1;
-      if (changed) this.addIncidentEvent({ incidentId: id, kind: 'reopen', user: by, at });
-      return changed;
-    })();
+    return this.reopenInOneCommit(id, at, by);
   }
 
   addIncidentEvent(event: IncidentEvent): void {
@@ -236,42 +528,38 @@ export class State {
   }
 
   incidentEvents(id: number): IncidentEvent[] {
-    return (this.statements.events.all(id) as Row[]).map((r) => ({
-      incidentId: r.incident_id as number, kind: r.kind as IncidentEvent['kind'], user: (r.user as string | null) ?? undefined,
-      detail: (r.detail as string | null) ?? undefined, at: r.at as number,
+    return this.statements.events.all(id).map((r) => ({
+      incidentId: r.incident_id, kind: r.kind, user: r.user ?? undefined, detail: r.detail ?? undefined, at: r.at,
     }));
   }
 
-  /** True the first time a reminder is claimed for this channel and hour. */
   claimReminder(channel: string, hour: string): boolean {
-    return this.statements.reminder.run(channel, hour).changes === 1;
+    return this.statements.claimReminder.run(channel, hour).changes === 1;
   }
 
   releaseReminder(channel: string, hour: string): void {
-    this.db.prepare('DELETE FROM reminders WHERE channel = ? AND hour = ?').run(channel, hour);
+    this.statements.releaseReminder.run(channel, hour);
   }
 
   getMeta(key: string): string | undefined {
-    return (this.statements.getMeta.get(key) as Row | undefined)?.value as string | undefined;
+    return this.statements.getMeta.get(key)?.value;
   }
 
   setMeta(key: string, value: string): void {
     this.statements.setMeta.run(key, value);
   }
 
-  /** Mark a channel as a plugin's own (a war room): never read as an alert source. */
   ownChannel(channel: string, plugin: string): void {
-    this.db.prepare('INSERT OR IGNORE INTO owned_channels (channel, plugin) VALUES (?, ?)').run(channel, plugin);
+    this.statements.ownChannel.run(channel, plugin);
   }
 
   ownedChannels(): Set<string> {
-    return new Set((this.db.prepare('SELECT channel FROM owned_channels').all() as Row[]).map((r) => r.channel as string));
+    return new Set(this.statements.ownedChannels.all().map((r) => r.channel));
   }
 
-  /** A plugin's own durable value (JSON). */
   storeGet(plugin: string, key: string): unknown {
-    const row = this.statements.storeGet.get(plugin, key) as Row | undefined;
-    return row ? JSON.parse(row.value as string) : undefined;
+    const row = this.statements.storeGet.get(plugin, key);
+    return row ? JSON.parse(row.value) : undefined;
   }
 
   storeSet(plugin: string, key: string, value: unknown): void {
@@ -279,17 +567,14 @@ export class State {
     else this.statements.storeSet.run(plugin, key, JSON.stringify(value));
   }
 
-  /** Queue an outbox delivery; false when the key was already queued or delivered. */
   enqueue(plugin: string, key: string, group: string, payload: unknown, now = Date.now()): boolean {
     return this.statements.enqueue.run(plugin, key, group, JSON.stringify(payload ?? null), now, now).changes === 1;
   }
 
-  /** The head of each group's queue that is due: deliveries of one group go strictly in order. */
   dueDeliveries(now = Date.now(), limit = 20): OutboxItem[] {
-    return (this.statements.dueOutbox.all(now, limit) as Row[]).map((r) => ({
-      id: r.id as number, plugin: r.plugin as string, key: r.key as string, group: r.grp as string,
-      payload: JSON.parse(r.payload as string), attempts: r.attempts as number, nextAt: r.next_at as number,
-      lastError: (r.last_error as string | null) ?? undefined, createdAt: r.created_at as number,
+    return this.statements.dueOutbox.all(now, limit).map((r) => ({
+      id: r.id, plugin: r.plugin, key: r.key, group: r.grp, payload: JSON.parse(r.payload), attempts: r.attempts,
+      nextAt: r.next_at, lastError: r.last_error ?? undefined, createdAt: r.created_at,
     }));
   }
 
@@ -297,17 +582,13 @@ export class State {
   markRetry(id: number, nextAt: number, error: string): void { this.statements.retry.run(nextAt, error, id); }
   markDead(id: number, error: string): void { this.statements.dead.run(error, id); }
 
-  outboxStats(): { depth: number; oldestAt?: number; lastError?: string } {
-    const row = this.statements.outboxStats.get() as Row;
-    return { depth: row.depth as number, oldestAt: (row.oldest as number | null) ?? undefined, lastError: (row.last_error as string | null) ?? undefined };
+  outboxStats(): OutboxStats {
+    const row = this.statements.outboxStats.get()!;
+    return { depth: row.depth, oldestAt: row.oldest ?? undefined, lastError: row.last_error ?? undefined };
   }
 
-  /** Forget de-duplication records older than `before` (they can no longer be redelivered or caught up). */
   prune(before: number): void {
-    this.db.prepare('DELETE FROM events WHERE received_at < ?').run(before);
-    this.db.prepare(`DELETE FROM messages WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
-    // Delivered (or given-up) deliveries are history; their keys guard against repeats for a month longer.
-    this.db.prepare('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?').run(before - 30 * 24 * 3600_000);
+    this.pruneInOneCommit(before);
   }
 
   close(): void {

@@ -24,11 +24,14 @@ import {
   BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
   translateToJavaScript, type OverrunLog,
 } from './ims-regex.ts';
+import { describeValue as describe, didYouMean } from './ims-plugin-kit.ts';
 
 export { loadIni, parseIni } from './ims-ini.ts';
 export { translateRegex, translateToJavaScript, requiredLiterals, BudgetedRegExp, LinearEngineRefusal, BACKTRACKING_BUDGET_MS, type OverrunLog } from './ims-regex.ts';
 
 export { State, tsAfter, type IncidentEvent, type OutboxItem } from './ims-state.ts';
+/** The plugin toolkit: deadlines, stamped hook errors, Slack and HTTP failure classification, pagination, option checks. */
+export * from './ims-plugin-kit.ts';
 export {
   Ims, runHooks, createLogger, buildReport, reportMessages, runReport, runReminders, clearReminders, slackTokens, incidentMessages,
   mentionOf, splitText, formatAge, alertPieces, mrkdwnPieces, plainPieces, renderPieces, clipPieces, linkTarget, posterName, decisionLine,
@@ -245,7 +248,10 @@ export interface HookContext {
   reportChannel?: string;
   /** Mark a channel this plugin created (a war room) as its own: IMS never reads messages there as alerts. Durable. */
   ownChannel(channel: string): void;
-  /** This plugin's durable key-value store (JSON values; `undefined` deletes); `read` looks at another plugin's. */
+  /**
+   * This plugin's durable key-value store (JSON values; `undefined` deletes); `read` looks at another plugin's,
+   * for records a plugin publishes in the toolkit (`ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(id))`).
+   */
   store: {
     get<T = unknown>(key: string): T | undefined;
     set(key: string, value: unknown): void;
@@ -332,45 +338,84 @@ export interface ReportItem {
 }
 
 /**
- * A plugin: a name and the hooks it implements. Every hook runs AFTER IMS's own work for that event,
- * isolated from the others: it is awaited with a timeout (`hookTimeoutMs`), and a throw, rejection or
- * timeout is logged with the plugin's and hook's names and otherwise ignored. Return values are
- * ignored unless the hook says otherwise.
+ * A plugin: a name and the hooks it implements.
+ *
+ * How hooks run: for each event, the plugins that implement the hook run CONCURRENTLY (not in config order),
+ * each isolated from the others. Each call is bounded by `hookTimeoutMs` (default 10 s): past it, `ctx.signal`
+ * is aborted and the hook is abandoned. A throw, a rejection or a timeout is logged as
+ * `plugin 'NAME' failed in HOOK: why` with the plugin's and hook's names and where it was thrown (`at=file:line`),
+ * and never reaches IMS or another plugin; when several hooks fail for one event, one more line reports them
+ * together (`PluginHookErrors`). Whether IMS waits for a hook before going on is said on each hook: the
+ * alert pipeline never does (a slow plugin never delays a repost). Return values are ignored.
  */
 export interface Plugin {
   name: string;
-  /** Fires once after IMS has connected and resolved names, before any event. */
+  /**
+   * Once at start-up, after Slack is reached and the config's names are resolved, and before any event (before
+   * interrupted messages are recovered, missed history is caught up and Socket Mode starts): IMS waits for it.
+   * Also on a config reload, for the reloaded config's new plugin instances.
+   */
   onStart?(ctx: LifecycleContext): void | Promise<void>;
-  /** Fires once on shutdown, after the last event; the DB is still open. */
+  /**
+   * Once on shutdown, after in-flight work finished (or the stop budget ran out) and the outbox was flushed;
+   * the DB is still open. IMS waits for it until the stop deadline. Also on a config reload, for the replaced
+   * plugin instances.
+   */
   onStop?(ctx: LifecycleContext): void | Promise<void>;
-  /** Fires for every accepted message (poster filter passed), before matching. Plugins in order. */
+  /**
+   * For every accepted message (poster filter passed, not IMS's own, not a repeat), BEFORE IMS acts on it
+   * (matching is done; the repost or reaction is not made yet): started as IMS begins its work and not waited
+   * for, so it runs alongside IMS's own work and the other plugins' `onMessage`. For what happened to the
+   * message, use `onMatch` / `onReverse`.
+   */
   onMessage?(ctx: MessageContext): void | Promise<void>;
-  /** Fires after the incident post is made and recorded. */
+  /** After the incident post is made and the incident recorded; not waited for by the pipeline. */
   onMatch?(ctx: MatchContext): void | Promise<void>;
-  /** Fires after a reverse-mode repost to the DEFAULT channel. */
+  /** After a reverse-mode repost to the DEFAULT channel is made and recorded; not waited for by the pipeline. */
   onReverse?(ctx: ReverseContext): void | Promise<void>;
-  /** Fires after the hotline post that pages the rule's members. */
+  /**
+   * For an incident whose rule pages a hotline (the incident post carries the mentions), after THIS plugin's
+   * own `onMatch` settled (or timed out), so a plugin sees its match first; another plugin's slow `onMatch`
+   * never delays it. Not waited for by the pipeline.
+   */
   onHotline?(ctx: HotlineContext): void | Promise<void>;
-  /** Fires when a resolved reaction is added to an open incident's post (or its original). */
+  /**
+   * After a resolved reaction on an open incident's post (or its original) is recorded as its resolution; the
+   * handling of that reaction event waits for it. Also for a resolution found after downtime (not waited for;
+   * `reaction` is then the first resolved reaction).
+   */
   onResolve?(ctx: ResolutionContext): void | Promise<void>;
-  /** Fires when the last resolved reaction is removed from a resolved incident. */
+  /** After the last resolved reaction is removed from a resolved incident and the reopening recorded; that event's handling waits for it. */
   onReopen?(ctx: ResolutionContext): void | Promise<void>;
-  /** Fires when a report is built, before it is posted; `addSection` adds to it. */
+  /** When a report is built, before it is posted: the report waits for every `onReport`, so `addSection` adds to it. */
   onReport?(ctx: ReportContext): void | Promise<void>;
   /**
-   * Delivers one item this plugin queued with `ctx.outbox.enqueue`, in order per group. Resolve when it is
-   * delivered; throw to retry later (exponential backoff with jitter, across restarts); throw a
-   * `PermanentDeliveryError` (or any error with `permanent: true`) to give it up (logged).
+   * Delivers one item this plugin queued with `ctx.outbox.enqueue`, in order per group, bounded by
+   * `hookTimeoutMs` like a hook. Resolve when it is delivered; throw to retry later (exponential backoff with
+   * jitter, across restarts); throw a `PermanentDeliveryError` (or any error with `permanent: true`) to give it
+   * up (logged). `retryOrGiveUp` from the toolkit makes that choice for Slack errors and an attempt limit.
    */
   deliver?(delivery: OutboxDelivery, ctx: HookContext): Promise<void>;
 }
 
-/** Hook names, in the order a plugin author meets them. */
+/** Hook names, in the order a plugin author meets them (every hook function of `Plugin`: checked below by type). */
 export const HOOK_NAMES = [
   'onStart', 'onMessage', 'onMatch', 'onHotline', 'onReverse', 'onResolve', 'onReopen', 'onReport', 'onStop',
 ] as const;
 const PLUGIN_FUNCTIONS = new Set<string>([...HOOK_NAMES, 'deliver']);
 export type HookName = (typeof HOOK_NAMES)[number];
+
+/**
+ * `true` when `Names` are exactly the hook functions of `P` (its function-valued keys but `deliver`, which the
+ * outbox calls); otherwise what is missing from the list and what in it is no hook, so the error says which.
+ */
+export type HookListCheck<Names extends string, P = Plugin> =
+  [Exclude<HookFunctionName<P>, Names>, Exclude<Names, HookFunctionName<P>>] extends [never, never]
+    ? true
+    : { missingFromList: Exclude<HookFunctionName<P>, Names>; notAHookOfPlugin: Exclude<Names, HookFunctionName<P>> };
+type HookFunctionName<P> = Exclude<{ [K in keyof P]-?: NonNullable<P[K]> extends (...args: never[]) => unknown ? K : never }[keyof P], 'deliver'> & string;
+// A hook added to Plugin but not to HOOK_NAMES (or the reverse) fails type-checking here.
+true satisfies HookListCheck<HookName>;
 
 /** A Slack `message` event, as far as IMS reads it. */
 export interface SlackMessageEvent {
@@ -410,26 +455,8 @@ export function defineConfig(config: Config): Config {
 export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
 }
-
-/** Throw it from `deliver()` to give a delivery up for good (logged); any other error is retried with backoff. */
-export class PermanentDeliveryError extends Error {
-  readonly permanent = true;
-}
-
-/** For plugin factories: `plugin(): option 'name' expects WHAT, found VALUE`. */
-export function pluginOptionError(plugin: string, option: string, expected: string, found: unknown): Error {
-  return new Error(`${plugin}(): option '${option}' expects ${expected}, found ${describe(found)}`);
-}
-
-/** For plugin factories: refuse a non-object or an unknown option, naming the plugin and what it takes. */
-export function checkPluginOptions(plugin: string, options: unknown, known: readonly string[]): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new Error(`${plugin}(): expects an options object such as ${plugin}({ ${known[0]}: … }), found ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new Error(`${plugin}(): unknown option '${key}'; expected one of ${known.join(', ')}`);
-  }
-}
+// What a plugin needs beside definePlugin (withTimeout, retryOrGiveUp, isPermanentSlackError, slackItems,
+// serialPerKey, pluginOptions, PermanentDeliveryError, formatDuration, …) is in ims-plugin-kit.ts, re-exported above.
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 // Config loading
@@ -1200,40 +1227,9 @@ function runsOnRe2(pattern: unknown): boolean {
   }
 }
 
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value instanceof RegExp) return String(value);
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'function') return 'a function';
-  const json = JSON.stringify(value);
-  return json && json.length > 60 ? `${json.slice(0, 57)}…` : String(json);
-}
-
 /** The cron package, loaded on first use: most setups have no cron schedule, and it brings luxon along (~3 MB). */
 export function cron(): typeof CronModule {
   return createRequire(import.meta.url)('cron') as typeof CronModule;
-}
-
-/** ` (did you mean 'x'?)` when a candidate is close to `word`, else ''. */
-export function didYouMean(word: string, candidates: readonly string[]): string {
-  if (word.length < 3) return '';
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const candidate of candidates) {
-    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) { best = candidate; bestDistance = d; }
-  }
-  return best ? ` (did you mean '${best}'?)` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = row;
-  }
-  return previous[b.length];
 }
 
 function isReactionName(value: unknown): value is string {

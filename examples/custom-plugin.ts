@@ -6,7 +6,7 @@
 //
 // Hooks run after IMS has posted the incident, isolated: if the wiki link is wrong or Slack refuses the
 // reply, the error is logged with this plugin's name and the alert is unaffected.
-import { definePlugin, type MatchContext } from '../ims.ts';
+import { definePlugin, describeValue, pluginOptions, type MatchContext } from '../ims.ts';
 
 export interface RunbookOptions {
   /** Rule head (e.g. `'[Critical]'`) → runbook URL; `{host}` and other named groups of the rule's regex are filled in. */
@@ -14,9 +14,12 @@ export interface RunbookOptions {
 }
 
 export function runbooks(links: RunbookOptions) {
+  // Options are checked when the config is built, all at once, the way every plugin does (see ims-plugin-kit.ts).
+  const check = pluginOptions<RunbookOptions>('runbooks()', links);
   for (const [head, url] of Object.entries(links)) {
-    if (!/^https?:\/\//.test(url)) throw new Error(`runbooks(): the link for '${head}' must be an http(s) URL, found '${url}'`);
+    if (typeof url !== 'string' || !/^https?:\/\//.test(url)) check.problem(`the link for '${head}' must be an http(s) URL, found ${describeValue(url)}`);
   }
+  check.done();
   const linkFor = (ctx: MatchContext) => {
     const template = links[ctx.incident.head];
     if (!template) return undefined;

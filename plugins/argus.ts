@@ -5,7 +5,10 @@
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
 // it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
-import { BudgetedRegExp, PermanentDeliveryError, definePlugin, translateRegex, translateToJavaScript, type HookContext, type Incident, type OutboxDelivery } from '../ims.ts';
+import {
+  BudgetedRegExp, PermanentDeliveryError, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, translateRegex, translateToJavaScript,
+  withTimeout, type HookContext, type Incident, type OutboxDelivery,
+} from '../ims.ts';
 
 export interface ArgusOptions {
   /** Argus's base URL, e.g. `https://argus.example.org` (a trailing `/api/v2/` is accepted). Default `ARGUS_URL`. */
@@ -40,13 +43,12 @@ interface ArgusIncidentBody {
 /** What the plugin remembers per incident (`ctx.store`, key `incident:<channel>:<ts>`): Argus's primary key. */
 interface Known { pk?: number }
 
-const OPTION_KEYS = ['url', 'token', 'level', 'hotlineLevel', 'tags', 'heartbeatMs'];
+const OPTION_KEYS = ['url', 'token', 'level', 'hotlineLevel', 'tags', 'heartbeatMs'] as const;
 const TAG_KEY = /^[a-z0-9_]+$/;
 const RESERVED_TAGS = new Set(['rule', 'label', 'channel']);
 const TOKEN_FLAG = 'token-rejected';
 const DEFAULT_HEARTBEAT_MS = 5 * 60_000;
 
-/** An error the outbox must not retry: the item is given up and logged. */
 const sourceId = (channel: string, ts: string) => `${channel}:${ts}`;
 const iso = (epochMs: number) => new Date(epochMs).toISOString();
 const tsIso = (ts: string) => iso(Number.parseFloat(ts) * 1000);
@@ -74,41 +76,38 @@ interface Heartbeat { timer?: NodeJS.Timeout; inflight?: AbortController; stoppe
  * - The source heartbeat is posted at start and every `heartbeatMs`; its failures are logged at warn.
  */
 export function argus(options: ArgusOptions = {}) {
-  const problems: string[] = [];
-  if (typeof options !== 'object' || options === null) throw new Error(`argus: expected an options object, found ${JSON.stringify(options)}`);
-  for (const key of Object.keys(options)) if (!OPTION_KEYS.includes(key)) problems.push(`unknown option '${key}'; expected one of ${OPTION_KEYS.join(', ')}`);
+  const check = pluginOptions<ArgusOptions>('argus', options, OPTION_KEYS);
   const url = (options.url ?? process.env.ARGUS_URL ?? '').trim();
   const token = (options.token ?? process.env.ARGUS_TOKEN ?? '').trim();
   let base = '';
-  if (!url) problems.push('no Argus URL: pass argus({ url }) or set ARGUS_URL, e.g. https://argus.example.org');
+  if (!url) check.problem('no Argus URL: pass argus({ url }) or set ARGUS_URL, e.g. https://argus.example.org');
   else {
     try {
       const parsed = new URL(url);
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http(s)');
       base = `${parsed.origin}${parsed.pathname.replace(/\/+$/, '').replace(/\/api\/v2$/, '')}`;
     } catch {
-      problems.push(`the Argus URL '${url}' (url / ARGUS_URL) is not an http(s) URL such as https://argus.example.org`);
+      check.problem(`the Argus URL '${url}' (url / ARGUS_URL) is not an http(s) URL such as https://argus.example.org`);
     }
   }
-  if (!token) problems.push("no Argus token: pass argus({ token }) or set ARGUS_TOKEN to the API token of IMS's source system in Argus");
+  if (!token) check.problem("no Argus token: pass argus({ token }) or set ARGUS_TOKEN to the API token of IMS's source system in Argus");
   const level = options.level ?? 3;
   const hotlineLevel = options.hotlineLevel ?? 2;
   for (const [name, value] of [['level', options.level], ['hotlineLevel', options.hotlineLevel]] as const) {
     if (value !== undefined && !(Number.isInteger(value) && value >= 1 && value <= 5)) {
-      problems.push(`${name} must be a whole number from 1 (Critical) to 5 (Information), found ${JSON.stringify(value)}`);
+      check.problem(`${name} must be a whole number from 1 (Critical) to 5 (Information), found ${JSON.stringify(value)}`);
     }
   }
   const extraTags = options.tags ?? {};
-  if (typeof extraTags !== 'object' || extraTags === null || Array.isArray(extraTags)) problems.push(`tags must be an object of key → value, found ${JSON.stringify(extraTags)}`);
-  else {
+  if (check.expect('tags', typeof extraTags === 'object' && extraTags !== null && !Array.isArray(extraTags), `an object of key → value such as { site: 'oslo' }`)) {
     for (const [key, value] of Object.entries(extraTags)) {
-      if (!TAG_KEY.test(key)) problems.push(`tag key '${key}' is not valid for Argus: use lowercase letters, digits and _ only (^[a-z0-9_]+$)`);
-      if (typeof value !== 'string' || value === '') problems.push(`tag '${key}' needs a non-empty string value, found ${JSON.stringify(value)}`);
+      if (!TAG_KEY.test(key)) check.problem(`tag key '${key}' is not valid for Argus: use lowercase letters, digits and _ only (^[a-z0-9_]+$)`);
+      if (typeof value !== 'string' || value === '') check.problem(`tag '${key}' needs a non-empty string value, found ${JSON.stringify(value)}`);
     }
   }
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  if (!(typeof heartbeatMs === 'number' && Number.isFinite(heartbeatMs) && heartbeatMs >= 0)) problems.push(`heartbeatMs must be a number of milliseconds (0 turns the heartbeat off), found ${JSON.stringify(heartbeatMs)}`);
-  if (problems.length) throw new Error(`argus: ${problems.join('; ')}`);
+  check.expect('heartbeatMs', typeof heartbeatMs === 'number' && Number.isFinite(heartbeatMs) && heartbeatMs >= 0, 'a number of milliseconds (0 turns the heartbeat off)');
+  check.done();
 
   const api = `${base}/api/v2`;
   const origin = new URL(base).origin;
@@ -124,8 +123,7 @@ export function argus(options: ArgusOptions = {}) {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`Argus unreachable (${method} ${address}): ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+      throw new Error(`Argus unreachable (${method} ${address}): ${fetchFailureReason(error)}`, { cause: error });
     }
     const text = await response.text().catch(() => '');
     let json: unknown;
@@ -150,7 +148,7 @@ export function argus(options: ArgusOptions = {}) {
         text: `:rotating_light: *Argus rejected IMS's API token* (${detail}). Incidents are not reaching Argus at ${base}; they are kept queued and will be sent once ARGUS_TOKEN holds a new token for IMS's source system (restart or reload IMS after changing it).`,
       });
     } catch (error) {
-      ctx.log.warn(`could not tell the report channel that Argus rejected the token: ${(error as { data?: { error?: string } }).data?.error ?? (error as Error).message}`);
+      ctx.log.warn(`could not tell the report channel that Argus rejected the token: ${slackErrorCode(error) ?? (error as Error).message}`);
     }
   };
 
@@ -167,8 +165,8 @@ export function argus(options: ArgusOptions = {}) {
       await tokenRejected(ctx, detail);
       throw new Error(`${what}: Argus rejected the token (401 ${detail})`);
     }
-    if (answer.status >= 500 || answer.status === 408 || answer.status === 429) throw new Error(`${what}: Argus answered ${answer.status} ${detail}`);
-    throw new PermanentDeliveryError(`${what}: Argus answered ${answer.status} ${detail}`);
+    // 5xx, 408 and 429 are retried; any other answer gives the item up.
+    throw httpDeliveryError(answer.status, `${what}: Argus answered ${answer.status} ${detail}`);
   };
 
   /** Argus's pk of our incident with this `source_incident_id`, from `/incidents/mine/` (following `next`). */
@@ -276,18 +274,16 @@ export function argus(options: ArgusOptions = {}) {
     const state: Heartbeat = {};
     const beat = async () => {
       if (state.inflight || state.stopped) return;
-      const controller = new AbortController();
-      state.inflight = controller;
-      const timeout = setTimeout(() => controller.abort(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+      const stop = new AbortController();
+      state.inflight = stop;
       try {
-        const answer = await request('POST', '/incidents/sources/heartbeat/', undefined, controller.signal);
+        const answer = await withTimeout((signal) => request('POST', '/incidents/sources/heartbeat/', undefined, signal), timeoutMs, 'the Argus heartbeat', { signal: stop.signal });
         if (answer.status >= 200 && answer.status < 300) tokenAccepted(ctx);
         else if (answer.status === 401) await tokenRejected(ctx, detailOf(answer));
         else ctx.log.warn(`Argus heartbeat failed: ${answer.status} ${detailOf(answer)}`);
       } catch (error) {
         if (!state.stopped) ctx.log.warn(`Argus heartbeat failed: ${(error as Error).message}`);
       } finally {
-        clearTimeout(timeout);
         state.inflight = undefined;
       }
     };

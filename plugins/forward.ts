@@ -2,7 +2,10 @@
 // ones a rule matches) becomes an HTTP POST to another system, as generic JSON or as a Sysdig event.
 // Delivered through IMS's durable outbox: in order, retried while the receiver is down, never twice.
 // Slack scopes: channels:read, groups:read (only when `channels` names channels instead of giving IDs).
-import { PermanentDeliveryError, compileConfig, matchRules, tsToMs, definePlugin, type CompiledConfig, type CompiledRule, type Config, type HookContext, type MessageContext, type OutboxDelivery } from '../ims.ts';
+import {
+  PermanentDeliveryError, compileConfig, matchRules, tsToMs, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, slackItems,
+  type CompiledConfig, type CompiledRule, type Config, type HookContext, type MessageContext, type OutboxDelivery,
+} from '../ims.ts';
 
 export interface ForwardOptions {
   /** Where each event is POSTed, e.g. `https://hooks.example.org/ims` or Sysdig's `https://app.sysdigcloud.com/api/v2/events`. */
@@ -21,8 +24,7 @@ export interface ForwardOptions {
 
 interface Queued { url: string; body: unknown }
 
-/** An error the outbox must not retry: the item is given up and logged. */
-const OPTION_KEYS = ['url', 'token', 'format', 'channels', 'rules', 'name'];
+const OPTION_KEYS = ['url', 'token', 'format', 'channels', 'rules', 'name'] as const;
 const CHANNEL_ID = /^[CGD][A-Z0-9]{6,}$/;
 const compiledConfigs = new WeakMap<Config, CompiledConfig | null>();
 
@@ -50,36 +52,37 @@ const compiledConfigs = new WeakMap<Config, CompiledConfig | null>();
  * (4xx, a redirect) gives the event up with the receiver's answer in the log.
  */
 export function forward(options: ForwardOptions) {
-  const problems: string[] = [];
-  const opts = (options ?? {}) as Partial<ForwardOptions>;
-  if (typeof opts !== 'object') throw new Error(`forward: expected an options object, found ${JSON.stringify(options)}`);
-  for (const key of Object.keys(opts)) if (!OPTION_KEYS.includes(key)) problems.push(`unknown option '${key}'; expected one of ${OPTION_KEYS.join(', ')}`);
+  const given = (options ?? {}) as Partial<ForwardOptions>;
+  // Messages start with the plugin's name (`forward:`, or the `name` given to an extra forward()).
+  const label = typeof given === 'object' && typeof given.name === 'string' && given.name.trim() ? given.name : 'forward';
+  const check = pluginOptions<ForwardOptions>(label, given, OPTION_KEYS);
+  const opts = check.options;
   const url = typeof opts.url === 'string' ? opts.url.trim() : '';
-  if (!url) problems.push('url is required (is the environment variable set?), e.g. forward({ url: "https://hooks.example.org/ims", format: "json" })');
+  if (!url) check.problem('url is required (is the environment variable set?), e.g. forward({ url: "https://hooks.example.org/ims", format: "json" })');
   else {
     try {
       const protocol = new URL(url).protocol;
       if (protocol !== 'http:' && protocol !== 'https:') throw new Error(protocol);
     } catch {
-      problems.push(`url '${url}' is not an http(s) URL`);
+      check.problem(`url '${url}' is not an http(s) URL`);
     }
   }
   const format = opts.format;
-  if (format !== 'json' && format !== 'sysdig') problems.push(`format must be 'json' or 'sysdig', found ${JSON.stringify(format)}`);
+  if (format !== 'json' && format !== 'sysdig') check.problem(`format must be 'json' or 'sysdig', found ${JSON.stringify(format)}`);
   const token = opts.token;
-  if (token !== undefined && (typeof token !== 'string' || !token.trim())) problems.push('token, when given, must be a non-empty string (is the environment variable set?)');
-  if (format === 'sysdig' && !token) problems.push("format 'sysdig' needs token: Sysdig's API token (sent as Bearer)");
+  check.expect('token', token === undefined || (typeof token === 'string' && !!token.trim()), 'a non-empty string when given (is the environment variable set?)');
+  if (format === 'sysdig' && !token) check.problem("format 'sysdig' needs token: Sysdig's API token (sent as Bearer)");
   const channels = opts.channels;
   if (channels !== undefined && !(Array.isArray(channels) && channels.length && channels.every((c) => typeof c === 'string' && c.trim()))) {
-    problems.push(`channels must be a non-empty list of channel IDs or names, found ${JSON.stringify(channels)}`);
+    check.problem(`channels must be a non-empty list of channel IDs or names, found ${JSON.stringify(channels)}`);
   }
   const rules = opts.rules;
   if (rules !== undefined && rules !== true && !(Array.isArray(rules) && rules.length && rules.every((r) => typeof r === 'string' && r.trim()))) {
-    problems.push(`rules must be true (any rule) or a non-empty list of incident labels or heads, found ${JSON.stringify(rules)}`);
+    check.problem(`rules must be true (any rule) or a non-empty list of incident labels or heads, found ${JSON.stringify(rules)}`);
   }
   const name = opts.name ?? 'forward';
-  if (typeof name !== 'string' || !name.trim()) problems.push(`name must be a non-empty string, found ${JSON.stringify(name)}`);
-  if (problems.length) throw new Error(`${typeof name === 'string' && name ? name : 'forward'}: ${problems.join('; ')}`);
+  check.expect('name', typeof name === 'string' && !!name.trim(), 'a non-empty string');
+  check.done();
 
   const wantedIds = new Set((channels ?? []).map((c) => c.trim().replace(/^#/, '')).filter((c) => CHANNEL_ID.test(c)));
   const wantedNames = (channels ?? []).map((c) => c.trim().replace(/^#/, '')).filter((c) => !CHANNEL_ID.test(c));
@@ -90,15 +93,12 @@ export function forward(options: ForwardOptions) {
   const resolveNames = (ctx: HookContext) => resolving ??= (async () => {
     const byName = new Map<string, string>();
     try {
-      let cursor: string | undefined;
-      do {
-        const page = await ctx.slack.conversations.list({ types: 'public_channel,private_channel', limit: 1000, cursor });
-        for (const c of page.channels ?? []) if (c.name && c.id) byName.set(c.name, c.id);
-        cursor = page.response_metadata?.next_cursor || undefined;
-      } while (cursor);
+      for await (const c of slackItems<{ id?: string; name?: string }>(ctx.slack, 'conversations.list', { types: 'public_channel,private_channel', limit: 1000 }, 'channels')) {
+        if (c.name && c.id) byName.set(c.name, c.id);
+      }
     } catch (error) {
       resolving = undefined;
-      ctx.log.warn(`could not resolve channel names (${wantedNames.join(', ')}); only channel IDs are forwarded for now: ${(error as { data?: { error?: string } }).data?.error ?? (error as Error).message}`);
+      ctx.log.warn(`could not resolve channel names (${wantedNames.join(', ')}); only channel IDs are forwarded for now: ${slackErrorCode(error) ?? (error as Error).message}`);
       return;
     }
     for (const wanted of wantedNames) {
@@ -175,14 +175,13 @@ export function forward(options: ForwardOptions) {
         body: JSON.stringify(queued.body),
       });
     } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`${url} unreachable: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+      throw new Error(`${url} unreachable: ${fetchFailureReason(error)}`, { cause: error });
     }
     const text = (await response.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 300);
     if (response.status >= 200 && response.status < 300) return;
     const what = `${url} answered ${response.status}${text ? ` ${text}` : ''}`;
-    if (response.status >= 500 || response.status === 408 || response.status === 429) throw new Error(what);
-    throw new PermanentDeliveryError(response.status >= 300 && response.status < 400 ? `${what} (a redirect to ${response.headers.get('location')}: fix the url)` : what);
+    // 5xx, 408 and 429 are retried; any other answer (4xx, a redirect) gives the event up.
+    throw httpDeliveryError(response.status, response.status >= 300 && response.status < 400 ? `${what} (a redirect to ${response.headers.get('location')}: fix the url)` : what);
   };
 
   return definePlugin({ name, onMessage, deliver });

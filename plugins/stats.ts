@@ -1,6 +1,11 @@
 // stats: mean and p90 time to acknowledge (MTTA) and to resolve (MTTR), per label and overall, added to every report.
 // Scopes: none beyond IMS's own — it reads only IMS's durable state (incidents and their recorded events).
-import { checkPluginOptions, definePlugin, escapeSlack, pluginOptionError, parseDuration, type Duration, type Incident, type IncidentEvent, type ReportContext } from '../ims.ts';
+import {
+  acknowledgement, definePlugin, escapeSlack, formatDuration, parseDuration, pluginOptions, type Duration, type Incident, type IncidentEvent, type ReportContext,
+} from '../ims.ts';
+
+/** The plugin toolkit's (`ims.ts`), still exported here for code that imported them from this file. */
+export { acknowledgement, formatDuration, isHuman } from '../ims.ts';
 
 export interface StatsOptions {
   /**
@@ -34,13 +39,12 @@ const OPTIONS = ['window', 'groupBy'] as const;
  * A line reads `[Critical] 3 incidents · MTTA mean 4m p90 9m · MTTR mean 1h 2m p90 3h · 1 open for 5h`.
  */
 export function stats(options: StatsOptions = {}) {
-  checkPluginOptions('stats', options, OPTIONS);
+  const check = pluginOptions<StatsOptions>('stats()', options, OPTIONS);
   const windowMs = options.window === undefined ? undefined : parseDuration(options.window);
-  if (options.window !== undefined && !(windowMs !== undefined && windowMs > 0)) {
-    throw pluginOptionError('stats', 'window', `a duration such as '7d', '24h' or milliseconds`, options.window);
-  }
+  check.expect('window', options.window === undefined || (windowMs !== undefined && windowMs > 0), `a duration such as '7d', '24h' or milliseconds`);
   const groupBy = options.groupBy ?? 'head';
-  if (groupBy !== 'head' && groupBy !== 'label') throw pluginOptionError('stats', 'groupBy', `'head' or 'label'`, options.groupBy);
+  check.expect('groupBy', groupBy === 'head' || groupBy === 'label', `'head' or 'label'`);
+  check.done();
 
   return definePlugin({
     name: 'stats',
@@ -102,36 +106,3 @@ function p90(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.max(0, Math.ceil(0.9 * sorted.length) - 1)];
 }
-
-// ─── Shared with the war-room and timeline plugins ────────────────────────────────────────────────
-
-/** A human: a user ID that is neither IMS's bot user nor another bot (`B…`, as bot replies are recorded). */
-export function isHuman(user: string | undefined, botUserId: string): user is string {
-  return !!user && user !== botUserId && !/^B[A-Z0-9]+$/.test(user);
-}
-
-/**
- * The first acknowledgement of an incident: the earliest human reaction or thread reply recorded for it,
- * or — when nothing came earlier — its (first) resolution.
- */
-export function acknowledgement(incident: Incident, events: IncidentEvent[], botUserId: string): { at: number; user?: string; how: 'reaction' | 'reply' | 'resolve' } | undefined {
-  let first: { at: number; user?: string; how: 'reaction' | 'reply' | 'resolve' } | undefined;
-  for (const event of events) {
-    if (event.kind !== 'reaction' && event.kind !== 'reply' && event.kind !== 'resolve') continue;
-    if (event.kind !== 'resolve' && !isHuman(event.user, botUserId)) continue;
-    // The resolving reaction is recorded as a reaction too, at the same instant: call it the resolution.
-    if (!first || event.at < first.at || (event.at === first.at && event.kind === 'resolve')) first = { at: event.at, user: event.user, how: event.kind };
-  }
-  if (!first && incident.resolvedAt !== undefined) first = { at: incident.resolvedAt, user: incident.resolvedBy, how: 'resolve' };
-  return first;
-}
-
-/** A span for people: `45s`, `4m 10s`, `2h 5m`, `3d 4h` (two units at most; a zero second unit is left out). */
-export function formatDuration(ms: number): string {
-  const total = Math.max(0, Math.round(ms / 1000));
-  const units: [number, string][] = [[Math.floor(total / 86_400), 'd'], [Math.floor(total / 3600) % 24, 'h'], [Math.floor(total / 60) % 60, 'm'], [total % 60, 's']];
-  const first = units.findIndex(([value]) => value > 0);
-  if (first < 0) return '0s';
-  return units.slice(first, first + 2).filter(([value], i) => i === 0 || value > 0).map(([value, unit]) => `${value}${unit}`).join(' ');
-}
-

@@ -7,11 +7,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  checkPluginOptions, pluginOptionError,
-  dateParts, decodeEntities, definePlugin, tsToMs, type HookContext, type Incident, type OutboxDelivery, type ResolutionContext,
+  PermanentDeliveryError, WAR_ROOM_PLUGIN, acknowledgement, dateParts, decodeEntities, definePlugin, formatDuration, pluginOptions, retryOrGiveUp,
+  serialPerKey, slackErrorCode, slackList, slug, tsToMs, warRoomKey, type HookContext, type Incident, type OutboxDelivery, type ResolutionContext,
+  type WarRoomRecord,
 } from '../ims.ts';
-import { acknowledgement, formatDuration } from './stats.ts';
-import { WAR_ROOM_PLUGIN, slug, warRoomKey, type WarRoomRecord } from './war-room.ts';
 
 export interface TimelineOptions {
   /**
@@ -28,9 +27,8 @@ interface Entry {
   what: string;
 }
 
+/** A delivery still failing after this many attempts is given up (logged); a permanent Slack answer at once. */
 const MAX_ATTEMPTS = 12;
-const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_auth', 'account_inactive', 'token_revoked', 'no_permission',
-  'restricted_action', 'channel_not_found', 'is_archived', 'not_in_channel', 'invalid_arguments', 'team_access_not_granted', 'ekm_access_denied']);
 
 /**
  * A post-mortem timeline per resolution, as Dispatch and Playbooks keep one: built from IMS's recorded
@@ -39,19 +37,12 @@ const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_a
  * resolution: a redelivered resolve does not upload twice; a reopen and a new resolution make a new one.
  */
 export function timeline(options: TimelineOptions = {}) {
-  checkPluginOptions('timeline', options, ['dir']);
-  if (options.dir !== undefined && (typeof options.dir !== 'string' || !options.dir.trim())) {
-    throw pluginOptionError('timeline', 'dir', `a directory path such as './postmortems'`, options.dir);
-  }
+  const check = pluginOptions<TimelineOptions>('timeline()', options, ['dir']);
+  check.expect('dir', options.dir === undefined || (typeof options.dir === 'string' && !!options.dir.trim()), `a directory path such as './postmortems'`);
+  check.done();
   const dir = options.dir === undefined ? undefined : path.resolve(options.dir);
-  const running = new Map<number, Promise<unknown>>();
-
-  const exclusive = async <T>(incidentId: number, work: () => Promise<T>): Promise<T> => {
-    while (running.has(incidentId)) await running.get(incidentId)!.catch(() => undefined);
-    const promise = work();
-    running.set(incidentId, promise);
-    try { return await promise; } finally { running.delete(incidentId); }
-  };
+  /** One timeline per incident at a time (a timed-out delivery may still be running when it is retried). */
+  const exclusive = serialPerKey<number>();
 
   const publish = async (ctx: HookContext, incident: Incident, resolvedAt: number): Promise<void> => {
     const doneKey = `uploaded:${incident.id}:${resolvedAt}`;
@@ -82,7 +73,7 @@ export function timeline(options: TimelineOptions = {}) {
     async deliver(delivery: OutboxDelivery, ctx: HookContext) {
       const { incidentId, resolvedAt } = delivery.payload as { incidentId: number; resolvedAt: number };
       const incident = ctx.incidents.byId(incidentId);
-      if (!incident) throw Object.assign(new Error(`incident #${incidentId} is not in the state`), { permanent: true });
+      if (!incident) throw new PermanentDeliveryError(`incident #${incidentId} is not in the state`);
       if (incident.resolvedAt !== resolvedAt) {
         ctx.log.debug(`incident #${incidentId} was reopened before its timeline was made; the next resolution makes one`);
         return;
@@ -90,11 +81,7 @@ export function timeline(options: TimelineOptions = {}) {
       try {
         await exclusive(incidentId, () => publish(ctx, incident, resolvedAt));
       } catch (error) {
-        const code = (error as { data?: { error?: string } }).data?.error;
-        if ((code && PERMANENT.has(code)) || delivery.attempts + 1 >= MAX_ATTEMPTS) {
-          throw Object.assign(new Error(`timeline of incident #${incidentId}: ${code ?? String(error)}`), { permanent: true });
-        }
-        throw error;
+        throw retryOrGiveUp(error, delivery, { what: `timeline of incident #${incidentId}`, maxAttempts: MAX_ATTEMPTS });
       }
     },
   });
@@ -123,7 +110,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   const events = ctx.incidents.events(incident.id);
   const entries: Entry[] = [];
   const untimed: Entry[] = [];
-  const warn = (what: string, error: unknown) => ctx.log.warn(`timeline of incident #${incident.id}: could not read ${what}: ${codeOf(error) ?? String(error)}`);
+  const warn = (what: string, error: unknown) => ctx.log.warn(`timeline of incident #${incident.id}: could not read ${what}: ${slackErrorCode(error) ?? String(error)}`);
 
   const sourceName = await people.channel(incident.sourceChannel);
   const incidentChannelName = await people.channel(incident.incidentChannel);
@@ -183,7 +170,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
     entries.push({ at: event.at, who: event.user, what: `Replied in the incident thread: ${await people.text(event.detail ?? '')}` });
   }
 
-  // The war room (the war-room plugin's record), its threads included.
+  // The war room (the record the war-room plugin publishes in its store), its threads included.
   const room = ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(incident.id));
   let roomLine: string | undefined;
   if (room?.channel) {
@@ -249,10 +236,8 @@ async function describeMessage(people: Names, m: SlackMessage): Promise<string> 
   return [text, files].filter(Boolean).join(' ') || `(${m.subtype ?? 'empty message'})`;
 }
 
-async function readAll(ctx: HookContext, method: string, args: Record<string, unknown>): Promise<SlackMessage[]> {
-  const messages: SlackMessage[] = [];
-  for await (const page of ctx.slack.paginate(method, args)) messages.push(...(((page as { messages?: SlackMessage[] }).messages) ?? []));
-  return messages;
+function readAll(ctx: HookContext, method: string, args: Record<string, unknown>): Promise<SlackMessage[]> {
+  return slackList<SlackMessage>(ctx.slack, method, args, 'messages', { signal: ctx.signal });
 }
 
 /** Real names of users and names of channels, each looked up once per timeline. */
@@ -304,10 +289,6 @@ class Names {
       return label ? `[${label}](${target})` : target;
     }));
   }
-}
-
-function codeOf(error: unknown): string | undefined {
-  return (error as { data?: { error?: string } })?.data?.error;
 }
 
 /** Continuation lines of a list item, indented so the list stays a list. */

@@ -10,11 +10,13 @@
 // 429s itself, and the work runs through IMS's outbox, so a burst of incidents only delays rooms, and a
 // failure or a restart in the middle resumes where it stopped instead of making a second room.
 import {
-  checkPluginOptions, pluginOptionError,
-  definePlugin, escapeSlack, formatDate, parseDuration, type Duration, type HookContext, type Incident,
-  type LifecycleContext, type MatchContext, type OutboxDelivery, type ResolutionContext,
+  PermanentDeliveryError, WAR_ROOM_PLUGIN, definePlugin, escapeSlack, formatDate, formatDuration, ignoringSlackErrors, isRetryableError, parseDuration,
+  pluginOptions, retryOrGiveUp, serialPerKey, slackErrorCode, slackItems, slug, warRoomKey, type Duration, type HookContext, type Incident,
+  type LifecycleContext, type MatchContext, type OutboxDelivery, type ResolutionContext, type WarRoomRecord,
 } from '../ims.ts';
-import { formatDuration } from './stats.ts';
+
+/** The room record is published in the plugin toolkit (`ims.ts`), where other plugins read it from. */
+export { WAR_ROOM_PLUGIN, slug, warRoomKey, type WarRoomRecord } from '../ims.ts';
 
 export interface WarRoomOptions {
   /**
@@ -56,39 +58,16 @@ export interface WarRoomOptions {
   archiveAfter?: Duration;
 }
 
-/** What the plugin remembers per incident (IMS's plugin store, key `room:<incident id>`; the timeline plugin reads it). */
-export interface WarRoomRecord {
-  channel?: string;
-  name?: string;
-  invited?: boolean;
-  described?: boolean;
-  summaryTs?: string;
-  pinned?: boolean;
-  linkTs?: string;
-  /** A post was started but not confirmed (a crash in between): look for it by metadata before posting again. */
-  posting?: ('summary' | 'link')[];
-  /** `resolvedAt` of the resolution whose message was posted in the room. */
-  resolvedPosted?: number;
-  archiveAt?: number;
-  archived?: boolean;
-}
-
-/** The plugin's name, under which its store lives. */
-export const WAR_ROOM_PLUGIN = 'war-room';
-/** The store key of an incident's room: `ctx.store.read(WAR_ROOM_PLUGIN, warRoomKey(id))`. */
-export const warRoomKey = (incidentId: number) => `room:${incidentId}`;
+// What the plugin remembers per incident is a `WarRoomRecord` in its store, key `warRoomKey(id)`: both are
+// defined in the plugin toolkit, since other plugins (timeline) read it with `ctx.store.read(WAR_ROOM_PLUGIN, …)`.
 const DUE_KEY = 'archive-due';
 
 const OPTIONS = ['rules', 'name', 'private', 'invite', 'topic', 'archiveOnResolve', 'archiveAfter'] as const;
 const DEFAULT_TOPIC = '{head} #{id} · {text} · alert: {link}';
 const NAME_LIMIT = 80;
 const TOPIC_LIMIT = 250;
+/** A delivery still failing after this many attempts is given up (logged); a permanent Slack answer at once. */
 const MAX_ATTEMPTS = 12;
-/** Answers that will not change by retrying: the delivery is given up (logged) instead of retried. */
-const PERMANENT = new Set(['missing_scope', 'not_allowed_token_type', 'invalid_auth', 'account_inactive', 'token_revoked', 'no_permission',
-  'restricted_action', 'channel_not_found', 'is_archived', 'not_in_channel', 'method_not_supported_for_channel_type', 'team_access_not_granted',
-  'ekm_access_denied', 'invalid_name', 'invalid_name_specials', 'invalid_name_maxlength', 'invalid_name_punctuation', 'invalid_name_required']);
-const TRANSIENT = new Set(['internal_error', 'fatal_error', 'service_unavailable', 'request_timeout', 'ratelimited']);
 
 type Op =
   | { op: 'open'; incidentId: number }
@@ -102,47 +81,33 @@ type Op =
  * then on resolve who resolved it and after how long, and the room archived (`archiveAfter` later).
  */
 export function warRoom(options: WarRoomOptions = {}) {
-  checkPluginOptions('warRoom', options, OPTIONS);
+  const check = pluginOptions<WarRoomOptions>('warRoom()', options, OPTIONS);
   const rules = options.rules ?? 'all';
-  if (!(rules === 'all' || rules === 'hotline' || (Array.isArray(rules) && rules.length > 0 && rules.every((r) => typeof r === 'string' && r.trim())))) {
-    throw pluginOptionError('warRoom', 'rules', `'all', 'hotline' or a non-empty list of incident labels or rule heads such as ['INFRA', '[Critical]']`, rules);
-  }
+  check.expect('rules', rules === 'all' || rules === 'hotline' || (Array.isArray(rules) && rules.length > 0 && rules.every((r) => typeof r === 'string' && r.trim())),
+    `'all', 'hotline' or a non-empty list of incident labels or rule heads such as ['INFRA', '[Critical]']`);
   const nameOption = options.name ?? 'inc-{id}-{slug}';
-  if (typeof nameOption === 'string' ? !nameOption.includes('{id}') : typeof nameOption !== 'function') {
-    throw pluginOptionError('warRoom', 'name', `a template containing '{id}' such as 'inc-{id}-{slug}', or a function of the incident`, nameOption);
-  }
-  if (options.private !== undefined && typeof options.private !== 'boolean') throw pluginOptionError('warRoom', 'private', 'true or false', options.private);
+  check.expect('name', typeof nameOption === 'string' ? nameOption.includes('{id}') : typeof nameOption === 'function',
+    `a template containing '{id}' such as 'inc-{id}-{slug}', or a function of the incident`);
+  check.expect('private', options.private === undefined || typeof options.private === 'boolean', 'true or false');
   const invite = options.invite ?? [];
-  if (!Array.isArray(invite) || !invite.every((m) => typeof m === 'string' && m.trim())) {
-    throw pluginOptionError('warRoom', 'invite', `a list of user IDs or names such as ['U0123ABCD', 'alice']`, options.invite);
-  }
+  check.expect('invite', Array.isArray(invite) && invite.every((m) => typeof m === 'string' && m.trim()), `a list of user IDs or names such as ['U0123ABCD', 'alice']`);
   const topic = options.topic ?? DEFAULT_TOPIC;
-  if (topic !== false && (typeof topic !== 'string' || !topic.trim())) throw pluginOptionError('warRoom', 'topic', `a template such as '${DEFAULT_TOPIC}', or false`, options.topic);
-  if (options.archiveOnResolve !== undefined && typeof options.archiveOnResolve !== 'boolean') {
-    throw pluginOptionError('warRoom', 'archiveOnResolve', 'true or false', options.archiveOnResolve);
-  }
-  const archiveAfterMs = options.archiveAfter === undefined ? 0 : parseDuration(options.archiveAfter);
-  if (archiveAfterMs === undefined || archiveAfterMs < 0) {
-    throw pluginOptionError('warRoom', 'archiveAfter', `a duration such as '30m' or milliseconds`, options.archiveAfter);
-  }
+  check.expect('topic', topic === false || (typeof topic === 'string' && !!topic.trim()), `a template such as '${DEFAULT_TOPIC}', or false`);
+  check.expect('archiveOnResolve', options.archiveOnResolve === undefined || typeof options.archiveOnResolve === 'boolean', 'true or false');
+  const archiveAfterMs = options.archiveAfter === undefined ? 0 : parseDuration(options.archiveAfter) ?? -1;
+  check.expect('archiveAfter', archiveAfterMs >= 0, `a duration such as '30m' or milliseconds`);
+  check.done();
   const isPrivate = options.private ?? false;
   const archiveOnResolve = options.archiveOnResolve ?? true;
   const wanted = Array.isArray(rules) ? rules.map(normalizeRef) : [];
 
   const timers = new Map<number, NodeJS.Timeout>();
-  const running = new Map<number, Promise<unknown>>();
+  /** One piece of work per incident at a time (a timed-out delivery may still be running when it is retried). */
+  const exclusive = serialPerKey<number>();
   let users: { at: number; byName: Map<string, string> } | undefined;
 
   const selected = (incident: Incident) =>
     rules === 'all' ? true : rules === 'hotline' ? !!incident.hotline : wanted.includes(normalizeRef(incident.label)) || wanted.includes(normalizeRef(incident.head));
-
-  /** One piece of work per incident at a time (a timed-out delivery may still be running when it is retried). */
-  const exclusive = async <T>(incidentId: number, work: () => Promise<T>): Promise<T> => {
-    while (running.has(incidentId)) await running.get(incidentId)!.catch(() => undefined);
-    const promise = work();
-    running.set(incidentId, promise);
-    try { return await promise; } finally { running.delete(incidentId); }
-  };
 
   const roomName = (incident: Incident): string => {
     if (typeof nameOption === 'function') return slackName(String(nameOption(incident))) || `inc-${incident.id}`;
@@ -202,7 +167,7 @@ export function warRoom(options: WarRoomOptions = {}) {
       room = save(ctx, incident.id, { summaryTs });
     }
     if (!room.pinned) {
-      await harmless(ctx.slack.pins.add({ channel, timestamp: room.summaryTs! }), ['already_pinned']);
+      await ignoringSlackErrors(ctx.slack.pins.add({ channel, timestamp: room.summaryTs! }), ['already_pinned']);
       room = save(ctx, incident.id, { pinned: true });
     }
     ctx.signal.throwIfAborted();
@@ -223,26 +188,26 @@ export function warRoom(options: WarRoomOptions = {}) {
         ctx.ownChannel(String(answer.channel?.id));
         return { id: String(answer.channel?.id), name: String(answer.channel?.name ?? name), reused: false };
       } catch (error) {
-        if (codeOf(error) !== 'name_taken') throw error;
+        if (slackErrorCode(error) !== 'name_taken') throw error;
       }
       const existing = await findChannel(ctx, name);
       if (existing && !existing.is_archived) {
         ctx.ownChannel(existing.id);
-        if (!existing.is_member) await harmless(ctx.slack.conversations.join({ channel: existing.id }), ['already_in_channel']);
+        if (!existing.is_member) await ignoringSlackErrors(ctx.slack.conversations.join({ channel: existing.id }), ['already_in_channel']);
         return { id: existing.id, name, reused: true };
       }
       // Archived (an old room of an earlier installation) or invisible (someone's private channel): next name.
       ctx.log.info(`channel #${name} exists but cannot be reused (${existing ? 'archived' : 'not visible to the bot'}); trying another name`);
     }
-    throw Object.assign(new Error(`no free channel name for incident #${incident.id} (tried ${base} and 4 variants)`), { permanent: true });
+    throw new PermanentDeliveryError(`no free channel name for incident #${incident.id} (tried ${base} and 4 variants)`);
   };
 
   /** IMS reads every channel the bot is in as an alert channel, except those a plugin marks as its own. */
 
   const findChannel = async (ctx: HookContext, name: string) => {
-    for await (const page of ctx.slack.paginate('conversations.list', { types: 'public_channel,private_channel', exclude_archived: false, limit: 1000 })) {
-      const found = (((page as { channels?: unknown[] }).channels ?? []) as { id: string; name: string; is_archived?: boolean; is_member?: boolean }[]).find((c) => c.name === name);
-      if (found) return found;
+    type Listed = { id: string; name: string; is_archived?: boolean; is_member?: boolean };
+    for await (const channel of slackItems<Listed>(ctx.slack, 'conversations.list', { types: 'public_channel,private_channel', exclude_archived: false, limit: 1000 }, 'channels')) {
+      if (channel.name === name) return channel;
     }
     return undefined;
   };
@@ -255,9 +220,9 @@ export function warRoom(options: WarRoomOptions = {}) {
       await ctx.slack.conversations.invite({ channel, users: ids.join(',') });
       return;
     } catch (error) {
-      if (isTransient(error)) throw error;
+      if (isRetryableError(error)) throw error;
       if (ids.length === 1) {
-        if (codeOf(error) !== 'already_in_channel') ctx.log.warn(`could not invite ${ids[0]} to the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+        if (slackErrorCode(error) !== 'already_in_channel') ctx.log.warn(`could not invite ${ids[0]} to the war room of incident #${incident.id}: ${slackErrorCode(error) ?? String(error)}`);
         return;
       }
     }
@@ -266,9 +231,9 @@ export function warRoom(options: WarRoomOptions = {}) {
       try {
         await ctx.slack.conversations.invite({ channel, users: user });
       } catch (error) {
-        if (codeOf(error) === 'already_in_channel') continue;
-        if (isTransient(error)) throw error;
-        ctx.log.warn(`could not invite ${user} to the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+        if (slackErrorCode(error) === 'already_in_channel') continue;
+        if (isRetryableError(error)) throw error;
+        ctx.log.warn(`could not invite ${user} to the war room of incident #${incident.id}: ${slackErrorCode(error) ?? String(error)}`);
       }
     }
   };
@@ -285,11 +250,10 @@ export function warRoom(options: WarRoomOptions = {}) {
       if (/^[UW][A-Z0-9]{6,}$/.test(raw)) { ids.push(raw); continue; }
       if (!users || Date.now() - users.at > 10 * 60_000 || (!users.byName.has(raw) && Date.now() - users.at > 60_000)) {
         const byName = new Map<string, string>();
-        for await (const page of ctx.slack.paginate('users.list', { limit: 1000 })) {
-          for (const u of ((page as { members?: unknown[] }).members ?? []) as { id: string; name?: string; real_name?: string; deleted?: boolean; profile?: { display_name?: string; real_name?: string } }[]) {
-            if (u.deleted) continue;
-            for (const name of [u.name, u.profile?.display_name, u.real_name, u.profile?.real_name]) if (name && !byName.has(name)) byName.set(name, u.id);
-          }
+        type Member = { id: string; name?: string; real_name?: string; deleted?: boolean; profile?: { display_name?: string; real_name?: string } };
+        for await (const u of slackItems<Member>(ctx.slack, 'users.list', { limit: 1000 }, 'members')) {
+          if (u.deleted) continue;
+          for (const name of [u.name, u.profile?.display_name, u.real_name, u.profile?.real_name]) if (name && !byName.has(name)) byName.set(name, u.id);
         }
         users = { at: Date.now(), byName };
       }
@@ -348,7 +312,7 @@ export function warRoom(options: WarRoomOptions = {}) {
         m.metadata?.event_type === 'ims_war_room' && Number(m.metadata.event_payload?.incident_id) === incident.id && m.metadata.event_payload?.kind === kind);
       return mine?.ts;
     } catch (error) {
-      ctx.log.debug(`could not look for an earlier ${kind} post: ${codeOf(error) ?? String(error)}`);
+      ctx.log.debug(`could not look for an earlier ${kind} post: ${slackErrorCode(error) ?? String(error)}`);
       return undefined;
     }
   };
@@ -369,7 +333,7 @@ export function warRoom(options: WarRoomOptions = {}) {
         try {
           await ctx.slack.chat.postMessage({ channel, text, unfurl_links: false });
         } catch (error) {
-          if (codeOf(error) !== 'is_archived') throw error;
+          if (slackErrorCode(error) !== 'is_archived') throw error;
           archivedByHand = true; // someone archived it already: nothing left to do there
         }
       }
@@ -390,7 +354,7 @@ export function warRoom(options: WarRoomOptions = {}) {
     const room = record(ctx, incidentId);
     clearTimer(incidentId);
     if (!room?.channel || room.archived) { setDue(ctx, incidentId, undefined); return; }
-    await harmless(ctx.slack.conversations.archive({ channel: room.channel }), ['already_archived']);
+    await ignoringSlackErrors(ctx.slack.conversations.archive({ channel: room.channel }), ['already_archived']);
     save(ctx, incidentId, { archived: true, archiveAt: undefined });
     setDue(ctx, incidentId, undefined);
     ctx.log.info(`war room #${room.name ?? room.channel} archived (incident #${incidentId} resolved)`, { channel: room.channel });
@@ -405,14 +369,14 @@ export function warRoom(options: WarRoomOptions = {}) {
     room = save(ctx, incident.id, { archiveAt: undefined });
     if (room.archived) {
       try {
-        await harmless(ctx.slack.conversations.unarchive({ channel }), ['not_archived']);
+        await ignoringSlackErrors(ctx.slack.conversations.unarchive({ channel }), ['not_archived']);
       } catch (error) {
-        if (isTransient(error)) throw error;
+        if (isRetryableError(error)) throw error;
         // Slack does not let every bot token unarchive: say so where people look, and keep going.
-        ctx.log.warn(`could not unarchive the war room of incident #${incident.id}: ${codeOf(error) ?? String(error)}`);
+        ctx.log.warn(`could not unarchive the war room of incident #${incident.id}: ${slackErrorCode(error) ?? String(error)}`);
         await ctx.slack.chat.postMessage({
           channel: incident.incidentChannel, thread_ts: incident.incidentTs,
-          text: `:warning: Incident #${incident.id} was reopened, but its war room <#${channel}> is archived and IMS could not unarchive it (${codeOf(error) ?? 'error'}). Anyone in the channel can unarchive it.`,
+          text: `:warning: Incident #${incident.id} was reopened, but its war room <#${channel}> is archived and IMS could not unarchive it (${slackErrorCode(error) ?? 'error'}). Anyone in the channel can unarchive it.`,
         });
         return;
       }
@@ -475,7 +439,7 @@ export function warRoom(options: WarRoomOptions = {}) {
     async deliver(delivery: OutboxDelivery, ctx: HookContext) {
       const op = delivery.payload as Op;
       const incident = ctx.incidents.byId(op.incidentId);
-      if (!incident) throw Object.assign(new Error(`incident #${op.incidentId} is not in the state`), { permanent: true });
+      if (!incident) throw new PermanentDeliveryError(`incident #${op.incidentId} is not in the state`);
       try {
         await exclusive(incident.id, async () => {
           switch (op.op) {
@@ -489,42 +453,13 @@ export function warRoom(options: WarRoomOptions = {}) {
           }
         });
       } catch (error) {
-        const code = codeOf(error);
-        if ((code && PERMANENT.has(code)) || delivery.attempts + 1 >= MAX_ATTEMPTS) {
-          throw Object.assign(new Error(`${op.op} for incident #${op.incidentId}: ${code ?? String(error)}`), { permanent: true });
-        }
-        throw error;
+        throw retryOrGiveUp(error, delivery, { what: `${op.op} for incident #${op.incidentId}`, maxAttempts: MAX_ATTEMPTS });
       }
     },
   });
 }
 
 // ─── Helpers ──────────────────────────────────────────────────────────────────────────────────────
-
-function codeOf(error: unknown): string | undefined {
-  return (error as { data?: { error?: string } })?.data?.error;
-}
-
-/** Network failures, 5xx-like answers and rate limits the SDK gave up on: worth retrying. */
-function isTransient(error: unknown): boolean {
-  const code = codeOf(error);
-  return code === undefined ? !(error as { permanent?: boolean })?.permanent : TRANSIENT.has(code);
-}
-
-/** Await a call; the listed Slack errors mean "already so" and are not failures. */
-async function harmless<T>(call: Promise<T>, codes: string[]): Promise<T | undefined> {
-  try {
-    return await call;
-  } catch (error) {
-    if (codes.includes(codeOf(error) ?? '')) return undefined;
-    throw error;
-  }
-}
-
-/** `[Critical] DB` → `critical-db`: lowercase `[a-z0-9-]`, no leading, trailing or doubled dashes. */
-export function slug(text: string): string {
-  return text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
-}
 
 function slackName(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/-{2,}/g, '-').replace(/^[-_]+|[-_]+$/g, '');

@@ -1,13 +1,17 @@
 /**
- * Plugins end to end: every hook fires with its typed context after IMS's own work; a plugin that throws,
- * rejects or hangs is logged with its name and hook and never blocks an alert or another plugin; the
- * shipped `plugins/pin.ts` keeps open incidents pinned.
+ * Plugins end to end: every hook fires with its typed context after the work it follows; a plugin that throws,
+ * rejects or hangs is logged with its name and hook (and where it failed: file, line, first frames) and never
+ * blocks an alert or another plugin; several failures of one event are reported together; hooks and deliveries
+ * time out through withTimeout; HOOK_NAMES matches Plugin by type; the shipped `plugins/pin.ts` keeps open
+ * incidents pinned.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { WebClient } from '@slack/web-api';
-import { definePlugin, runReport, type HookContext, type Plugin } from '../ims.ts';
+import {
+  HOOK_NAMES, PluginHookErrors, TimeoutError, definePlugin, runHooks, runReport, type HookContext, type HookListCheck, type HookName, type Plugin,
+} from '../ims.ts';
 import { pin } from '../plugins/pin.ts';
 import type { FakeSlack, SentEnvelope } from './fake-slack.ts';
 import {
@@ -232,7 +236,7 @@ test("a plugin's rate limits do not stall the alert pipeline", async (t) => {
   await fake.waitFor(() => fake.callsTo('pins.add').some((c) => c.status === 429), 'the throttled pin');
   fake.post(ALERTS, { bot_id: NAGIOS, text: 'second error' });
   const second = await incidentPost(fake, INC_APPS, 'second error');
-  assert.equal(pins.size, 0, 'the second alert was reposted while the plugin waited out its 429');
+  assert.ok(!pins.has(first.ts), 'the second alert was reposted while the plugin waited out its 429');
   await fake.waitFor(() => pins.has(first.ts) && pins.has(second.ts), 'both pins after Retry-After', 8000);
   assert.ok(!bot.logs.some((l) => l.includes("plugin 'pin' failed")));
 });
@@ -294,4 +298,89 @@ test('onStart fires before any event, even alerts caught up from history at star
   await incidentPost(fake, INC_APPS, 'while IMS was down');
   await settle(second);
   assert.deepEqual(order, ['start', 'stop', 'start', 'message:checkout error while IMS was down', 'match:checkout error while IMS was down']);
+});
+
+test('a hook that reads a property of undefined is logged with where it failed: the error, its file and line, and the first frames', async (t) => {
+  const fake = await startFake();
+  const buggy = definePlugin({ name: 'buggy', onMatch: (ctx) => { const missing = (ctx as unknown as { war?: { room: string } }).war!; ctx.log.info(missing.room); } });
+  const bot = await startBot(fake, baseConfig({ plugins: [buggy] }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'checkout error' });
+  await incidentPost(fake, INC_APPS, 'checkout error');
+  const line = await fake.waitFor(() => bot.logs.find((l) => l.includes("plugin 'buggy' failed in onMatch: ")), 'the failure');
+  assert.match(line, /ERROR plugin 'buggy' failed in onMatch: TypeError: Cannot read properties of undefined \(reading 'room'\)/);
+  assert.match(line, /plugin=buggy hook=onMatch at=test[\\/]plugins\.test\.ts:\d+:\d+ /, 'the file and line of the plugin, relative to the working directory');
+  assert.match(line, /stack="at (Object\.)?onMatch \(test[\\/]plugins\.test\.ts:\d+:\d+\)/, "the stack's first frames, the plugin's own first");
+});
+
+test("several hooks failing for one event are reported together, naming the event, and each plugin stays isolated", async (t) => {
+  const fake = await startFake();
+  const good: string[] = [];
+  const plugins = [
+    definePlugin({ name: 'matcher', onMatch: () => { throw new Error('match boom'); } }),
+    definePlugin({ name: 'pager', onHotline: async () => { throw new Error('page boom'); } }),
+    definePlugin({ name: 'good', onMatch: () => { good.push('match'); }, onHotline: () => { good.push('hotline'); } }),
+  ];
+  const bot = await startBot(fake, baseConfig({ plugins }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  const source = fake.post(ALERTS, { bot_id: NAGIOS, text: 'PROBLEM web-03 is CRITICAL' });
+  await incidentPost(fake, INC_INFRA, 'PROBLEM web-03');
+  const together = await fake.waitFor(() => bot.logs.find((l) => l.includes('plugin hooks failed for')), 'the line that reports them together');
+  await settle(bot);
+  const incident = bot.ims.state.incidentBySource(ALERTS, source.ts)!;
+  assert.ok(together.includes(`ERROR 2 plugin hooks failed for incident #${incident.id} (message ${ALERTS} ${source.ts}): `), together);
+  assert.match(together, /matcher\.onMatch \(match boom\)/);
+  assert.match(together, /pager\.onHotline \(page boom\)/);
+  assert.equal(bot.logs.filter((l) => l.includes('plugin hooks failed for')).length, 1, 'one report for the event');
+  assert.equal(bot.logs.filter((l) => l.includes("plugin 'matcher' failed in onMatch: match boom")).length, 1, 'each failure is still logged on its own');
+  assert.equal(bot.logs.filter((l) => l.includes("plugin 'pager' failed in onHotline: page boom")).length, 1);
+  assert.deepEqual(good, ['match', 'hotline'], 'the good plugin ran both hooks');
+
+  // The runner hands the failures back as one AggregateError (and never rejects).
+  const logged: string[] = [];
+  const log = { debug: () => {}, info: () => {}, warn: () => {}, error: (message: string) => { logged.push(message); } };
+  const result = await runHooks(plugins, ['onMatch', 'onHotline'], () => ({ incident: { id: 9 } }) as never, { timeoutMs: 1000, log });
+  assert.ok(result instanceof PluginHookErrors && result instanceof AggregateError);
+  assert.equal(result.event, 'incident #9');
+  assert.deepEqual(result.errors.map((e) => [e.plugin, e.hook, (e.cause as Error).message]), [['matcher', 'onMatch', 'match boom'], ['pager', 'onHotline', 'page boom']]);
+  assert.equal(logged.length, 3, 'two failures and the line reporting them together');
+  assert.equal(await runHooks([plugins[2]], 'onMatch', () => ({}) as never, { timeoutMs: 1000, log }), undefined, 'nothing failed: nothing to report');
+});
+
+test("hook and delivery timeouts come from withTimeout: the signal's reason is a TimeoutError naming the plugin and what timed out", async (t) => {
+  const fake = await startFake();
+  const reasons: Record<string, unknown> = {};
+  const hanger = definePlugin({
+    name: 'hanger',
+    onMatch: (ctx) => {
+      ctx.outbox.enqueue({ key: 'k1', group: 'g', payload: null });
+      return new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => { reasons.onMatch = ctx.signal.reason; resolve(); }));
+    },
+    deliver: (_delivery, ctx) => new Promise<void>((_resolve, reject) => ctx.signal.addEventListener('abort', () => { reasons.deliver ??= ctx.signal.reason; reject(ctx.signal.reason); })),
+  });
+  const bot = await startBot(fake, baseConfig({ plugins: [hanger], hookTimeoutMs: 200 }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'checkout error' });
+  await incidentPost(fake, INC_APPS, 'checkout error');
+  await fake.waitFor(() => reasons.onMatch && reasons.deliver, 'both timeouts');
+  assert.ok(reasons.onMatch instanceof TimeoutError);
+  assert.equal((reasons.onMatch as TimeoutError).message, "plugin 'hanger' onMatch timed out after 200 ms");
+  assert.ok(reasons.deliver instanceof TimeoutError);
+  assert.equal((reasons.deliver as TimeoutError).message, "plugin 'hanger' delivery timed out after 200 ms");
+  await fake.waitFor(() => bot.logs.some((l) => l.includes("plugin 'hanger' failed in onMatch: timed out after 200 ms")), 'the hook timeout in the log');
+  await fake.waitFor(() => bot.logs.some((l) => l.includes("outbox: 'hanger' delivery of k1 failed (attempt 1): plugin 'hanger' delivery timed out after 200 ms")), 'the delivery timeout in the log');
+});
+
+test('HOOK_NAMES names every hook of Plugin and nothing else, checked by type (npx tsc)', () => {
+  // Type-level: `tsc --noEmit` fails when HOOK_NAMES and Plugin disagree; at run time these are plain values.
+  const complete: HookListCheck<HookName> = true;
+  // @ts-expect-error a hook of Plugin missing from the list is named in the type error
+  const missing: HookListCheck<Exclude<HookName, 'onReport'>> = true;
+  // @ts-expect-error a name in the list that is no hook of Plugin is named too
+  const extra: HookListCheck<HookName | 'onAlert'> = true;
+  // A plugin type with one more hook is caught the same way.
+  // @ts-expect-error
+  const newHook: HookListCheck<HookName, Plugin & { onAck?(ctx: HookContext): void }> = true;
+  assert.deepEqual([complete, missing, extra, newHook], [true, true, true, true]);
+  assert.deepEqual([...HOOK_NAMES].sort(), ['onHotline', 'onMatch', 'onMessage', 'onReopen', 'onReport', 'onResolve', 'onReverse', 'onStart', 'onStop']);
 });
