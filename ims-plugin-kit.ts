@@ -173,7 +173,8 @@ export function classifySlackFailure(error: unknown): SlackFailure {
   }
   if (e?.code === 'slack_webapi_request_error') {
     const original = e.original as { code?: string; name?: string; message?: string; cause?: { code?: string } } | undefined;
-    const code = original?.code ?? original?.cause?.code ?? original?.name ?? 'request_error';
+    // A DOMException (a request timed out or was aborted) has a numeric legacy code: its name says more.
+    const code = (typeof original?.code === 'string' ? original.code : undefined) ?? original?.cause?.code ?? original?.name ?? 'request_error';
     const reason = `${code}${original?.message && original.message !== code ? `: ${original.message}` : ''}`;
     if (original instanceof URIError) return { kind: 'permanent', code: 'encoding', reason: `the request cannot be encoded (${original.message})` };
     return { kind: NOT_SENT_CODES.has(code) ? 'not done' : 'unknown', code, reason };

@@ -276,7 +276,8 @@ class SlackClient extends WebClient {
         if (delay === undefined) throw error;
         const deadline = this.policy.deadline?.();
         const line = `${method} at ${this.slackApiUrl} failed (${failure.reason}); retry ${attempt}${deadline ? '' : ` of ${this.policy.retry.retries}`} in ${(delay / 1000).toFixed(1)} s`;
-        this.policy.log[deadline ? 'warn' : 'debug'](this.policy.name === 'Slack' ? line : `${this.policy.name}: ${line}`);
+        // Retries are rare and mean Slack is in trouble: they are shown at the default level, not only with --debug.
+        this.policy.log.warn(this.policy.name === 'Slack' ? line : `${this.policy.name}: ${line}`);
         if (!(await pause(delay, this.policy.signal))) throw error;
       }
     }
@@ -1030,7 +1031,9 @@ export class Ims {
 
   private track<T>(promise: Promise<T>): Promise<T> {
     this.inflight.add(promise);
-    void promise.catch((error) => this.log.error(`unexpected failure: ${errorText(error)}`)).finally(() => this.inflight.delete(promise));
+    // Work a stop cut short fails on the closed state: expected then, and it stays pending for the next start.
+    void promise.catch((error) => this.log[this.stopping && !this.state.isOpen ? 'debug' : 'error'](`unexpected failure: ${errorText(error)}`))
+      .finally(() => this.inflight.delete(promise));
     return promise;
   }
 
@@ -2086,6 +2089,19 @@ export function slackTokens(env: NodeJS.ProcessEnv = process.env): { appToken: s
   return { appToken, botToken };
 }
 
+/**
+ * A configuration refused at start-up, written where the user reads IMS's logs: with `--log` or
+ * `--log-format json` through the logger (the file, one JSON object), else as plain lines on stderr.
+ */
+export function reportRefusal(message: string, options: Pick<CliOptions, 'log' | 'logFormat'>, io: { err: (s: string) => void }): void {
+  if (options.log === undefined && options.logFormat !== 'json') { io.err(message); return; }
+  try {
+    createLogger({ file: options.log, format: options.logFormat }).error(message);
+  } catch {
+    io.err(message);
+  }
+}
+
 /** The default mode, `--only-report` and `--clear-reminder`: returns the exit code. */
 export async function runSlack(config: CompiledConfig, options: CliOptions, io: { err: (s: string) => void }): Promise<number> {
   const tokens = slackTokens();
@@ -2139,6 +2155,10 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     }, STOP_LIMIT_MS).unref();
   };
   guardProcess(log, stop);
+  // The process lives until main() returns. Waits between retries do not hold the process open (so a stop is
+  // never held up by one), and during start-up they may be all there is: without this, Node would end the
+  // process with exit code 0 in the middle of a retry, and alerting would stop without a word.
+  const keepAlive = setInterval(() => undefined, 60_000);
   try {
     if (options.onlyReport || options.clearReminder) {
       await ims.start({ socket: false });
@@ -2153,12 +2173,13 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     return exitCode;
   } catch (error) {
     if (error instanceof StoppedError) return exitCode;
-    if (error instanceof ConfigError) { io.err(error.message); return 1; }
+    if (error instanceof ConfigError) { reportRefusal(error.message, options, io); return 1; }
     if (error instanceof SlackTokenError) { log.error(error.message); return 1; }
     log.error(`cannot start: ${errorText(error)}`);
     return 1;
   } finally {
     await ims.stop().catch((error) => log.error(`stop failed: ${errorText(error)}`));
+    clearInterval(keepAlive);
     // Everything is finished and the DB closed; a reconnect the SDK still has under way must not hold the exit.
     setTimeout(() => process.exit(), 1000).unref();
   }

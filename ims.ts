@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import type { WebClient } from '@slack/web-api';
 import type * as CronModule from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
-import { runSlack } from './ims-slack.ts';
+import { reportRefusal, runSlack } from './ims-slack.ts';
 import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
 import {
   BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
@@ -1576,7 +1576,12 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   try {
     config = await loadConfig({ path: options.config, reverse: options.reverse, reacji: options.reacji });
   } catch (error) {
-    if (error instanceof ConfigError) { io.err(error.message); return 1; }
+    if (error instanceof ConfigError) {
+      const running = options.test === undefined && options.replay === undefined && !options.printConfig;
+      if (running) reportRefusal(error.message, options, io);
+      else io.err(error.message);
+      return 1;
+    }
     throw error;
   }
   if (options.test !== undefined) {
@@ -1610,8 +1615,17 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   processState[STARTED] = true;
   // `ims --replay big.jsonl | head` closes the pipe early: that is the reader's choice, not an error.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => { if (error.code === 'EPIPE') process.exit(0); throw error; });
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (error) => {
+  let settled = false;
+  main(process.argv.slice(2)).then((code) => { settled = true; process.exitCode = code; }, (error) => {
+    settled = true;
     process.stderr.write(`ims: ${(error as Error).stack ?? error}\n`);
+    process.exitCode = 1;
+  });
+  // Node ends a process whose event loop ran dry with exit code 0. Before main() has answered, that is a bug
+  // (something waited on nothing), never success: say so and fail, so a supervisor restarts IMS.
+  process.on('beforeExit', () => {
+    if (settled || process.exitCode) return;
+    process.stderr.write('ims: stopped unexpectedly: nothing was left to wait for before IMS finished (a bug: please report it)\n');
     process.exitCode = 1;
   });
 }

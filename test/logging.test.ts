@@ -167,6 +167,27 @@ test('--log-format json writes one JSON object per line (time, level, tag, messa
   for (const text of [run.stderr(), readFileSync(logFile, 'utf8'), run.stdout()]) for (const secret of SECRETS) assert.ok(!text.includes(secret), 'no token');
 });
 
+test('a configuration refused at start-up reaches the --log file, as a JSON line with --log-format json', async (t) => {
+  for (const [where, config] of [
+    ['when it is loaded', { timezone: 'UTC', rules: [{ match: 'x', head: '[X]', incident: 'NOPE' }], incidents: { APPS: { channel: INC_APPS } } }],
+    ['when its channels are checked', { timezone: 'UTC', rules: [{ match: 'x', head: '[X]', incident: 'APPS' }], incidents: { APPS: { channel: 'C0GONE123' } } }],
+  ] as const) {
+    const { fake } = await setup(t, { botToken: BOT_TOKEN, appToken: APP_TOKEN });
+    const dir = tempDir();
+    const file = path.join(dir, 'ims.json');
+    writeFileSync(file, JSON.stringify({ ...config, state: { path: path.join(dir, 'ims.db') } }));
+    const log = path.join(dir, 'ims.log');
+    const run = runIms(t, ['--config', file, '--log', log, '--log-format', 'json', '--no-incident'],
+      { SLACK_APP_TOKEN: APP_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_API_URL: fake.apiUrl });
+    assert.equal((await exitOf(run)).code, 1, run.stderr());
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { level: string; message: string });
+    const refusal = lines.find((line) => line.level === 'error' && /configuration refused/.test(line.message));
+    assert.ok(refusal, `refused ${where}: the log file has the refusal\n${lines.map((l) => l.message).join('\n')}`);
+    assert.match(refusal.message, where === 'when it is loaded' ? /NOPE/ : /C0GONE123/);
+    for (const line of run.stderr().trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), `stderr holds only JSON lines: ${line}`);
+  }
+});
+
 test('--log-format takes text or json only, and --help lists it', async (t) => {
   const bad = runIms(t, ['--log-format', 'xml']);
   assert.equal((await exitOf(bad)).code, 2);

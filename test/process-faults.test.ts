@@ -190,6 +190,20 @@ test('Slack that comes back within the start-up bound is connected to', async (t
   assert.equal((await exitOf(run)).code, 0, run.stderr());
 });
 
+test('a short Web API outage during start-up is waited out: IMS neither exits nor gives up, and then handles alerts', async (t) => {
+  const { fake } = await setup(t, { botToken: BOT_TOKEN, appToken: APP_TOKEN });
+  fake.outage(503, 2500, { methods: ['conversations.list'] });
+  const run = runIms(t, ['--config', writeConfig().file, '--no-incident'], slackEnv(fake));
+  const early = await Promise.race([run.exited, sleep(4000, undefined, { ref: false })]);
+  assert.equal(early, undefined, `IMS exited during the outage:\n${run.stderr()}`);
+  await fake.waitForConnection(undefined, 30_000);
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: after the start-up outage' });
+  await waitFor(() => reposts(fake).length === 1, 'the repost', run, 30_000);
+  assert.match(run.stderr(), /conversations\.list .*failed \(HTTP 503\); retry 1/, 'the retry is logged without --debug');
+  run.child.kill('SIGTERM');
+  assert.equal((await exitOf(run)).code, 0, run.stderr());
+});
+
 test('the first SIGTERM during start-up ends IMS within 10 s: while Slack is unreachable, and while waiting for the hello', async (t) => {
   const unreachable = (await setup(t, { botToken: BOT_TOKEN, appToken: APP_TOKEN })).fake;
   await unreachable.setReachable(false);
