@@ -1,6 +1,6 @@
 // argus: export incidents to Argus (https://github.com/Uninett/Argus), the incident registry, as a "glue
 // service" does: a stateful Argus incident when IMS opens one, an END event when it is resolved in Slack
-// and a RES event when it is reopened, plus a heartbeat. See docs/argus-api.md.
+// and a RES event when it is reopened, plus a heartbeat. See the Argus API reference (../shared/docs/argus-api.md beside the project).
 //
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once

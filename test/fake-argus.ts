@@ -1,4 +1,4 @@
-// A stateful, dependency-free stand-in for the Argus 2.x API (see docs/argus-api.md),
+// A stateful, dependency-free stand-in for the Argus 2.x API (see ../shared/docs/argus-api.md beside the project),
 // modelled on Argus's Django REST Framework behaviour, including its awkward corners.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,7 +1,7 @@
 /**
  * FakeSlack: a local Slack for tests. The Web API over HTTP and Socket Mode over WebSocket, both on
  * 127.0.0.1 and a random port, so the REAL @slack/web-api and @slack/socket-mode clients can talk to it
- * (`slackApiUrl: fake.apiUrl`). The protocol facts it honours are in docs/slack-protocol.md.
+ * (`slackApiUrl: fake.apiUrl`). The protocol facts it honours are in ../shared/docs/slack-protocol.md beside the project.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';

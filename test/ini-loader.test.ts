@@ -1,6 +1,6 @@
 /**
  * The legacy IMS.ini loader: `parseIni`, `loadIni`, and `loadConfig({ path })` on an `.ini` file.
- * Reference: docs/legacy-ims.md (the format, and which old behaviours are bugs to fix).
+ * Reference: ../shared/docs/legacy-ims.md beside the project (the format, and which old behaviours are bugs to fix).
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
