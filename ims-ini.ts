@@ -37,6 +37,10 @@ type IniSection = (typeof INI_SECTIONS)[number];
 const NO_HOTLINE = new Set(['', 'no', 'none', '-', 'off', 'false', 'n', 'nil', 'null', 'nobody', 'nothing', '0']);
 const RULE_FIELDS = 'MESSAGE_REGEX<TAB>DATE_REGEX<TAB>HEAD<TAB>INCIDENT_LABEL<TAB>HOTLINE';
 const INCIDENT_FIELDS = 'LABEL<TAB>CHANNEL<TAB>LIMIT';
+/** For a line with too few fields: words separated by spaces were most likely meant to be TAB-separated fields. */
+const spacedFields = (text: string) => !text.includes('\t') && /\S +\S/.test(text) ? ' (are the fields separated by spaces instead of TABs?)' : '';
+/** The label of a refused line: its first field, whether fields were separated by TABs or (by mistake) spaces. */
+const labelOf = (text: string) => text.split(/[\t ]+/)[0];
 
 /**
  * Read a legacy `IMS.ini` into a `Config`. Every problem is reported as `IMS.ini:LINE: …` and the file is
@@ -49,7 +53,9 @@ export function loadIni(file: string | URL, options: { reverse?: boolean } = {})
   const configDir = (globalThis as { [CONFIG_DIR]?: string })[CONFIG_DIR];
   if (!path.isAbsolute(file) && configDir) file = path.resolve(configDir, file);
   const { config, problems } = parseIni(readConfigText(file, file, 'check the path or pass --config PATH'), file);
-  const all = [...problems, ...validateConfig(config, { reverse: options.reverse }).problems];
+  // Not told the mode (an ims.config.ts run with --reverse, or setting reverse: true itself), a file with a DEFAULT
+  // line is checked as if for reverse mode; the config as a whole is checked again with the mode in use when it is compiled.
+  const all = [...problems, ...validateConfig(config, { reverse: options.reverse ?? config.reverseDefault !== undefined }).problems];
   if (all.length) throw new ConfigError(all, file);
   return config;
 }
@@ -114,7 +120,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
 
   for (const { line, text } of sectionLines('Hotline')) {
     const [label, ...members] = fields(text).filter(Boolean);
-    if (!members.length) { at(line, `[Hotline] expected 'LABEL<TAB>member<TAB>member…', found only '${text}'`); refusedHotlines.add(label); continue; }
+    if (!members.length) { at(line, `[Hotline] expected 'LABEL<TAB>member<TAB>member…', found only '${text}'${spacedFields(text)}`); refusedHotlines.add(labelOf(text)); continue; }
     const earlier = config.hotlines?.[label];
     if (earlier) at(line, `[Hotline] label '${label}' is defined twice (first on line ${lines.get(earlier)})`);
     (config.hotlines ??= located<Record<string, string[]>>({}, line))[label] = located(members, line);
@@ -124,7 +130,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
     const parts = fieldsOf(text, 3);
     if (parts.length !== 3 || parts.some((p) => p === '')) {
       at(line, `[Incidents] expected 3 TAB-separated fields (LABEL, CHANNEL, LIMIT — or DEFAULT, CHANNEL, HEADER), found ${parts.filter(Boolean).length}: '${text}'${text.includes('\t') ? '' : ' (are the fields separated by spaces instead of TABs?)'}`);
-      refusedIncidents.add(text.split(/[\t ]+/)[0]);
+      refusedIncidents.add(labelOf(text));
       continue;
     }
     const [label, channel, third] = parts;
@@ -139,12 +145,18 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   }
 
   const noIncidents = !Object.keys(config.incidents).length;
-  if (noIncidents && !refusedIncidents.size) {
+  // Only a DEFAULT line: right in reverse mode (where reposts go to DEFAULT), wrong in normal mode. The mode is
+  // known to the validation (flag or config), not here: it decides, naming the [Incidents] header.
+  const onlyDefault = noIncidents && !refusedIncidents.size && config.reverseDefault !== undefined;
+  // No [Incidents] line at all: one problem, not one more for every rule that names a label. When lines were
+  // refused, only their own labels are held back: a label no line defines is still reported on its rule.
+  const noIncidentLines = noIncidents && !refusedIncidents.size && !onlyDefault;
+  if (noIncidentLines) {
     const why = `expected ${INCIDENT_FIELDS} lines for the labels the rules name`;
     if (headerLine.has('Incidents')) at(headerLine.get('Incidents')!, `[Incidents] has no incident lines; ${why}`);
     else problems.push(`${file}: no [Incidents] section; ${why}`);
   }
-  if (noIncidents) reported.add(config.incidents);
+  if (noIncidents && !onlyDefault) reported.add(config.incidents);
 
   const unknownHotlines = new Map<string, number[]>();
   for (const { line, text } of sectionLines('Rules')) {
@@ -155,8 +167,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
       continue;
     }
     const [match, when, head, incident, hotline] = parts;
-    // No [Incidents] line at all: reported once above, not again for every rule that names a label.
-    if (noIncidents) refusedIncidents.add(incident);
+    if (noIncidentLines) refusedIncidents.add(incident);
     const rule: Rule = located({ match, when, head, incident }, line);
     if (!NO_HOTLINE.has(hotline.toLowerCase())) {
       if (config.hotlines && Object.hasOwn(config.hotlines, hotline)) rule.hotline = hotline;
@@ -168,7 +179,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   const knownHotlines = Object.keys(config.hotlines ?? {});
   for (const [hotline, [first, ...more]] of unknownHotlines) {
     at(first, `[Rules] unknown hotline '${hotline}'${didYouMean(hotline, knownHotlines)}; define it in [Hotline] (LABEL<TAB>member<TAB>…), or write No for no hotline ` +
-      `(known: ${knownHotlines.join(', ') || 'none, there is no [Hotline] section'})${more.length ? `; also on line${more.length === 1 ? '' : 's'} ${more.join(', ')}` : ''}`);
+      `(known: ${knownHotlines.join(', ') || (headerLine.has('Hotline') ? 'none, [Hotline] defines none that could be read' : 'none, there is no [Hotline] section')})${more.length ? `; also on line${more.length === 1 ? '' : 's'} ${more.join(', ')}` : ''}`);
   }
   if (!config.rules.length && !reported.has(config.rules)) {
     const why = `expected one rule per line (${RULE_FIELDS})`;
@@ -192,7 +203,7 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   if (mgmt.length) (config.report ??= located<ReportConfig>({}, sectionLines('MgmtReport')[0].line)).onlyPosters = located(mgmt, sectionLines('MgmtReport')[0].line);
   for (const { line, text } of sectionLines('Reminder')) {
     const [channel, ...hours] = fields(text).filter(Boolean);
-    if (!hours.length) { at(line, `[Reminder] expected 'CHANNEL<TAB>HOUR_REGEX<TAB>…', found only '${text}'`); continue; }
+    if (!hours.length) { at(line, `[Reminder] expected 'CHANNEL<TAB>HOUR_REGEX<TAB>…', found only '${text}'${spacedFields(text)}`); continue; }
     (config.reminders ??= located([], line)).push(located({ channel, hours }, line));
   }
   located(config.incidents, headerLine.get('Incidents') ?? headerLine.get('Rules') ?? 1);
@@ -202,8 +213,8 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
 }
 
 /** Read an IMS.ini the config loader found or was given; `shown` is the path as the user wrote it. */
-export function readIniLocated(absolute: string, shown: string): Config {
+export function readIniLocated(absolute: string, shown: string, options: { reverse?: boolean } = {}): Config {
   const { config, problems } = parseIni(readConfigText(absolute, shown), shown);
-  if (problems.length) throw new ConfigError([...problems, ...validateConfig(config).problems], shown);
+  if (problems.length) throw new ConfigError([...problems, ...validateConfig(config, { reverse: options.reverse }).problems], shown);
   return config;
 }

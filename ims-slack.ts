@@ -1577,23 +1577,47 @@ export class Ims {
    * (a name under `--no-id-lookup`, or anything when the channels cannot be listed); problems go to `problems`.
    */
   private async channelChecker(config: CompiledConfig, lookup: boolean, place: (at: string) => string, problems: string[]): Promise<(ref: string, at: string) => string> {
-    const looksLikeId = (ref: string) => /^[CGD][A-Z0-9]{6,}$/.test(ref);
+    // Slack IDs are upper case with digits (C0123ABCD, G…, D…); channel names are lower case, so 'C0GONE' is an ID, whatever its length.
+    const looksLikeId = (ref: string) => /^[CGD][A-Z0-9]*[0-9][A-Z0-9]*$/.test(ref);
     type Channel = { id: string; name: string; is_member?: boolean; is_archived?: boolean };
     const byId = new Map<string, Channel>();
     const byName = new Map<string, Channel>();
-    let unlisted: string | undefined;
-    try {
-      for await (const c of listAll<Channel>(this.slack, this.log, 'conversations.list', { types: 'public_channel,private_channel', limit: 1000 }, 'channels')) {
-        byId.set(c.id, c);
-        byName.set(c.name, c);
+    // Slack's answers meaning the bot lacks a permission (a scope, an admin's restriction): asking again cannot help.
+    const permissionErrors = new Set(['missing_scope', 'no_permission', 'access_denied', 'team_access_not_granted', 'ekm_access_denied', 'enterprise_is_restricted', 'restricted_action']);
+    /** Why the channels could not be listed: a missing permission (fixed by a scope), or a failure that may pass. */
+    let unlisted: { code: string; permission: boolean; attempts: number } | undefined;
+    const retry = { ...DEFAULT_RETRY, ...this.options.retryConfig };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        byId.clear();
+        byName.clear();
+        for await (const c of listAll<Channel>(this.slack, this.log, 'conversations.list', { types: 'public_channel,private_channel', limit: 1000 }, 'channels')) {
+          byId.set(c.id, c);
+          byName.set(c.name, c);
+        }
+        unlisted = undefined;
+        break;
+      } catch (error) {
+        const failure = classifySlackFailure(error);
+        unlisted = { code: failure.code, permission: permissionErrors.has(failure.code), attempts: attempt };
+        // A failure on the way (network, 5xx) was already retried by the client; Slack's own answers that may pass
+        // (internal_error, service_unavailable) reach here and are retried within the same policy.
+        const mayPass = (error as { code?: string }).code === 'slack_webapi_platform_error' && (failure.kind === 'unknown' || failure.kind === 'not done');
+        if (!mayPass || attempt > retry.retries) break;
+        const delay = retryDelay(retry, attempt);
+        this.log.warn(`could not list the channels (${failure.code}); retry ${attempt} of ${retry.retries} in ${(delay / 1000).toFixed(1)} s`);
+        if (!(await pause(delay, this.stopRequested.signal))) break;
       }
-    } catch (error) {
-      unlisted = errorText(error);
     }
     const refs = [...config.incidents.values()].map((i) => i.channel).concat(config.report.channel ?? [], config.reverseDefault?.channel ?? [], config.reminders.map((r) => r.channel));
     const names = refs.filter((ref) => !looksLikeId(ref.replace(/^#/, '')));
+    // IDs are used unchecked rather than stopping IMS: a Slack hiccup at start-up must not stop alerting (nor a
+    // restart loop), and a destination that is really gone still shows, as a failed post logged with its alert.
     if (unlisted !== undefined && (!lookup || !names.length)) {
-      this.log.warn(`could not list the channels (${unlisted}): the channels in the config are not checked; the bot needs the channels:read and groups:read scopes`);
+      this.log.warn(unlisted.permission
+        ? `could not list the channels (${unlisted.code}): the channels in the config are not checked; the bot needs the channels:read and groups:read scopes`
+        : `could not list channels to check the config's destinations: ${unlisted.code}${unlisted.attempts > 1 ? ` (tried ${unlisted.attempts} times)` : ''}; ` +
+          `going on without checking them: a channel that does not exist shows up as a failed post, logged with its alert`);
     }
     if (!lookup && names.length) {
       this.log.warn(`--no-id-lookup: these are used as they are, but look like names, not IDs (posting may work, watching and reports will not): ${[...new Set(names)].join(', ')}`);
@@ -1603,7 +1627,9 @@ export class Ims {
       const bare = ref.replace(/^#/, '');
       if (unlisted !== undefined) {
         if (lookup && !looksLikeId(bare)) {
-          problems.push(`${place(at)}cannot look up the channel named '${ref}': listing the channels failed (${unlisted}); give the bot the channels:read and groups:read scopes, or write the channel's ID (C…)`);
+          problems.push(unlisted.permission
+            ? `${place(at)}cannot look up the channel named '${ref}': listing the channels failed (${unlisted.code}); give the bot the channels:read and groups:read scopes, or write the channel's ID (C…)`
+            : `${place(at)}cannot look up the channel named '${ref}': could not list channels (${unlisted.code}${unlisted.attempts > 1 ? `, tried ${unlisted.attempts} times` : ''}); start IMS again when Slack answers, or write the channel's ID (C…)`);
         }
         return looksLikeId(bare) ? bare : ref;
       }

@@ -21,13 +21,15 @@ import type { IncidentEvent } from './ims-state.ts';
 import { reportRefusal, runSlack } from './ims-slack.ts';
 import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
 import {
-  BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
-  translateToJavaScript, type OverrunLog,
+  BACKTRACKING_BUDGET_MS, BacktrackingBudget, BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
+  translateToJavaScript, type LiteralScanner, type OverrunLog,
 } from './ims-regex.ts';
 import { describeValue as describe, didYouMean } from './ims-plugin-kit.ts';
 
 export { loadIni, parseIni } from './ims-ini.ts';
-export { translateRegex, translateToJavaScript, requiredLiterals, BudgetedRegExp, LinearEngineRefusal, BACKTRACKING_BUDGET_MS, type OverrunLog } from './ims-regex.ts';
+export {
+  translateRegex, translateToJavaScript, requiredLiterals, BudgetedRegExp, BacktrackingBudget, LinearEngineRefusal, BACKTRACKING_BUDGET_MS, type OverrunLog,
+} from './ims-regex.ts';
 
 export { State, tsAfter, type IncidentEvent, type OutboxItem } from './ims-state.ts';
 /** The plugin toolkit: deadlines, stamped hook errors, Slack and HTTP failure classification, pagination, option checks. */
@@ -70,10 +72,11 @@ export interface Rule {
   hotline?: string;
   /**
    * Run this rule's `match` and `when` on JavaScript's backtracking RegExp engine instead of RE2, for a
-   * pattern RE2 refuses (backreferences such as `(\w+) \1`, lookarounds such as `(?<!test-)db`). Backtracking
-   * can take exponential time on a hostile text, so the pattern runs with a hard limit of 5 ms per message:
-   * past it the regex is stopped, the message counts as not matching this rule (later rules are still tried)
-   * and a warning names the rule. Patterns are then JavaScript syntax (IMS.ini's `(?i)`, `(?P<n>…)`, `\A`,
+   * pattern RE2 refuses (backreferences such as `(\w+) \1`, lookarounds such as `(?<!test-)db`, a RegExp with
+   * the `v` flag). Backtracking can take exponential time on a hostile text, so all opted-in rules together
+   * run within a hard limit per message (`backtrackingBudgetMs`, default 5 ms): past it the regex is stopped,
+   * the message counts as not matching this rule and the opted-in rules after it (RE2 rules are still tried)
+   * and a warning names them. Patterns are then JavaScript syntax (IMS.ini's `(?i)`, `(?P<n>…)`, `\A`,
    * `\z`, `\Q…\E` and POSIX classes are still translated). Default false: linear-time RE2.
    */
   backtracking?: boolean;
@@ -133,6 +136,12 @@ export interface StateConfig {
 /** The whole configuration: what `ims.config.ts` exports through `defineConfig`. */
 export interface Config {
   rules: Rule[];
+  /**
+   * Milliseconds that all rules with `backtracking: true` together may take on one message (their `match`,
+   * `when` and named groups, on the wall clock). Once spent, the opted-in rules not yet tried count as not
+   * matching that message (a warning names them); RE2 rules still run. Default 5; at most 100.
+   */
+  backtrackingBudgetMs?: number;
   incidents: Record<string, IncidentChannel>;
   /** Reverse mode's destination (`DEFAULT` line). Required when `reverse` is on. */
   reverseDefault?: ReverseDefault;
@@ -516,6 +525,8 @@ export interface CompiledConfig {
   warnings: string[];
   config: Config;
   rules: CompiledRule[];
+  /** Milliseconds per message for all opted-in (backtracking) patterns together (config `backtrackingBudgetMs`). */
+  backtrackingBudgetMs: number;
   incidents: Map<string, { label: string; channel: string; limit?: number }>;
   /** Channels IMS itself posts into: never watched. */
   ownChannels: Set<string>;
@@ -547,8 +558,8 @@ export interface CompiledRule {
   ignoreCase: boolean;
   /**
    * `'linear'`: the patterns are RE2 regexes (matching time linear in the text). `'backtracking'`: the rule
-   * opted in (`backtracking: true`); its patterns are BudgetedRegExp, JavaScript regexes stopped after
-   * BACKTRACKING_BUDGET_MS.
+   * opted in (`backtracking: true`); its patterns are BudgetedRegExp, JavaScript regexes stopped when the
+   * message's `backtrackingBudgetMs` is spent.
    */
   engine: 'linear' | 'backtracking';
   /** Fast form for the yes/no question (redundant `.*` at the ends removed). */
@@ -563,9 +574,12 @@ export interface CompiledRule {
   source: Rule;
 }
 
+/** The longest `backtrackingBudgetMs` accepted: past it one hostile alert holds up every other (and Slack's acks) too long. */
+const MAX_BACKTRACKING_BUDGET_MS = 100;
+
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['rules', 'incidents', 'reverseDefault', 'resolvedReactions', 'seenReaction', 'report', 'posters', 'hotlines', 'reacji', 'reminders',
-    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs'],
+    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs'],
   rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking'],
   incident: ['channel', 'limit'],
   report: ['channel', 'schedule', 'everyHours', 'window', 'verbose', 'onlyPosters'],
@@ -604,13 +618,13 @@ export function validateConfig(config: Config, options: { source?: string; rever
   const regex = (value: unknown, at: string, what: string, rule?: { number: number; backtracking: boolean }): RegExp | undefined => {
     if (!(value instanceof RegExp) && typeof value !== 'string') { fail(at, `expected ${what} (a string or RegExp), found ${describe(value)}`); return undefined; }
     try {
-      if (rule?.backtracking) return new BudgetedRegExp(translateToJavaScript(value), `rule ${rule.number} (${placeOf(config, source, at).replace(/: $/, '')})`);
+      if (rule?.backtracking) return new BudgetedRegExp(translateToJavaScript(value), `rule ${rule.number} (${placeOf(config, source, at).replace(/: $/, '')})`, backtrackingBudgetMs);
       return translateRegex(value);
     } catch (error) {
       const optIn = !rule || !(error instanceof LinearEngineRefusal) ? ''
         : /\.ini$/i.test(source)
-          ? '; to keep the pattern, write the rule in an ims.config.ts with backtracking: true (JavaScript\'s engine, stopped after 5 ms per message; see README, Rules)'
-          : '; to keep the pattern, set backtracking: true on this rule (JavaScript\'s engine, stopped after 5 ms per message)';
+          ? `; to keep the pattern, write the rule in an ims.config.ts with backtracking: true (JavaScript's engine, stopped after ${backtrackingBudgetMs} ms per message; see README, Rules)`
+          : `; to keep the pattern, set backtracking: true on this rule (JavaScript's engine, stopped after ${backtrackingBudgetMs} ms per message)`;
       fail(at, `${what} ${(error as Error).message}${optIn}`);
       return undefined;
     }
@@ -662,9 +676,15 @@ export function validateConfig(config: Config, options: { source?: string; rever
   }
   // A config without rules or incident channels runs, but pages nobody: every alert is only marked seen. Refused,
   // unless the file's reader already reported the lines it could not read there (then "empty" is not news).
+  // In reverse mode a DEFAULT line alone is a whole config (a legacy reverse-mode IMS.ini): unmatched messages are reposted there.
+  const reverse = options.reverse === true || config.reverse === true;
   const reported = (config as Located)[SOURCE_LINES]?.reported;
-  if (isObject(config.incidents) && !Object.keys(config.incidents).length && !reported?.has(config.incidents)) {
-    fail('incidents', `no incident channels: expected at least one (LABEL<TAB>CHANNEL<TAB>LIMIT in [Incidents] / incidents: { LABEL: { channel } }); rules repost to them`);
+  // Reported here: then every rule's label is unknown, and that is this one problem, not one more per rule.
+  const noIncidentChannels = isObject(config.incidents) && !Object.keys(config.incidents).length && !(reverse && config.reverseDefault !== undefined)
+    && !reported?.has(config.incidents);
+  if (noIncidentChannels) {
+    fail('incidents', `no incident channels: expected at least one (LABEL<TAB>CHANNEL<TAB>LIMIT in [Incidents] / incidents: { LABEL: { channel } }); rules repost to them` +
+      (config.reverseDefault !== undefined ? `; the DEFAULT line (reverseDefault) alone is enough only in reverse mode: run with --reverse (or set reverse: true)` : ''));
   }
   if (Array.isArray(config.rules) && !config.rules.length && !reported?.has(config.rules)) {
     fail('rules', `no rules: expected at least one ([Rules] / rules); without rules no alert becomes an incident, every message is only marked seen`);
@@ -674,6 +694,14 @@ export function validateConfig(config: Config, options: { source?: string; rever
   const definedLabels = (value: unknown) => Object.keys(isObject(value) ? value : {});
   const refusedLabels = new Set([...definedLabels(config.incidents), ...((config as Located)[SOURCE_LINES]?.reportedLabels ?? [])].filter((label) => !incidents.has(label)));
   const refusedHotlines = new Set(definedLabels(config.hotlines).filter((label) => !hotlines.has(label)));
+
+  // One budget per message for every opted-in pattern together; a few milliseconds, so that no alert can hold up the others.
+  const givenBudget = config.backtrackingBudgetMs;
+  const budgetOk = givenBudget === undefined || (typeof givenBudget === 'number' && givenBudget > 0 && givenBudget <= MAX_BACKTRACKING_BUDGET_MS);
+  if (!budgetOk) {
+    fail('backtrackingBudgetMs', `expected a number of milliseconds above 0 and at most ${MAX_BACKTRACKING_BUDGET_MS} (the time all backtracking: true rules together may take on one message; default ${BACKTRACKING_BUDGET_MS}), found ${describe(givenBudget)}`);
+  }
+  const backtrackingBudgetMs = budgetOk && givenBudget !== undefined ? givenBudget : BACKTRACKING_BUDGET_MS;
 
   const rules: CompiledRule[] = [];
   if (!Array.isArray(config.rules)) fail('rules', `expected a list of rules, found ${describe(config.rules)}`);
@@ -695,10 +723,12 @@ export function validateConfig(config: Config, options: { source?: string; rever
       else when = regex(window, `${at}.when`, 'date regex', engine);
     }
     if (engine.backtracking && match && (!when || when instanceof BudgetedRegExp) && [rule.match, rule.when].every((p) => p === undefined || runsOnRe2(p))) {
-      warnings.push(`${placeOf(config, source, `${at}.backtracking`)}RE2 runs this rule's patterns as they are; remove backtracking: true for linear-time matching (with it, the rule runs on JavaScript's engine within 5 ms per message)`);
+      warnings.push(`${placeOf(config, source, `${at}.backtracking`)}RE2 runs this rule's patterns as they are; remove backtracking: true for linear-time matching (with it, the rule runs on JavaScript's engine within the ${backtrackingBudgetMs} ms per message that opted-in rules share)`);
     }
-    if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident) && !refusedLabels.has(rule.incident)) {
-      fail(`${at}.incident`, `unknown incident label '${rule.incident}'${didYouMean(rule.incident, [...incidents.keys()])}; define it in [Incidents] / incidents (known: ${[...incidents.keys()].join(', ') || 'none'})`);
+    if (str(rule.head, `${at}.head`, "a head such as '[Error]'") && str(rule.incident, `${at}.incident`, 'an incident label') && !incidents.has(rule.incident) && !refusedLabels.has(rule.incident)
+      && !noIncidentChannels) {
+      const unknown = incidentLabelProblem(rule.incident, suppress, config.reverseDefault !== undefined, [...incidents.keys()], [...refusedLabels]);
+      if (unknown) fail(`${at}.incident`, unknown);
     }
     if (rule.hotline !== undefined && typeof rule.hotline !== 'string') fail(`${at}.hotline`, `expected a hotline label (a key of hotlines), found ${describe(rule.hotline)}`);
     else if (rule.hotline !== undefined && !hotlines.has(rule.hotline) && !refusedHotlines.has(rule.hotline)) {
@@ -713,7 +743,11 @@ export function validateConfig(config: Config, options: { source?: string; rever
     }
   });
 
-  const reverse = options.reverse === true || config.reverse === true;
+  // A time zone's first clock loads ICU data (some 15 ms): now, at load, not inside a message's backtracking budget.
+  if (rules.some((rule) => rule.when && rule.engine === 'backtracking')) {
+    try { ruleClock(Date.now(), typeof config.timezone === 'string' ? config.timezone : undefined); } catch { /* a bad time zone is reported below */ }
+  }
+
   const reacjiMode = options.reacji === true || config.reacjiMode === true;
   if (config.reverseDefault !== undefined) {
     unknownKeys(config.reverseDefault, 'reverseDefault', 'reverseDefault');
@@ -721,7 +755,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
       str(config.reverseDefault.channel, 'reverseDefault.channel', 'a channel ID or name');
       str(config.reverseDefault.header, 'reverseDefault.header', "a header such as '[Alert]'");
     } else fail('reverseDefault', `expected { channel, header }, found ${describe(config.reverseDefault)}`);
-  } else if (reverse) {
+  } else if (reverse && !refusedLabels.has('DEFAULT')) {
     fail('incidents', `reverse mode needs a DEFAULT line in [Incidents] (reverseDefault: { channel, header }): where should messages that match no rule go?`);
   }
 
@@ -789,7 +823,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
   return {
     problems, warnings,
     compiled: {
-      source, warnings, config, rules, incidents, ownChannels, hotlines, reminders, reminderIntervalMs, reverse, reacjiMode,
+      source, warnings, config, rules, backtrackingBudgetMs, incidents, ownChannels, hotlines, reminders, reminderIntervalMs, reverse, reacjiMode,
       reverseDefault: config.reverseDefault,
       resolvedReactions: resolvedReactions.map(String),
       seenReaction: config.seenReaction ?? resolvedReactions[0],
@@ -806,6 +840,20 @@ export function validateConfig(config: Config, options: { source?: string; rever
       hookTimeoutMs: config.hookTimeoutMs ?? 10_000,
     },
   };
+}
+
+/**
+ * Why a rule's incident label is refused (it names no incident channel), or undefined when it is fine. A
+ * suppression posts nothing, so in a config with a DEFAULT line it may name `DEFAULT`, as legacy reverse-mode
+ * files do; a rule that reposts cannot (DEFAULT is where reverse mode reposts unmatched messages, not a label).
+ */
+function incidentLabelProblem(label: string, suppress: boolean, hasDefault: boolean, known: string[], refused: string[]): string | undefined {
+  if (label === 'DEFAULT' && hasDefault) {
+    if (suppress) return undefined;
+    return `'DEFAULT' names the reverse-mode line, not an incident label: only a suppression rule (DATE_REGEX starting with '!' / suppress: true) may name it; ` +
+      `a rule that reposts needs a label of its own (LABEL<TAB>CHANNEL<TAB>LIMIT in [Incidents] / incidents), the DEFAULT channel may be its channel`;
+  }
+  return `unknown incident label '${label}'${didYouMean(label, [...known, ...refused])}; define it in [Incidents] / incidents (known: ${known.join(', ') || 'none'})`;
 }
 
 /** Validate and compile, or throw `ConfigError` with every problem. */
@@ -881,22 +929,86 @@ export function configName(config: Pick<CompiledConfig, 'source' | 'file'>): str
   return config.file && config.file !== config.source ? `${config.source} (${config.file})` : config.source;
 }
 
-async function configExplorer(cwd: string) {
-  const { cosmiconfig, defaultLoaders } = await import('cosmiconfig');
-  type Loader = (filepath: string, content: string) => unknown;
-  // Every file is read as text first: UTF-16 and binary files are named, not parsed (and echoed); a UTF-8 BOM is dropped.
-  const asText = (load: Loader) => (filepath: string) => load(filepath, readConfigText(filepath, path.relative(cwd, filepath) || filepath));
-  const module = asText((filepath) => importFresh(filepath));
-  return cosmiconfig('ims', {
-    searchPlaces: CONFIG_SEARCH_PLACES, searchStrategy: 'none', cache: false,
-    // An empty file (an editor mid-save) is refused, not skipped in favour of the next file in the search.
-    ignoreEmptySearchPlaces: false,
-    loaders: {
-      '.json': asText(defaultLoaders['.json'] as Loader), '.yaml': asText(defaultLoaders['.yaml'] as Loader), '.yml': asText(defaultLoaders['.yml'] as Loader),
-      noExt: asText(defaultLoaders.noExt as Loader),
-      '.ts': module, '.mts': module, '.cts': module, '.mjs': module, '.js': module, '.cjs': module, '.ini': (filepath: string) => ({ [INI_MARK]: filepath }),
-    },
-  });
+/** Config files that are modules (imported fresh); the others are JSON or YAML text, and `.ini` the legacy format. */
+const MODULE_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs']);
+const TEXT_EXTENSIONS = new Set(['.json', '.yaml', '.yml', '']);
+
+/**
+ * A config file that could not be loaded, as one problem at its place: `ims.config.mjs: could not be loaded:
+ * SyntaxError: Unexpected end of input`, `.imsrc.yaml:3: not valid YAML: …`; with the line when the error tells
+ * it, and the file as the user knows it, not the loader's absolute path. A ConfigError thrown while loading
+ * (a `loadIni()` in an ims.config.ts) keeps its own file and lines. It may come from another copy of this
+ * module (a config loaded as CommonJS requires its own), so it is known by its shape.
+ */
+function loadFailure(error: unknown, absolute: string, shown: string): ConfigError {
+  const e = (error ?? {}) as { name?: unknown; message?: unknown; stack?: unknown; problems?: unknown; source?: unknown };
+  if (e.name === 'ConfigError' && Array.isArray(e.problems) && typeof e.source === 'string') {
+    return error instanceof ConfigError ? error : new ConfigError(e.problems.map(String), e.source);
+  }
+  const message = typeof e.message === 'string' ? e.message : String(error);
+  const inFile = (text: string) => text.split(absolute).join(shown).split(pathToFileURL(absolute).href).join(shown);
+  const parser = /^(JSON|YAML) Error in [^\n]*\n/.exec(message);
+  if (parser) {
+    // The parser's first line says what is wrong; the code frame under it is left out (problems are one line each).
+    const what = message.slice(parser[0].length).split('\n').map((l) => l.trim()).find((l) => l && !/^(>|\||\d+ \||-*\^)/.test(l)) ?? message;
+    const line = /\((\d+):\d+\)$/.exec(what)?.[1];
+    return new ConfigError([`${shown}${line ? `:${line}` : ''}: not valid ${parser[1]}: ${inFile(what)}`], shown);
+  }
+  // esbuild (TypeScript) reports `FILE:LINE:COL: ERROR: what`; Node puts the place in the stack (`FILE?load=3:LINE:COL`).
+  const transform = /^(?:Transform failed with \d+ errors?:\n)?(?:[^\n]*?):(\d+):\d+: ERROR: ([^\n]*)/.exec(message);
+  const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const located = new RegExp(`(?:${escaped(absolute)}|${escaped(pathToFileURL(absolute).href)})(?:\\?[^:\\s)]*)?:(\\d+):\\d+`).exec(`${message}\n${String(e.stack ?? '')}`);
+  const line = transform?.[1] ?? located?.[1];
+  const name = transform ? 'SyntaxError' : typeof e.name === 'string' && e.name !== 'Error' ? e.name : '';
+  const what = inFile(transform?.[2] ?? message.split('\n')[0]);
+  const complete = name === 'SyntaxError' ? ' (is the file complete? an editor may be saving it)' : '';
+  return new ConfigError([`${shown}${line ? `:${line}` : ''}: could not be loaded: ${name ? `${name}: ` : ''}${what}${complete}`], shown);
+}
+
+/**
+ * Read one config file; undefined for a package.json without an `"ims"` key (it is not a config: the search goes
+ * on). Text is read first (UTF-16 and binary files are named, never parsed and echoed; a UTF-8 BOM is dropped),
+ * an `.ini` is left to the legacy reader, and anything that fails is a ConfigError naming this file.
+ */
+async function readConfigFile(absolute: string, shown: string): Promise<{ config: unknown; empty: boolean } | undefined> {
+  const extension = path.extname(absolute).toLowerCase();
+  if (extension === '.ini') return { config: { [INI_MARK]: absolute }, empty: false };
+  const text = readConfigText(absolute, shown);
+  const isPackage = path.basename(absolute) === 'package.json';
+  if (!MODULE_EXTENSIONS.has(extension) && !TEXT_EXTENSIONS.has(extension)) {
+    throw new ConfigError([`${shown}: IMS cannot read a '${extension}' file as a config; expected ims.config.ts (or .mts, .cts, .js, .mjs, .cjs), a .json or .yaml file, or an IMS.ini`], shown);
+  }
+  if (text.trim() === '') return isPackage ? undefined : { config: undefined, empty: true };
+  let loaded: unknown;
+  try {
+    if (MODULE_EXTENSIONS.has(extension)) loaded = await importFresh(absolute);
+    else {
+      const { defaultLoaders } = await import('cosmiconfig');
+      const parse = (extension === '.json' ? defaultLoaders['.json'] : defaultLoaders['.yaml']) as (filepath: string, content: string) => unknown;
+      loaded = parse(absolute, text);
+    }
+  } catch (error) {
+    throw loadFailure(error, absolute, shown);
+  }
+  if (!isPackage) return { config: loaded, empty: false };
+  const own = loaded && typeof loaded === 'object' ? (loaded as Record<string, unknown>).ims : undefined;
+  return own === undefined || own === null ? undefined : { config: own, empty: false };
+}
+
+/**
+ * The first config file in `cwd`, in the order of CONFIG_SEARCH_PLACES (cosmiconfig's places for `ims`). IMS
+ * searches itself rather than through cosmiconfig's explorer: that one first reads a "meta config" of its own
+ * (package.json's `"cosmiconfig"` key, `.config/config.*`, run as code) from the process's working directory,
+ * with loaders IMS cannot reach, so a BOM or a typo in package.json would stop IMS with a stack trace.
+ */
+async function searchConfig(cwd: string): Promise<{ absolute: string; config: unknown; empty: boolean } | undefined> {
+  for (const place of CONFIG_SEARCH_PLACES) {
+    const absolute = path.join(cwd, place);
+    if (!statSync(absolute, { throwIfNoEntry: false })?.isFile()) continue;
+    const found = await readConfigFile(absolute, place);
+    if (found) return { absolute, ...found };
+  }
+  return undefined;
 }
 
 /** The config files a search in `cwd` found besides the one used: each a warning that says how to pick it. */
@@ -911,42 +1023,37 @@ function shadowedConfigs(cwd: string, used: string, config: unknown): string[] {
 }
 
 /**
- * Find and read the configuration: an explicit path (`.ini` through the legacy loader), else cosmiconfig's
- * search in `cwd` (`ims.config.ts|js|mjs`, `.imsrc*`, the `"ims"` key of package.json, then `IMS.ini`).
+ * Find and read the configuration: an explicit path (`.ini` through the legacy loader), else the search in
+ * `cwd` (the `"ims"` key of package.json, `.imsrc*`, `ims.config.ts|mjs|js`, then `IMS.ini`). Every problem
+ * names the file it is in (relative to `cwd` when found by the search, as given with `--config`).
  */
 export async function loadConfig(options: { path?: string; cwd?: string; reverse?: boolean; reacji?: boolean } = {}): Promise<CompiledConfig> {
   const cwd = options.cwd ?? process.cwd();
-  const explorer = await configExplorer(cwd);
   const fail = (file: string, message: string): never => { throw new ConfigError([message], file); };
   let shown: string;
   let absolute: string;
-  let config: unknown;
-  let empty = false;
+  let found: { config: unknown; empty: boolean } | undefined;
   const warnings: string[] = [];
   if (options.path === undefined) {
-    const found = await explorer.search(cwd).catch((error: Error) => error instanceof ConfigError ? Promise.reject(error) : fail('config', error.message));
-    if (!found) fail('config', `no configuration found in ${cwd}; create ims.config.ts (see README) or pass --config PATH (an IMS.ini works too)`);
-    absolute = found!.filepath;
+    const searched = await searchConfig(cwd);
+    if (!searched) return fail('config', `no configuration found in ${cwd}; create ims.config.ts (see README) or pass --config PATH (an IMS.ini works too)`);
+    absolute = searched.absolute;
     shown = path.relative(cwd, absolute) || absolute;
-    config = found!.config;
-    empty = found!.isEmpty === true;
-    warnings.push(...shadowedConfigs(cwd, absolute, config));
+    found = searched;
+    warnings.push(...shadowedConfigs(cwd, absolute, searched.config));
   } else {
     shown = options.path;
     absolute = path.resolve(cwd, options.path);
-    if (!existsSync(absolute)) fail(shown, 'the config file does not exist; check the path given to --config');
-    if (!statSync(absolute).isDirectory()) readConfigText(absolute, shown); // whatever its name: UTF-16 and binary files are refused before any parser echoes them
-    if (/\.ini$/i.test(absolute)) config = { [INI_MARK]: absolute };
-    else {
-      const loaded = await explorer.load(absolute).catch((error: Error) => error instanceof ConfigError ? Promise.reject(error) : fail(shown, /JSON Error/.test(error.message)
-        ? `not valid JSON: ${error.message.replace(/^JSON Error in [^\n]*\n/, '')}` : `could not be loaded: ${error.message}`));
-      config = loaded?.config;
-      empty = loaded?.isEmpty === true;
-    }
+    const stat = statSync(absolute, { throwIfNoEntry: false });
+    if (!stat) fail(shown, `${shown}: the config file does not exist; check the path given to --config`);
+    if (stat!.isDirectory()) fail(shown, `${shown}: is a folder; give --config the config file itself (ims.config.ts, .imsrc.json or IMS.ini)`);
+    found = await readConfigFile(absolute, shown);
+    if (!found) fail(shown, `${shown}: has no "ims" key; put the config under "ims", or give --config the config file itself`);
   }
+  let config = found!.config;
   const iniPath = (config as Record<string, unknown> | undefined)?.[INI_MARK] as string | undefined;
-  if (iniPath || (empty && /\.ini$/i.test(absolute))) config = readIniLocated(iniPath ?? absolute, shown);
-  else if (empty) fail(shown, `${shown}: the file is empty; expected a config with rules and incidents (see README, Configuration)`);
+  if (iniPath) config = readIniLocated(iniPath, shown, { reverse: options.reverse });
+  else if (found!.empty) fail(shown, `${shown}: the file is empty; expected a config with rules and incidents (see README, Configuration)`);
   const compiled = compileConfig(config as Config, { source: shown, reverse: options.reverse, reacji: options.reacji, baseDir: path.dirname(absolute) });
   compiled.file = absolute;
   compiled.warnings.push(...warnings);
@@ -1020,40 +1127,79 @@ export type RuleVerdict =
 /**
  * Try the rules in order: the first whose message regex and window both match wins. A suppression rule
  * that wins means "not an incident". A rule whose incident label is not defined is skipped. Matching takes
- * time linear in the text (RE2), except for rules that opted in to backtracking, which are cut off after
- * BACKTRACKING_BUDGET_MS and then count as not matching (reported to `log`, else standard error).
+ * time linear in the text (RE2), except for rules that opted in to backtracking: together they get
+ * `backtrackingBudgetMs` per message (default: the config's, which its compiled rules carry); the pattern
+ * running when it is spent is stopped, and it and the opted-in rules after it count as not matching (one
+ * warning to `log`, else standard error).
  */
 export function matchRules(rules: readonly CompiledRule[], text: string, epochMs: number,
-  options: { timezone?: string; incidents?: ReadonlyMap<string, unknown>; log?: OverrunLog } = {}): RuleVerdict {
-  let clock: Subject | undefined;
-  const subject = new Subject(text);
-  const { log } = options;
+  options: { timezone?: string; incidents?: ReadonlyMap<string, unknown>; log?: OverrunLog; backtrackingBudgetMs?: number } = {}): RuleVerdict {
+  const budget = new BacktrackingBudget(options.backtrackingBudgetMs, options.log);
   const scanner = literalScanner(rules);
   const stamp = scanLiterals(scanner, text);
-  for (let index = 0; index < rules.length; index++) {
-    const rule = rules[index];
-    const literals = scanner.ruleLiterals[index];
+  const run: RuleRun = { rules, epochMs, options, subject: new Subject(text, 'message', budget), budget, scanner, stamp, index: 0 };
+  try {
+    return tryRules(run);
+  } finally {
+    budget.report();
+  }
+}
+
+/** One message on its way down the rule list: what `tryRules` resumes from when a time limit stopped it. */
+interface RuleRun {
+  readonly rules: readonly CompiledRule[];
+  readonly epochMs: number;
+  readonly options: { timezone?: string; incidents?: ReadonlyMap<string, unknown> };
+  readonly subject: Subject;
+  /** The message's time, for `when` (made once, when first needed). */
+  clock?: Subject;
+  readonly budget: BacktrackingBudget;
+  readonly scanner: LiteralScanner;
+  readonly stamp: number;
+  /** The rule being tried. */
+  index: number;
+}
+
+/**
+ * The rules from `run.index` on. The first opted-in rule the message reaches is tried, with the rest of the
+ * list, under the message's backtracking budget: one time limit per message, not one per pattern. When the
+ * limit stops it, the rule in progress is tried again and the list goes on outside the limit, where RE2
+ * patterns run as ever and opted-in ones count as no match.
+ */
+function tryRules(run: RuleRun): RuleVerdict {
+  const { rules, subject, budget, scanner, stamp, options } = run;
+  for (; run.index < rules.length; run.index++) {
+    const rule = rules[run.index];
+    const literals = scanner.ruleLiterals[run.index];
     if (literals) {
       let possible = false;
       for (let k = 0; k < literals.length && !possible; k++) possible = scanner.seen[literals[k]] === stamp;
       if (!possible) continue;
     }
-    if (!searchIn(rule.test, subject, log)) continue;
-    if (rule.when && !searchIn(rule.when, clock ??= new Subject(ruleClock(epochMs, options.timezone), 'clock'), log)) continue;
+    if (rule.engine === 'backtracking' && !budget.guarding && rule.match instanceof BudgetedRegExp && budget.leftFor(rule.match) > 0) {
+      // The clock is made before the limit starts: a time zone's first one loads ICU data, which is not the patterns' time.
+      if (rule.when) run.clock ??= clockOf(run);
+      const limited = budget.guard(() => tryRules(run), rule.match);
+      return limited.done ? limited.value : tryRules(run);
+    }
+    if (!searchIn(rule.test, subject)) continue;
+    if (rule.when && !searchIn(rule.when, run.clock ??= clockOf(run))) continue;
     if (!rule.suppress && options.incidents && !options.incidents.has(rule.incident)) continue;
-    return { kind: rule.suppress ? 'suppressed' : 'incident', match: ruleMatch(rule, subject, log) };
+    return { kind: rule.suppress ? 'suppressed' : 'incident', match: ruleMatch(rule, subject) };
   }
   return { kind: 'none' };
 }
+
+const clockOf = (run: RuleRun) => new Subject(ruleClock(run.epochMs, run.options.timezone), 'clock', run.budget);
 
 /**
  * The match, its named groups extracted when first read: most decisions (seen, suppressed, ignored) never read
  * them, and on RE2 extracting costs several times the search. A backtracking rule's groups come from the run
  * that just matched.
  */
-function ruleMatch(rule: CompiledRule, subject: Subject, log: OverrunLog | undefined): RuleMatch {
+function ruleMatch(rule: CompiledRule, subject: Subject): RuleMatch {
   if (!rule.hasGroups) return { rule, groups: {} };
-  if (rule.engine === 'backtracking') return { rule, groups: namedGroups(rule.match, subject, log) as Record<string, string> };
+  if (rule.engine === 'backtracking') return { rule, groups: namedGroups(rule.match, subject) as Record<string, string> };
   let groups: Record<string, string> | undefined;
   return {
     rule,
@@ -1178,7 +1324,9 @@ export function decide(config: CompiledConfig, event: SlackMessageEvent, options
   const message: AlertMessage = {
     channel: event.channel, ts: event.ts, poster, user: event.user, botId: event.bot_id, text, threadTs: event.thread_ts, raw: event,
   };
-  const verdict = matchRules(config.rules, text, tsToMs(event.ts), { timezone: config.timezone, incidents: config.incidents, log: options.log });
+  const verdict = matchRules(config.rules, text, tsToMs(event.ts), {
+    timezone: config.timezone, incidents: config.incidents, log: options.log, backtrackingBudgetMs: config.backtrackingBudgetMs,
+  });
   const reacjiApplies = config.reacjiMode && config.reacji && config.reacji.bots.has(poster) && !text.includes('http');
   if (verdict.kind === 'suppressed') return { decision: { action: 'suppressed', match: verdict.match, reaction: config.seenReaction }, message };
   if (config.reverse) {

@@ -398,3 +398,213 @@ describe('IMS says which config file is in use', () => {
     assert.match(run.stderr, / WARN .*IMS\.ini is not used: \.imsrc\.json comes first.*--config IMS\.ini/);
   });
 });
+
+describe('one bad line is one problem, whatever section it is in', () => {
+  test('a [Hotline] line with spaces instead of TABs is reported once, with the hint; rules naming its label are not reported again', () => {
+    const { problems } = parseIni(ini('[Rules]', 'a\t.*\t[A]\tL\tOnCall', 'b\t.*\t[B]\tL\tOnCall', '[Incidents]', 'L\tC1\t5', '[Hotline]', 'OnCall U1 here'));
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0], /^IMS\.ini:7: \[Hotline\] expected 'LABEL<TAB>member.*found only 'OnCall U1 here' \(are the fields separated by spaces instead of TABs\?\)$/);
+  });
+
+  test('a hotline no [Hotline] line defines is still reported, without claiming there is no [Hotline] section', () => {
+    const { problems } = parseIni(ini('[Rules]', 'a\t.*\t[A]\tL\tOnCall', 'b\t.*\t[B]\tL\tPager', '[Incidents]', 'L\tC1\t5', '[Hotline]', 'OnCall U1 here'));
+    assert.equal(problems.length, 2, problems.join('\n'));
+    assert.match(problems[0], /^IMS\.ini:3: \[Rules\] unknown hotline 'Pager'/);
+    assert.doesNotMatch(problems[0], /there is no \[Hotline\] section/);
+    assert.match(problems[1], /^IMS\.ini:7: \[Hotline\]/);
+  });
+
+  test('when every [Incidents] line is refused, a label no line defines is still reported; only the refused line\'s label is held back', () => {
+    const file = path.join(folder({ 'IMS.ini': ini('[Rules]', 'a\t.*\t[A]\tINFRA\tNo', 'b\t.*\t[B]\tINFRX\tNo', '[Incidents]', 'INFRA\tC0INC\tabc') }), 'IMS.ini');
+    const problems = (() => { try { loadIni(file); } catch (error) { return (error as ConfigError).problems; } return []; })();
+    assert.equal(problems.length, 2, problems.join('\n'));
+    assert.match(problems[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: .*unknown incident label 'INFRX' \\(did you mean 'INFRA'\\?\\)`));
+    assert.match(problems[1], /:5: \[Incidents\] LIMIT must be a positive whole number, found 'abc'/);
+  });
+
+  test('a TypeScript config with no incident channels is one problem, not one more per rule', () => {
+    const { problems } = validateConfig({ rules: [{ match: 'a', head: '[A]', incident: 'APPS' }, { match: 'b', head: '[B]', incident: 'INFRA' }], incidents: {} }, { source: 'ims.config.ts' });
+    assert.deepEqual(problems.map((p) => p.split(': ')[1]), ['incidents'], problems.join('\n'));
+  });
+});
+
+describe('a config found by the search names its file in every problem', () => {
+  const configTs = (body: string) => `import { defineConfig, loadIni } from ${JSON.stringify(IMS_URL)};\nexport default defineConfig(${body});\n`;
+
+  test('a half-written, failing or incomplete ims.config.* is refused naming the file (and its line when known), not "config"', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ 'ims.config.mjs': 'export default {\n' }, /^ims\.config\.mjs: could not be loaded: SyntaxError: Unexpected end of input/],
+      [{ 'ims.config.mjs': 'const a = 1;\nexport default { rules: [undefinedVar] };\n' }, /^ims\.config\.mjs:2: could not be loaded: ReferenceError: undefinedVar is not defined/],
+      [{ 'ims.config.mjs': "import rules from './rules.mjs';\nexport default { rules };\n" }, /^ims\.config\.mjs: could not be loaded: .*rules\.mjs/],
+      [{ 'ims.config.ts': 'export default {\n' }, /^ims\.config\.ts:2: could not be loaded: SyntaxError: /],
+      [{ '.imsrc.yaml': 'rules: [1\nincidents: :\n' }, /^\.imsrc\.yaml:2: not valid YAML: /],
+    ];
+    for (const [files, says] of cases) {
+      const error = await loadConfig({ cwd: folder(files) }).then(() => assert.fail(`accepted ${Object.keys(files)}`), (e: unknown) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.source, Object.keys(files)[0]);
+      assert.equal(error.problems.length, 1, error.message);
+      assert.match(error.problems[0], says);
+    }
+  });
+
+  test('an IMS.ini refused inside an ims.config.ts keeps its own file and lines, not wrapped as another problem', async () => {
+    const dir = folder({ 'IMS.ini': ini('[Rules]', 'disk full', '[Incidents]', `APPS\t${INC_APPS}\t5`), 'ims.config.ts': configTs(`{ ...loadIni('./IMS.ini') }`) });
+    const iniFile = path.join(dir, 'IMS.ini');
+    const error = await loadConfig({ cwd: dir }).then(() => assert.fail('accepted'), (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(error.source, iniFile);
+    assert.deepEqual(error.problems.map((p) => p.slice(0, iniFile.length + 3)), [`${iniFile}:2:`], error.message);
+  });
+
+  test('the ims command prints the discovered file as the source, for a broken module and for an IMS.ini read by loadIni()', async () => {
+    const broken = folder({ 'ims.config.mjs': 'export default {\n' });
+    const wrapped = folder({ 'IMS.ini': ini('[Rules]', 'disk full', '[Incidents]', `APPS\t${INC_APPS}\t5`), 'ims.config.ts': configTs(`{ ...loadIni('./IMS.ini') }`) });
+    const [first, second] = await Promise.all([ims(['--test', 'disk'], broken), ims(['--test', 'disk'], wrapped)]);
+    assert.equal(first.status, 1, show(first));
+    assert.match(first.stderr, /^ims\.config\.mjs: configuration refused \(1 problem\):\n {2}ims\.config\.mjs: could not be loaded: SyntaxError: Unexpected end of input/, show(first));
+    assert.equal(second.status, 1, show(second));
+    assert.match(second.stderr, /^\S*IMS\.ini: configuration refused \(1 problem\):\n {2}\S*IMS\.ini:2: \[Rules\] expected 5 TAB-separated fields/, show(second));
+    assert.doesNotMatch(first.stderr + second.stderr, /^config: /m);
+  });
+});
+
+describe('package.json is read as the README says', () => {
+  const imsKey = { rules: [{ match: 'disk', head: '[Disk]', incident: 'APPS' }], incidents: { APPS: { channel: INC_APPS } } };
+
+  test('a package.json with a UTF-8 byte order mark works, with an "ims" key and without one', async () => {
+    const withKey = folder({ 'package.json': '\uFEFF' + JSON.stringify({ name: 'ops', ims: imsKey }) });
+    const withoutKey = folder({ 'package.json': '\uFEFF' + JSON.stringify({ name: 'ops' }), 'IMS.ini': GOOD_INI });
+    const [keyed, beside] = await Promise.all([ims(['--test', 'disk full'], withKey), ims(['--test', 'disk full'], withoutKey)]);
+    assert.equal(keyed.status, 0, show(keyed));
+    assert.match(keyed.stdout, /^this message include rule \(1\)!/);
+    assert.match(keyed.stdout, /config: {3}package\.json /);
+    assert.equal(beside.status, 0, show(beside));
+    assert.match(beside.stdout, /config: {3}IMS\.ini /);
+    assert.equal((await loadConfig({ cwd: withKey })).source, 'package.json');
+  });
+
+  test('a package.json that is not valid JSON is one line naming it, never a stack; --config another file does not read it', async () => {
+    const dir = folder({ 'package.json': '{ "name": "ops", }', 'IMS.ini': GOOD_INI });
+    const [searched, chosen] = await Promise.all([ims(['--test', 'disk full'], dir), ims(['--config', 'IMS.ini', '--test', 'disk full'], dir)]);
+    assert.equal(searched.status, 1, show(searched));
+    assert.match(searched.stderr, /^package\.json: configuration refused \(1 problem\):\n {2}package\.json: not valid JSON: /);
+    assert.doesNotMatch(searched.stderr, /^\s+at /m, 'no stack trace');
+    assert.equal(chosen.status, 0, show(chosen));
+    assert.match(chosen.stdout, /^this message include rule \(1\)!/);
+  });
+});
+
+describe('a legacy reverse-mode IMS.ini (a DEFAULT line, suppressions naming DEFAULT) is accepted in reverse mode', () => {
+  const REVERSE_INI = ini('[Rules]', '(?i)backup\t!.*\t[Backup]\tDEFAULT\tNo', 'heartbeat\t!.*\t[Beat]\tDEFAULT\tNo', '[Incidents]', `DEFAULT\t${DEFAULT_CH}\t[Alert]`);
+
+  test('with --reverse a DEFAULT line alone is a config; without it, one problem saying reverse mode is needed', async () => {
+    const dir = folder({ 'IMS.ini': REVERSE_INI });
+    const compiled = await loadConfig({ cwd: dir, reverse: true });
+    assert.equal(compiled.reverseDefault?.channel, DEFAULT_CH);
+    assert.equal(compiled.incidents.size, 0);
+    assert.deepEqual(compiled.rules.map((r) => [r.incident, r.suppress]), [['DEFAULT', true], ['DEFAULT', true]]);
+    const problems = await refusal(() => loadConfig({ cwd: dir }));
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0], /^IMS\.ini:4: no incident channels.*only in reverse mode: run with --reverse/);
+  });
+
+  test('a refused DEFAULT line is one problem in reverse mode, not also "reverse mode needs a DEFAULT line"', async () => {
+    const dir = folder({ 'IMS.ini': REVERSE_INI.replace(`DEFAULT\t${DEFAULT_CH}\t[Alert]`, `DEFAULT  ${DEFAULT_CH}  [Alert]`) });
+    for (const load of [() => loadConfig({ cwd: dir, reverse: true }), () => loadIni(path.join(dir, 'IMS.ini'), { reverse: true })]) {
+      const problems = await refusal(load);
+      assert.equal(problems.length, 1, problems.join('\n'));
+      assert.match(problems[0], /IMS\.ini:5: \[Incidents\] expected 3 TAB-separated fields.*spaces instead of TABs/);
+    }
+  });
+
+  test('a TypeScript config with reverseDefault and reverse: true (or a loadIni() of that file) needs no incident channel', async () => {
+    const rules = [{ match: 'backup', when: '!.*', head: '[Backup]', incident: 'DEFAULT' }, { match: 'heartbeat', suppress: true, head: '[Beat]', incident: 'DEFAULT' }];
+    const config: Config = { rules, incidents: {}, reverseDefault: { channel: DEFAULT_CH, header: '[Alert]' }, reverse: true };
+    assert.deepEqual(validateConfig(config, { source: 'ims.config.ts' }).problems, []);
+    assertProblem(validateConfig({ ...config, reverse: false }, { source: 'ims.config.ts' }).problems, 'ims.config.ts: incidents: ', /only in reverse mode/);
+    const dir = folder({ 'IMS.ini': REVERSE_INI, 'ims.config.ts': `import { loadIni } from ${JSON.stringify(IMS_URL)};\nexport default { ...loadIni('./IMS.ini'), reverse: true };\n` });
+    assert.equal((await loadConfig({ cwd: dir })).reverse, true);
+    assert.equal((await loadConfig({ cwd: folder({ 'IMS.ini': REVERSE_INI, 'ims.config.ts': `import { loadIni } from ${JSON.stringify(IMS_URL)};\nexport default { ...loadIni('./IMS.ini') };\n` }), reverse: true })).reverse, true);
+  });
+
+  test('only a suppression may name DEFAULT; a rule that reposts naming it is refused saying why', () => {
+    const { problems } = validateConfig({
+      rules: [{ match: 'noise', head: '[Noise]', incident: 'DEFAULT' }, { match: 'quiet', when: '!.*', head: '[Q]', incident: 'DEFAULT' }],
+      incidents: { APPS: { channel: INC_APPS } }, reverseDefault: { channel: DEFAULT_CH, header: '[Alert]' },
+    }, { source: 'ims.config.ts', reverse: true });
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0], /^ims\.config\.ts: rules\[0\]\.incident: 'DEFAULT' names the reverse-mode line, not an incident label: only a suppression rule/);
+    const noDefault = validateConfig({ rules: [{ match: 'quiet', when: '!.*', head: '[Q]', incident: 'DEFAULT' }], incidents: { APPS: { channel: INC_APPS } } }, { source: 'x.ts' }).problems;
+    assertProblem(noDefault, 'x.ts: rules[0].incident: ', /unknown incident label 'DEFAULT'/);
+  });
+
+  test('the ims command runs the file with --reverse: a suppressed message is seen, any other goes to DEFAULT', async () => {
+    const dir = folder({ 'IMS.ini': REVERSE_INI });
+    const [suppressed, reposted, normal] = await Promise.all([
+      ims(['--reverse', '--test', 'Backup finished'], dir), ims(['--reverse', '--test', 'disk full'], dir), ims(['--test', 'disk full'], dir),
+    ]);
+    assert.equal(suppressed.status, 0, show(suppressed));
+    assert.match(suppressed.stdout, /reverse: {2}suppressed by rule 1/);
+    assert.equal(reposted.status, 0, show(reposted));
+    assert.match(reposted.stdout, new RegExp(`reverse: {2}reverse repost to ${DEFAULT_CH} as \\[Alert\\]`));
+    assert.equal(normal.status, 1, show(normal));
+    assert.match(normal.stderr, /IMS\.ini:4: no incident channels.*--reverse/);
+  });
+
+  test('the bot runs such a file against Slack: suppressed alerts get the seen reaction, the others are reposted to DEFAULT', async (t) => {
+    const { fake, start } = await setup(t);
+    const file = path.join(folder({ 'IMS.ini': REVERSE_INI }), 'IMS.ini');
+    const bot = await start(loadIni(file, { reverse: true }), { reverse: true });
+    const backup = fake.post(ALERTS, { bot_id: NAGIOS, text: 'backup finished' });
+    fake.post(ALERTS, { bot_id: NAGIOS, text: 'disk full on db-01' });
+    const repost = await fake.waitFor(() => fake.messagesIn(DEFAULT_CH).find((m) => m.bot_id === fake.botId), 'the reverse repost');
+    assert.match(repost.text, /^\[Alert\] disk full on db-01/);
+    await fake.waitFor(() => fake.messagesIn(ALERTS).find((m) => m.ts === backup.ts && m.reactions?.length), 'the seen reaction on the suppressed alert');
+    await settle(bot);
+    assert.equal(fake.messagesIn(DEFAULT_CH).filter((m) => m.bot_id === fake.botId).length, 1);
+  });
+});
+
+describe('checking destinations when Slack fails to list the channels', () => {
+  test('a one-off internal_error from conversations.list is retried, and the destinations are still checked', async (t) => {
+    const { fake, start } = await setup(t);
+    fake.failNext('conversations.list', 'internal_error');
+    const bot = await start(baseConfig({ report: { channel: 'C0GONE0002' } }), { start: false });
+    assertProblem(await refusal(() => bot.ims.start()), 'test-config: report.channel: ', /no channel with the ID 'C0GONE0002'/);
+    assert.ok(bot.logs.some((l) => / WARN .*could not list the channels \(internal_error\); retry 1 of 1/.test(l)), bot.logs.join('\n'));
+    assert.ok(!bot.logs.some((l) => /channels:read/.test(l)), bot.logs.join('\n'));
+  });
+
+  test('a failure that lasts (internal_error, HTTP 503) starts unchecked with a warning saying what failed, not asking for scopes', async (t) => {
+    const { fake, start } = await setup(t);
+    fake.failNext('conversations.list', 'internal_error', 10);
+    const bot = await start(baseConfig());
+    assert.ok(bot.logs.some((l) => / WARN .*could not list channels to check the config's destinations: internal_error \(tried 2 times\); going on without checking them/.test(l)), bot.logs.join('\n'));
+    assert.ok(!bot.logs.some((l) => /channels:read|scope/.test(l)), bot.logs.join('\n'));
+    await bot.stop();
+    fake.outage(503, 60_000, { methods: ['conversations.list'] });
+    const outage = await start(baseConfig());
+    assert.ok(outage.logs.some((l) => / WARN .*could not list channels to check the config's destinations: HTTP 503/.test(l)), outage.logs.join('\n'));
+    assert.ok(!outage.logs.some((l) => /channels:read|scope/.test(l)), outage.logs.join('\n'));
+  });
+
+  test('a channel name cannot be resolved while the listing fails: start-up stops saying what failed and that it may pass', async (t) => {
+    const { fake, start } = await setup(t);
+    fake.failNext('conversations.list', 'service_unavailable', 10);
+    const bot = await start(baseConfig({ report: { channel: 'ims-report' } }), { start: false });
+    const problems = await refusal(() => bot.ims.start());
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0], /^test-config: report\.channel: cannot look up the channel named 'ims-report': could not list channels \(service_unavailable, tried 2 times\); start IMS again/);
+    assert.doesNotMatch(problems[0], /scope/);
+  });
+
+  test('an ID-shaped reference is reported as an ID whatever its length, as the README shows', async (t) => {
+    const { start } = await setup(t);
+    const bot = await start(baseConfig({ incidents: { INFRA: { channel: INC_INFRA }, APPS: { channel: 'C0GONE' } } }), { start: false });
+    const problems = await refusal(() => bot.ims.start());
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0], /^test-config: incidents\.APPS\.channel: no channel with the ID 'C0GONE' is visible to the bot/);
+    assert.match(fs.readFileSync(new URL('../README.md', import.meta.url), 'utf8'), /no channel with the ID\s+'C0GONE' is visible to the bot/);
+  });
+});

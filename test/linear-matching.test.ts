@@ -1,10 +1,11 @@
 /**
  * Matching runs in linear time: rules run on RE2, so no alert text, however hostile, can hold up matching;
  * a pattern RE2 cannot run is refused at load with its place, unless its rule opts in to JavaScript's
- * backtracking engine (`backtracking: true`), which is then stopped after its time budget.
+ * backtracking engine (`backtracking: true`); all opted-in rules together then get one time budget per message.
  *
- * The only timings asserted are generous bounds that tell "linear" from "hangs": with backtracking, the
- * hostile texts below take minutes (30 characters) to forever (40 characters).
+ * The only timings asserted are generous bounds that tell "linear" from "hangs" (with backtracking, the hostile
+ * texts below take minutes at 30 characters, forever at 40) and one budget per message from one per rule
+ * (the middle of five messages, well under ten budgets).
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -170,6 +171,29 @@ describe('patterns RE2 cannot run are refused at load', () => {
     assert.match(run.stderr, /IMS\.ini:2: message regex '\(a\)\\1' uses a backreference \\1, which the linear-time engine \(RE2\) cannot run/, show(run));
   });
 
+  test("a RegExp with the v flag is refused with its place and the fix (RE2 would read its class as another), unless the rule opts in", () => {
+    // new RegExp: the project's TypeScript target predates v-flag literals.
+    const v = (source: string) => new RegExp(source, 'v');
+    const { problems } = validateConfig({
+      rules: [rule('fine'), rule(v('[\\p{L}--[a-z]]')), rule(v('[\\p{L}&&\\p{ASCII}]'), { when: v('.') })],
+      incidents, reminders: [{ channel: 'C0REMIND01', hours: [v('0[89]')] }],
+    }, { source: 'ims.config.ts' });
+    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.match(problems[0], /^ims\.config\.ts: rules\[1\]\.match: message regex \/\[\\p\{L\}--\[a-z\]\]\/v uses the v flag \(class set operations.*\), which the linear-time engine \(RE2\) cannot run; write the class without set operations and use the u flag instead .*\[\^\\P\{L\}a-z\].*; to keep the pattern, set backtracking: true on this rule/);
+    assert.match(problems[1], /^ims\.config\.ts: rules\[2\]\.match: message regex .* uses the v flag/);
+    assert.match(problems[2], /^ims\.config\.ts: rules\[2\]\.when: date regex \/\.\/v uses the v flag/);
+    assert.match(problems[3], /^ims\.config\.ts: reminders\[0\]\.hours\[0\]: hour regex \/0\[89\]\/v uses the v flag/);
+    assert.doesNotMatch(problems[3], /backtracking/);
+
+    // The suggested rewrite means the same on RE2; opted in, the v pattern runs as JavaScript reads it.
+    const config = compileConfig({ rules: [rule(/[^\P{L}a-z]/u, { head: '[RE2]' }), rule(v('[\\p{L}--[a-z]]'), { head: '[V]', backtracking: true })], incidents });
+    assert.deepEqual(['É', 'e', '1'].map((text) => numberOf(matchRules([config.rules[0]], text, 0))), [1, 0, 0]);
+    assert.deepEqual(['É', 'e', '1'].map((text) => numberOf(matchRules([config.rules[1]], text, 0))), [2, 0, 0]);
+    // Flags RE2 honours or that only change what exec returns are taken: i, m, s, u kept; d, g, y dropped.
+    assert.equal(translateRegex(/disk/dgiy).flags.replace(/u/, ''), 'i');
+    assert.ok(translateRegex(/^b/msu).test('a\nb'));
+  });
+
   test('RE2 limits are explained: more than 1000 repetitions, an unknown POSIX class, \\C', () => {
     assert.throws(() => translateRegex('a{1001}'), /'a\{1001\}' repeats too many times \(\{1001\}\): RE2 allows at most 1000 repetitions/);
     assert.throws(() => translateRegex('(a{100}){100}'), /repeats too many times/);
@@ -274,8 +298,13 @@ describe('a rule that opts in to backtracking', () => {
       'ims.config.ts': [
         `import { defineConfig } from ${JSON.stringify(pathToFileURL(IMS_TS).href)};`,
         'export default defineConfig({',
-        "  rules: [{ match: /^(a+)+\\1$/, head: '[Dup]', incident: 'OPS', backtracking: true }, { match: 'b$', head: '[Later]', incident: 'OPS' }],",
+        '  rules: [',
+        "    { match: /^(a+)+\\1$/, head: '[Dup]', incident: 'OPS', backtracking: true },",
+        "    { match: /(a|aa)+c$/, head: '[Hostile]', incident: 'OPS', backtracking: true },",
+        "    { match: 'b$', head: '[Later]', incident: 'OPS' },",
+        '  ],',
         "  incidents: { OPS: { channel: 'C0INCOPS01' } },",
+        '  backtrackingBudgetMs: 3,',
         '});',
         '',
       ].join('\n'),
@@ -283,8 +312,8 @@ describe('a rule that opts in to backtracking', () => {
     const run = await ims(['--test', hostile(40)], dir);
     assert.equal(run.timedOut, false, show(run));
     assert.equal(run.status, 0, show(run));
-    assert.match(run.stdout, /rule:\s+2: 'b\$'/, show(run));
-    assert.match(run.stderr, /rule 1 \(ims\.config\.ts: rules\[0\]\.match\): the backtracking pattern .* ran past its \d+ ms budget/, show(run));
+    assert.match(run.stdout, /rule:\s+3: 'b\$'/, show(run));
+    assert.match(run.stderr, /rule 1 \(ims\.config\.ts: rules\[0\]\.match\): the backtracking pattern .* ran past its 3 ms budget .*so rule 2 \(ims\.config\.ts: rules\[1\]\.match\) was not run/, show(run));
   });
 
   test('backtracking must be true or false, a misspelling is caught, and an unneeded opt-in is warned about', () => {
@@ -297,12 +326,108 @@ describe('a rule that opts in to backtracking', () => {
     assert.match(unneeded.warnings.find((w) => /backtracking/.test(w))!, /^ims\.config\.ts: rules\[0\]\.backtracking: RE2 runs this rule's patterns as they are; remove backtracking: true/);
   });
 
-  test('--print-config keeps the opt-in, and the printed config loads back to the same engines', () => {
-    const printed = printConfig(compileConfig(optedIn(), { source: 'ims.config.ts' }));
+  test('--print-config keeps the opt-in and the budget, and the printed config loads back to the same engines', () => {
+    const printed = printConfig(compileConfig(optedIn({ backtrackingBudgetMs: 3 }), { source: 'ims.config.ts' }));
     assert.equal(printed.match(/backtracking: true/g)?.length, 2, printed);
+    assert.match(printed, /backtrackingBudgetMs: 3/);
     const dir = folder({ 'package.json': '{ "type": "module" }', 'ims.config.ts': printed.replace(`from './ims.ts'`, `from ${JSON.stringify(pathToFileURL(IMS_TS).href)}`) });
     return loadConfig({ path: path.join(dir, 'ims.config.ts') }).then((again) => {
       assert.deepEqual(again.rules.map((r) => r.engine), ['backtracking', 'backtracking', 'linear']);
+      assert.equal(again.backtrackingBudgetMs, 3);
     });
+  });
+});
+
+describe('one backtracking budget per message, shared by every opted-in rule', () => {
+  /** Ten opted-in rules that each backtrack without end on `aaa…b`, then an RE2 rule that matches it. */
+  const tenCatastrophic = (extra: Partial<Config> = {}): Config => ({
+    rules: [
+      ...Array.from({ length: 10 }, (_, n) => rule(new RegExp(`(a+)+${n}$`), { head: `[Hostile ${n}]`, backtracking: true })),
+      rule('b$', { head: '[Later]' }),
+    ],
+    incidents,
+    ...extra,
+  });
+
+  /** The middle of five messages' matching times: one busy moment on a shared machine does not decide it. */
+  function medianMs(config: ReturnType<typeof compileConfig>, log: ReturnType<typeof recorder>): number {
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { value, ms } = timed(() => matchRules(config.rules, hostile(41 + i), 0, { incidents: config.incidents, log, backtrackingBudgetMs: config.backtrackingBudgetMs }));
+      assert.equal(numberOf(value), 11, 'the RE2 rule after the opted-in ones still decides');
+      times.push(ms);
+    }
+    return times.sort((a, b) => a - b)[2];
+  }
+
+  test('ten catastrophic opted-in rules cost one budget per message, not ten, and a later RE2 rule still matches', () => {
+    const config = compileConfig(tenCatastrophic(), { source: 'ims.config.ts' });
+    assert.equal(config.backtrackingBudgetMs, BACKTRACKING_BUDGET_MS);
+    const log = recorder();
+    const ms = medianMs(config, log);
+    // One budget is 5 ms; a budget per rule would be at least 50 ms.
+    assert.ok(ms < 6 * BACKTRACKING_BUDGET_MS, `a message took ${ms.toFixed(1)} ms of matching (budget ${BACKTRACKING_BUDGET_MS} ms)`);
+    // One line: the rule that was stopped, and the nine that were then not run at all.
+    assert.equal(log.lines.length, 1, log.lines.join('\n'));
+    assert.match(log.lines[0], new RegExp(`^rule 1 \\(ims\\.config\\.ts: rules\\[0\\]\\.match\\): the backtracking pattern /\\(a\\+\\)\\+0\\$/ ran past its ${BACKTRACKING_BUDGET_MS} ms budget on a 41-character text and was stopped`));
+    assert.match(log.lines[0], /that spent the message's budget, so rule 2 \(ims\.config\.ts: rules\[1\]\.match\), rule 3 .*, rule 10 \(ims\.config\.ts: rules\[9\]\.match\) were not run and count as no match too; later RE2 rules were still tried( \(.*\))?$/);
+  });
+
+  test('backtrackingBudgetMs sets the budget, and decide() keeps to it', () => {
+    const config = compileConfig(tenCatastrophic({ backtrackingBudgetMs: 2 }), { source: 'ims.config.ts' });
+    assert.equal(config.backtrackingBudgetMs, 2);
+    const log = recorder();
+    const ms = medianMs(config, log);
+    assert.ok(ms < 10 * 2, `a message took ${ms.toFixed(1)} ms of matching (budget 2 ms)`);
+    const event: SlackMessageEvent = { type: 'message', channel: 'C0ALERTS01', ts: '1794790396.000100', bot_id: 'B0NAGIOS1', text: hostile(50) };
+    const { value } = timed(() => decide(config, event, { log }).decision);
+    assert.equal(value.action === 'incident' && value.match.rule.number, 11);
+    assert.match(log.lines[0], /ran past its 2 ms budget/);
+  });
+
+  test("an opted-in when pattern that overruns spends the message's budget too, and the opted-in rules after it are not run", () => {
+    const config = compileConfig({
+      rules: [
+        // Some 60 ms on the 23-character clock even once V8 has compiled it to machine code.
+        rule('disk', { when: /^([\s\S]+)+!$/, head: '[Window]', backtracking: true }),
+        rule(/(?<!test-)disk/, { head: '[Lookbehind]', backtracking: true }),
+        rule('disk', { head: '[RE2]' }),
+      ],
+      incidents,
+    }, { source: 'ims.config.ts' });
+    const log = recorder();
+    const verdict = matchRules(config.rules, 'disk full on db-01', Date.UTC(2026, 0, 1, 9, 10), { timezone: 'UTC', incidents: config.incidents, log });
+    assert.equal(numberOf(verdict), 3);
+    assert.equal(log.lines.length, 1, log.lines.join('\n'));
+    assert.match(log.lines[0], /^rule 1 \(ims\.config\.ts: rules\[0\]\.when\): the backtracking pattern .* ran past its 5 ms budget on a 23-character text and was stopped; .*so rule 2 \(ims\.config\.ts: rules\[1\]\.match\) was not run and counts as no match too/);
+  });
+
+  test('cheap opted-in rules share the budget without using it up: the last of many still matches, with its named groups', () => {
+    const config = compileConfig({
+      rules: [
+        // No literal to rule them out beforehand: each runs on every message.
+        ...Array.from({ length: 20 }, (_, n) => rule(new RegExp(`(\\w)\\1{${n + 3}}`), { head: `[Run of ${n + 4}]`, backtracking: true })),
+        rule('\\b(?P<word>\\w+) \\k<word>\\b', { head: '[Repeated]', backtracking: true }),
+      ],
+      incidents,
+    });
+    const log = recorder();
+    for (let i = 0; i < 5; i++) {
+      const verdict = matchRules(config.rules, `the the disk ${i}`, 0, { incidents: config.incidents, log });
+      assert.equal(numberOf(verdict), 21);
+      assert.deepEqual(verdict.kind === 'incident' && { ...verdict.match.groups }, { word: 'the' });
+    }
+    assert.deepEqual(log.lines, []);
+  });
+
+  test('backtrackingBudgetMs must be a number of milliseconds above 0 and at most 100, and a misspelling is caught', () => {
+    for (const bad of [0, -1, 101, Number.NaN, '5ms', '5']) {
+      const { problems } = validateConfig({ ...tenCatastrophic(), backtrackingBudgetMs: bad as number }, { source: 'ims.config.ts' });
+      assert.equal(problems.length, 1, `${String(bad)}: ${problems.join('\n')}`);
+      assert.match(problems[0], /^ims\.config\.ts: backtrackingBudgetMs: expected a number of milliseconds above 0 and at most 100 \(the time all backtracking: true rules together may take on one message; default 5\), found /);
+    }
+    const misspelt = validateConfig({ ...tenCatastrophic(), backtrackingBudget: 2 } as Config, { source: 'ims.config.ts' });
+    assert.ok(misspelt.problems.some((p) => /^ims\.config\.ts: backtrackingBudget: unknown key 'backtrackingBudget' \(did you mean 'backtrackingBudgetMs'\?\)/.test(p)), misspelt.problems.join('\n'));
+    assert.deepEqual(validateConfig({ ...tenCatastrophic(), backtrackingBudgetMs: 0.5 }).problems, []);
   });
 });
