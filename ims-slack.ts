@@ -15,8 +15,8 @@ import {
   PluginHookError, PluginHookErrors, TimeoutError, classifySlackFailure, failureReason, isPermanentDeliveryError, withTimeout, type SlackFailure,
 } from './ims-plugin-kit.ts';
 import {
-  ConfigError, contentLines, cron, decide, decodeEntities, escapeSlack, formatDate, dateParts, loadConfig, messageText, tsToMs, SECOND, HOUR, DAY,
-  type AlertMessage, type CliOptions, type CompiledConfig, type Decision, type HookContext, type HookName, type Incident, type RuleMatch,
+  ConfigError, contentLines, printable, cron, decide, decodeEntities, escapeSlack, formatDate, dateParts, loadConfig, messageText, tsToMs, SECOND, HOUR, DAY,
+  type AlertMessage, type CliOptions, type CompiledConfig, type Decision, type HookContext, type HookName, type Incident, type NameService, type RuleMatch,
   type Logger, type Plugin, type Report, type ReportItem, type ReportSection, type SlackAttachment, type SlackMessageEvent,
 } from './ims.ts';
 import { configName, didYouMean, placeOf } from './ims.ts';
@@ -54,7 +54,7 @@ export function createLogger(options: { level?: LogLevel; file?: string; tag?: s
       return json({ time, level, ...(tag ? { tag } : {}), message, ...(fields.length ? { fields: Object.fromEntries(fields) } : {}) });
     }
     const extra = fields.map(([k, v]) => ` ${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : json(v)}`).join('');
-    return `${time} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${message}${extra}`;
+    return printable(`${time} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${message}${extra}`);
   };
   let fileFailing = false;
   const append = (file: string, text: string) => {
@@ -749,8 +749,18 @@ export class Ims {
   private readonly sdkLogger: object;
   /** What every Web API client IMS builds shares: the API URL, the keep-alive transport, the request time-out. */
   private readonly webOptions: { slackApiUrl: string; logger: never; fetch: typeof fetch; timeout: number };
-  /** Real names by user ID, for reports: looked up once per user. */
+  /** Real names by user (and bot) ID, for reposts, reports and plugins: looked up once per ID. */
   readonly userNames = new Map<string, string>();
+  /** Channel names (without `#`) by ID, for plugins: looked up once per channel. */
+  readonly channelNames = new Map<string, string>();
+  /** The one name service IMS and every plugin share (`HookContext.names`). */
+  readonly names: NameService = {
+    user: (id) => /^B[A-Z0-9]{2,}$/.test(id) ? botName(this, id) : realName(this, id),
+    channel: (id) => cachedName(this, id, async () => {
+      const info = await slackCall(() => this.slack.conversations.info({ channel: id }), this.log, 'conversations.info');
+      return (info.channel as { name?: string } | undefined)?.name;
+    }, this.channelNames),
+  };
   private watcher?: FSWatcher;
   private connections = 0;
   /**
@@ -1149,7 +1159,7 @@ export class Ims {
     this.log.debug(decisionLine(decision, event), where);
     this.processing.add(key);
     try {
-      void this.hooks('onMessage', () => ({ message: message! }));
+      void this.hooks('onMessage', () => ({ message: message!, decision, match: 'match' in decision ? decision.match : undefined }));
       await this.act(config, decision, message!, recovering);
     } catch (error) {
       if (!this.failedForGood(message!, decision, error)) throw error;
@@ -1190,18 +1200,24 @@ export class Ims {
       case 'incident': {
         const rule = decision.match.rule;
         const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
-        const incident = await this.openIncident(config, message, { channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf) }, recovering);
+        const { incident, opened } = await this.openIncident(config, message, {
+          channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf),
+          groups: capturedGroups(decision.match),
+        }, recovering);
+        // Opened before a stop, its page and hooks went then (hooks are at most once); this run only finished its thread.
+        if (opened === 'before') return;
         this.log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
         if (decision.hotline) this.state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
         // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
         const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
-        void this.hooks(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
+        void this.hooks(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, decision, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
         return;
       }
       case 'reverse repost': {
-        const incident = await this.openIncident(config, message, { channel: decision.channel, head: decision.header, label: 'DEFAULT', ruleNumber: 0 }, recovering);
+        const { incident, opened } = await this.openIncident(config, message, { channel: decision.channel, head: decision.header, label: 'DEFAULT', ruleNumber: 0 }, recovering);
+        if (opened === 'before') return;
         this.log.info(`reverse repost #${incident.id} → ${decision.channel}`, { source: `${message.channel}:${message.ts}` });
-        void this.hooks('onReverse', () => ({ message, repost: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
+        void this.hooks('onReverse', () => ({ message, decision, repost: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
         return;
       }
     }
@@ -1209,35 +1225,54 @@ export class Ims {
 
   /** Post the incident (once: a recovered message first looks for its earlier post) and record it. */
   private async openIncident(config: CompiledConfig, message: AlertMessage,
-    target: { channel: string; head: string; label: string; ruleNumber: number; hotline?: string; mentions?: string[] }, recovering: boolean): Promise<Incident> {
-    // Only a recovered message can already have its incident (a new claim and its incident are written together).
-    const existing = recovering ? this.state.incidentBySource(message.channel, message.ts) : undefined;
-    if (existing) { this.state.finishMessage(message.channel, message.ts); return existing; }
+    target: { channel: string; head: string; label: string; ruleNumber: number; hotline?: string; mentions?: string[]; groups?: Record<string, string> },
+    recovering: boolean): Promise<{ incident: Incident; opened: 'now' | 'before' }> {
     const permalink = this.permalink(message.channel, message.ts);
     const source = { source_channel: message.channel, source_ts: message.ts };
-    const [first, ...rest] = incidentMessages({
+    const render = async () => incidentMessages({
       head: target.head, text: message.text, pieces: alertPieces(message.raw, config.attachmentText), sourceChannel: message.channel, poster: await posterName(this, message),
       at: formatDate(tsToMs(message.ts), config.timezone), permalink, mentions: target.mentions, hotline: target.hotline,
     });
     const what = `${target.ruleNumber === 0 ? 'reverse repost' : `incident (rule ${target.ruleNumber})`} of ${message.channel}:${message.ts}`;
+    const partsOf = (messages: { text: string; blocks: unknown[] }[], thread: string): PostSpec[] => messages.map((more, i) => ({
+      channel: target.channel, thread_ts: thread, text: more.text, blocks: more.blocks, metadata: { event_type: 'ims_incident_part', event_payload: { ...source, part: i + 2 } },
+      fallback: plainText(more.blocks) || more.text, lookFirst: recovering, what: `${what} (part ${i + 2} of ${messages.length + 1})`,
+    }));
+    // A recovered message may have its incident already: its post was made and recorded, and only the rest of a
+    // long alert was still to go into the thread (each part is looked for by its metadata before it is posted).
+    const existing = recovering ? this.state.incidentBySource(message.channel, message.ts) : undefined;
+    if (existing) {
+      const [, ...rest] = await render();
+      for (const part of partsOf(rest, existing.incidentTs)) await this.post(part);
+      this.state.finishMessage(message.channel, message.ts);
+      return { incident: existing, opened: 'before' };
+    }
+    const [first, ...rest] = await render();
     // A recovered message may have been posted before the crash: look first (its post names its source).
     const ts = await this.post({
       channel: target.channel, text: first.text, blocks: first.blocks, metadata: { event_type: 'ims_incident', event_payload: source },
       fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,
     });
+    // The message is finished only when the whole alert is in Slack: a stop or crash before the thread parts
+    // are posted leaves it pending, and the next start posts what is missing.
     const incident = this.state.addIncident({
       sourceChannel: message.channel, sourceTs: message.ts, incidentChannel: target.channel, incidentTs: ts, ruleNumber: target.ruleNumber,
       head: target.head, label: target.label, hotline: target.hotline, text: message.text, poster: message.poster, createdAt: this.now(), permalink,
+      groups: target.groups, finishesMessage: rest.length === 0,
     });
-    // The page went out with the first post: the continuation in its thread never holds it back.
-    for (const [i, more] of rest.entries()) {
-      await this.post({
-        channel: target.channel, thread_ts: ts, text: more.text, blocks: more.blocks, metadata: { event_type: 'ims_incident_part', event_payload: { ...source, part: i + 2 } },
-        fallback: plainText(more.blocks) || more.text, lookFirst: recovering, what: `${what} (part ${i + 2} of ${rest.length + 1})`,
-      }).catch((error) => this.log.error(`${what}: part ${i + 2} of ${rest.length + 1} could not be posted in the thread: ${errorText(error)}`,
-        { source: `${message.channel}:${message.ts}`, destination: target.channel, thread: ts }));
+    if (rest.length) {
+      // The page went out with the first post: the thread never holds it back (nor the plugins' hooks).
+      try {
+        for (const part of partsOf(rest, ts)) await this.post(part);
+        this.state.finishMessage(message.channel, message.ts);
+      } catch (error) {
+        const forGood = classifySlackFailure(error).kind === 'permanent';
+        if (forGood && this.state.isOpen) this.state.finishMessage(message.channel, message.ts);
+        this.log.error(`${what}: the rest of the alert could not be posted in the thread (${errorText(error)}); ${forGood ? 'Slack refuses it for good: given up' : 'it stays pending and is retried'}`,
+          { source: `${message.channel}:${message.ts}`, destination: target.channel, thread: ts });
+      }
     }
-    return incident;
+    return { incident, opened: 'now' };
   }
 
   // ─── Posting ──────────────────────────────────────────────────────────────────────────────────
@@ -1655,13 +1690,13 @@ export class Ims {
   // ─── Hooks, schedules, reload ─────────────────────────────────────────────────────────────────
 
   /** Run a hook (or, per plugin, a sequence of hooks: `['onMatch', 'onHotline']`) of every plugin with a full context; see `runHooks`. */
-  hooks<K extends HookName>(hooks: K | readonly K[], extra: (hook: K) => Omit<Parameters<NonNullable<Plugin[K]>>[0], keyof HookContext>,
+  hooks<K extends HookName>(hooks: K | readonly K[], extra: (hook: K) => HookExtra<Parameters<NonNullable<Plugin[K]>>[0]>,
     plugins?: readonly Plugin[]): Promise<PluginHookErrors | undefined> {
     const config = this.config;
     const targets = plugins ?? config.plugins;
     const sequence: readonly K[] = typeof hooks === 'string' ? [hooks as K] : hooks as readonly K[];
     if (!targets.some((p) => sequence.some((hook) => typeof p[hook] === 'function'))) return Promise.resolve(undefined);
-    const run = runHooks(targets, sequence, (plugin, signal, hook) => ({ ...this.hookContext(plugin, signal), ...extra(hook) }) as never,
+    const run = runHooks(targets, sequence, (plugin, signal, hook) => withDecision({ ...this.hookContext(plugin, signal), ...extra(hook) }) as never,
       { timeoutMs: config.hookTimeoutMs, log: this.log });
     return this.track(run);
   }
@@ -1690,6 +1725,8 @@ export class Ims {
         read: <T>(name: string, key: string) => state.storeGet(name, key) as T | undefined,
       },
       permalink: (channel, ts) => this.permalink(channel, ts),
+      compiled: this.config,
+      names: this.names,
     };
   }
 
@@ -1939,18 +1976,18 @@ const NAME_LOOKUP_MS = 2000;
 /** Name look-ups under way, so alerts of one poster arriving together ask Slack once. */
 const lookingUp = new WeakMap<Ims, Map<string, Promise<string>>>();
 
-/** A name from `ims.userNames`, looked up once per ID; an ID Slack does not know stays the ID (a network failure is asked again next time). */
-function cachedName(ims: Ims, id: string, lookUp: () => Promise<string | undefined>): Promise<string> {
-  const known = ims.userNames.get(id);
+/** A name from `cache` (`ims.userNames`), looked up once per ID; an ID Slack does not know stays the ID (a network failure is asked again next time). */
+function cachedName(ims: Ims, id: string, lookUp: () => Promise<string | undefined>, cache: Map<string, string> = ims.userNames): Promise<string> {
+  const known = cache.get(id);
   if (known !== undefined) return Promise.resolve(known);
   if (!lookingUp.has(ims)) lookingUp.set(ims, new Map());
   const pending = lookingUp.get(ims)!;
   if (!pending.has(id)) {
     pending.set(id, lookUp().then((name) => {
-      ims.userNames.set(id, name?.trim() || id);
+      cache.set(id, name?.trim() || id);
       return name?.trim() || id;
     }, (error: unknown) => {
-      if ((error as { code?: string }).code === 'slack_webapi_platform_error') ims.userNames.set(id, id);
+      if ((error as { code?: string }).code === 'slack_webapi_platform_error') cache.set(id, id);
       ims.log.debug(`could not look up the name of ${id}: ${errorText(error)}`);
       return id;
     }).finally(() => pending.delete(id)));
@@ -1967,14 +2004,37 @@ function cachedName(ims: Ims, id: string, lookUp: () => Promise<string | undefin
 export async function posterName(ims: Ims, message: AlertMessage): Promise<string> {
   const raw = message.raw as SlackMessageEvent & { username?: unknown; bot_profile?: { name?: unknown } };
   for (const given of [raw.username, raw.bot_profile?.name]) if (typeof given === 'string' && given.trim()) return given.trim();
-  if (message.botId) {
-    const bot = message.botId;
-    return cachedName(ims, bot, async () => {
-      const info = await slackCall(() => ims.slack.bots.info({ bot }), ims.log, 'bots.info');
-      return (info.bot as { name?: string } | undefined)?.name;
-    });
-  }
+  if (message.botId) return botName(ims, message.botId);
   return message.user ? realName(ims, message.user) : message.poster || 'unknown';
+}
+
+/** A bot's name (`bots.info`), cached with the user names. */
+function botName(ims: Ims, bot: string): Promise<string> {
+  return cachedName(ims, bot, async () => {
+    const info = await slackCall(() => ims.slack.bots.info({ bot }), ims.log, 'bots.info');
+    return (info.bot as { name?: string } | undefined)?.name;
+  });
+}
+
+/**
+ * What a caller of `Ims.hooks` gives besides the shared context: the hook's own fields, `decision` optional (the
+ * pipeline always gives it; a caller replaying a hook may leave it to `withDecision`).
+ */
+type HookExtra<C> = Omit<C, keyof HookContext | 'decision'> & ('decision' extends keyof C ? { decision?: C['decision'] } : unknown);
+
+/** A message hook's context with its `decision`: when the caller gave none, the one its match, incident or repost implies. */
+function withDecision<C extends object>(ctx: C): C {
+  const given = ctx as C & { message?: AlertMessage; decision?: Decision; match?: RuleMatch; incident?: Incident; repost?: { channel: string } };
+  if (!given.message || given.decision) return ctx;
+  const decision: Decision = given.repost ? { action: 'reverse repost', channel: given.repost.channel, header: given.incident?.head ?? '' }
+    : given.match && given.incident ? { action: 'incident', match: given.match, channel: given.incident.incidentChannel, hotline: given.incident.hotline }
+      : { action: 'seen', match: given.match, reaction: '' };
+  return { ...ctx, decision };
+}
+
+/** The named groups a match captured, read once, as kept with its incident (a group that took no part is left out). */
+function capturedGroups(match: RuleMatch): Record<string, string> {
+  return Object.fromEntries(Object.entries(match.groups ?? {}).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
 }
 
 export function formatAge(ms: number): string {
@@ -2116,28 +2176,31 @@ export function slackTokens(env: NodeJS.ProcessEnv = process.env): { appToken: s
 }
 
 /**
- * A configuration refused at start-up, written where the user reads IMS's logs: with `--log` or
- * `--log-format json` through the logger (the file, one JSON object), else as plain lines on stderr.
+ * Why IMS cannot start (a configuration refused, a token missing, a log or state file it cannot open), written
+ * where the user reads IMS's logs: with `--log` or `--log-format json` through the logger (the file, one JSON
+ * object), else as plain lines on stderr.
  */
 export function reportRefusal(message: string, options: Pick<CliOptions, 'log' | 'logFormat'>, io: { err: (s: string) => void }): void {
   if (options.log === undefined && options.logFormat !== 'json') { io.err(message); return; }
   try {
     createLogger({ file: options.log, format: options.logFormat }).error(message);
   } catch {
-    io.err(message);
+    // The log file itself is what failed: JSON lines still go to stderr.
+    if (options.logFormat === 'json') createLogger({ format: 'json' }).error(message);
+    else io.err(message);
   }
 }
 
 /** The default mode, `--only-report` and `--clear-reminder`: returns the exit code. */
 export async function runSlack(config: CompiledConfig, options: CliOptions, io: { err: (s: string) => void }): Promise<number> {
   const tokens = slackTokens();
-  if (typeof tokens === 'string') { io.err(`ims: ${tokens}`); return 1; }
+  if (typeof tokens === 'string') { reportRefusal(`ims: ${tokens}`, options, io); return 1; }
   let log: ReturnType<typeof createLogger>;
   try {
     log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken] });
   } catch (error) {
     // A log that cannot be written is a command line IMS cannot run (as a usage error): say so before connecting.
-    io.err(`ims: ${(error as Error).message}`);
+    reportRefusal(`ims: ${(error as Error).message}`, options, io);
     return 2;
   }
   const milliseconds = (name: string): number | undefined => {
@@ -2165,7 +2228,7 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     });
   } catch (error) {
     // The state file cannot be opened (a newer IMS's schema, no permission, a full disk): one line, no stack.
-    io.err(`ims: ${error instanceof StateVersionError ? error.message : `cannot open the state file ${config.state.path}: ${errorText(error)}`}`);
+    reportRefusal(`ims: ${error instanceof StateVersionError ? error.message : `cannot open the state file ${config.state.path}: ${errorText(error)}`}`, options, io);
     return 1;
   }
   const stop = (why: string, code: number) => {
@@ -2263,9 +2326,15 @@ function watchParent(onGone: (why: string) => void): void {
   const launchers = launcherChain(parent);
   if (process.channel) process.once('disconnect', () => onGone('the IPC channel to its parent closed'));
   if (parent <= 1 && !launchers.length) return;
+  // What started the outermost launcher (a shell script running `npx tsx ims.ts`): when it goes, the launchers
+  // are handed to init and run on, so its going counts too (not when that is init or a supervisor already).
+  const outermost = launchers.at(-1);
+  const starter = outermost ? processParent(outermost.pid) : undefined;
   const timer = setInterval(() => {
     const gone = parent > 1 && process.ppid !== parent ? `its parent process (pid ${parent}) exited`
-      : launchers.filter((l) => processStart(l.pid) !== l.start).map((l) => `its launcher '${l.name}' (pid ${l.pid}) exited`)[0];
+      : launchers.filter((l) => processStart(l.pid) !== l.start).map((l) => `its launcher '${l.name}' (pid ${l.pid}) exited`)[0]
+      ?? (outermost && starter !== undefined && starter > 1 && processParent(outermost.pid) !== starter
+        ? `the process that started its launcher (pid ${starter}) exited` : undefined);
     if (!gone) return;
     clearInterval(timer);
     onGone(gone);

@@ -138,8 +138,11 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   /** Move a channel's cursor forward (never back). */
   advanceCursor(channel: string, ts: string): StoreAnswer<void, Mode>;
 
-  /** Record a new incident and finish its message, in one commit; the incident already recorded for the same source, if any. */
-  addIncident(incident: Omit<Incident, 'id'>): StoreAnswer<Incident, Mode>;
+  /**
+   * Record a new incident and finish its message, in one commit; the incident already recorded for the same source, if any.
+   * `groups` defaults to `{}`.
+   */
+  addIncident(incident: NewIncident): StoreAnswer<Incident, Mode>;
   incidentBySource(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
   /** The incident whose repost is this message. */
   incidentByPost(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
@@ -232,6 +235,8 @@ interface Migration {
  */
 const MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'the schema of IMS 2.0', sql: SCHEMA_2_0 },
+  // NULL in the rows from before: read as `{}`.
+  { version: 2, what: "incidents keep their rule's named groups", sql: 'ALTER TABLE incidents ADD COLUMN groups TEXT' },
 ];
 
 /** The schema version this IMS writes and reads. */
@@ -279,13 +284,23 @@ interface IncidentRow {
   id: number; source_channel: string; source_ts: string; incident_channel: string; incident_ts: string;
   rule_number: number; head: string; label: string; hotline: string | null; text: string; poster: string;
   created_at: number; resolved_at: number | null; resolved_by: string | null; permalink: string | null;
+  /** JSON object of the named groups; NULL for incidents recorded before schema version 2. */
+  groups: string | null;
 }
-const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink';
+const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups';
+
+/** What `addIncident` records: an incident without its number (given by the store), its groups optional (`{}`). */
+export type NewIncident = Omit<Incident, 'id' | 'groups'> & {
+  groups?: Record<string, string>;
+  /** Whether recording it finishes its source message (default). False while parts of the post are still to go. */
+  finishesMessage?: boolean;
+};
 
 /** The named parameters of a new incident. */
 interface IncidentInsert {
   sourceChannel: string; sourceTs: string; incidentChannel: string; incidentTs: string; ruleNumber: number;
   head: string; label: string; hotline: string | null; text: string; poster: string; createdAt: number; permalink: string | null;
+  groups: string;
 }
 
 interface IncidentEventRow { incident_id: number; kind: IncidentEvent['kind']; user: string | null; detail: string | null; at: number }
@@ -303,7 +318,18 @@ function toIncident(row: IncidentRow): Incident {
     hotline: row.hotline ?? undefined, text: row.text, poster: row.poster,
     createdAt: row.created_at, resolvedAt: row.resolved_at ?? undefined,
     resolvedBy: row.resolved_by ?? undefined, permalink: row.permalink ?? undefined,
+    groups: parseGroups(row.groups),
   };
+}
+
+/** Stored groups as an object of strings; anything else (NULL from before version 2, a damaged value) is `{}`. */
+function parseGroups(stored: string | null): Record<string, string> {
+  if (!stored) return {};
+  try {
+    const parsed: unknown = JSON.parse(stored);
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  } catch { return {}; }
 }
 
 /**
@@ -325,8 +351,8 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
     cursors: db.prepare<[], { channel: string; last_ts: string }>('SELECT channel, last_ts FROM cursors'),
     addIncident: db.prepare<IncidentInsert>(`INSERT INTO incidents (source_channel, source_ts, incident_channel, incident_ts, rule_number, head,
-      label, hotline, text, poster, created_at, permalink) VALUES (@sourceChannel, @sourceTs, @incidentChannel, @incidentTs, @ruleNumber, @head,
-      @label, @hotline, @text, @poster, @createdAt, @permalink)`),
+      label, hotline, text, poster, created_at, permalink, groups) VALUES (@sourceChannel, @sourceTs, @incidentChannel, @incidentTs, @ruleNumber, @head,
+      @label, @hotline, @text, @poster, @createdAt, @permalink, @groups)`),
     incidentBySource: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE source_channel = ? AND source_ts = ?`),
     incidentByPost: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE incident_channel = ? AND incident_ts = ?`),
     incidentById: db.prepare<[id: number], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE id = ?`),
@@ -378,7 +404,7 @@ export class State implements StateStore<'sync'> {
   private readonly incidentLists = new Map<string, Database.Statement<(string | number)[], IncidentRow>>();
   private readonly inOneCommit: (work: () => unknown) => unknown;
   private readonly claimInOneCommit: (channel: string, ts: string, event: unknown, now: number, advanceCursor: boolean) => MessageClaim;
-  private readonly addIncidentInOneCommit: (incident: Omit<Incident, 'id'>) => Incident;
+  private readonly addIncidentInOneCommit: (incident: NewIncident) => Incident;
   private readonly resolveInOneCommit: (id: number, at: number, by: string) => boolean;
   private readonly reopenInOneCommit: (id: number, at: number, by: string) => boolean;
   private readonly pruneInOneCommit: (before: number) => void;
@@ -409,17 +435,19 @@ export class State implements StateStore<'sync'> {
       }
       return statements.messageStatus.get(channel, ts)!.status;
     });
-    this.addIncidentInOneCommit = db.transaction((incident: Omit<Incident, 'id'>): Incident => {
+    this.addIncidentInOneCommit = db.transaction((incident: NewIncident): Incident => {
       const existing = this.incidentBySource(incident.sourceChannel, incident.sourceTs);
       if (existing) return existing;
+      const groups = { ...incident.groups };
       const id = Number(statements.addIncident.run({
         sourceChannel: incident.sourceChannel, sourceTs: incident.sourceTs, incidentChannel: incident.incidentChannel,
         incidentTs: incident.incidentTs, ruleNumber: incident.ruleNumber, head: incident.head, label: incident.label,
         hotline: incident.hotline ?? null, text: incident.text, poster: incident.poster, createdAt: incident.createdAt,
-        permalink: incident.permalink ?? null,
+        permalink: incident.permalink ?? null, groups: JSON.stringify(groups),
       }).lastInsertRowid);
-      this.finishMessage(incident.sourceChannel, incident.sourceTs);
-      return { ...incident, id };
+      if (incident.finishesMessage !== false) this.finishMessage(incident.sourceChannel, incident.sourceTs);
+      const { finishesMessage: _, ...recorded } = incident;
+      return { ...recorded, groups, id };
     });
     this.resolveInOneCommit = db.transaction((id: number, at: number, by: string): boolean => {
       const changed = statements.resolve.run(at, by, id).changes === 1;
@@ -481,7 +509,7 @@ export class State implements StateStore<'sync'> {
     if (!current || tsAfter(ts, current)) this.statements.setCursor.run(channel, ts);
   }
 
-  addIncident(incident: Omit<Incident, 'id'>): Incident {
+  addIncident(incident: NewIncident): Incident {
     return this.addIncidentInOneCommit(incident);
   }
 

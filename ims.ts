@@ -222,6 +222,12 @@ export interface Incident {
   resolvedAt?: number;
   resolvedBy?: string;
   permalink?: string;
+  /**
+   * The named groups the rule's message regex captured when the incident was opened (e.g. `{ host: 'db1' }`),
+   * kept with the incident so hooks without the match (`onResolve`, `onReopen`, deliveries) have them. `{}` for
+   * a reverse repost, a rule without named groups, and incidents recorded before IMS kept them.
+   */
+  groups: Record<string, string>;
 }
 
 /** Durable deliveries for plugins that call other systems (see `HookContext.outbox`). */
@@ -268,6 +274,27 @@ export interface HookContext {
   };
   /** A link to a Slack message. */
   permalink(channel: string, ts: string): string;
+  /**
+   * The configuration IMS is running, compiled and checked against the workspace: rules compiled
+   * (`compiled.rules`), incident, report and reminder channels resolved to IDs, and `compiled.hotlines`
+   * mapping each hotline label to its members as IDs (`U…`, user groups `S…`; `here`/`channel`/`everyone` as
+   * written). Under `--no-id-lookup` names stay as the config wrote them. After a reload, the reloaded one.
+   */
+  compiled: CompiledConfig;
+  /** Names people read, shared with IMS itself (see `NameService`). */
+  names: NameService;
+}
+
+/**
+ * Real names of users and names of channels, looked up in Slack once per ID for the whole process and shared by
+ * IMS and every plugin (concurrent asks for one ID make one call). Never throws: an ID Slack does not know, or a
+ * look-up that fails or takes over 2 s, answers the ID itself (a failure that may pass is asked again next time).
+ */
+export interface NameService {
+  /** A user's real name (else display name, else handle), e.g. `Ona Call` for `U0ONCALL1`; a bot ID gives the bot's name. */
+  user(id: string): Promise<string>;
+  /** A channel's name without `#`, e.g. `alerts` for `C0ALERTS01`. */
+  channel(id: string): Promise<string>;
 }
 
 /** One queued outbox delivery, as `Plugin.deliver` receives it. */
@@ -279,8 +306,21 @@ export interface OutboxDelivery {
   attempts: number;
 }
 
+/** `onMessage` (and, extended, `onMatch`, `onHotline`, `onReverse`): an accepted message and what IMS decided for it. */
 export interface MessageContext extends HookContext {
   message: AlertMessage;
+  /**
+   * What IMS does with the message, as `--replay` prints it: `incident`, `suppressed`, `seen`,
+   * `reverse repost` or `reacji` (ignored messages reach no hook). Decided before `onMessage` runs, so it
+   * says what IMS is about to do, not that it was done.
+   */
+  decision: Exclude<Decision, { action: 'ignore' }>;
+  /**
+   * The rule that matched the message, with the named groups its regex captured; undefined when no rule
+   * matched. Also set for a suppression rule and for a match IMS only marks as seen (reverse mode) or with a
+   * reacji: `decision.action` says which. The same object as `decision.match`.
+   */
+  match?: RuleMatch;
 }
 
 /** `onMatch`: the alert became an incident. */
@@ -478,12 +518,22 @@ export function definePlugin(plugin: Plugin): Plugin {
 export class ConfigError extends Error {
   readonly problems: string[];
   constructor(problems: string[], readonly source: string) {
-    const sorted = inFileOrder(problems);
+    const sorted = inFileOrder(problems).map(printable);
     super(`${source}: configuration refused (${sorted.length} problem${sorted.length === 1 ? '' : 's'}):\n` +
       sorted.map((p) => `  ${p}`).join('\n'));
     this.problems = sorted;
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * Text safe for a terminal: control characters (which a broken or hostile file or alert may hold: ESC sequences
+ * clear screens and forge lines) are shown as `\xNN`; tabs and line breaks stay.
+ */
+export function printable(text: string): string {
+  return /[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)
+    ? text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    : text;
 }
 
 /** Problems sorted by `file:line:` (stable: problems without a line keep their order, before the others). */

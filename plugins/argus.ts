@@ -6,8 +6,7 @@
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
 // it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
 import {
-  BudgetedRegExp, PermanentDeliveryError, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, translateRegex, translateToJavaScript,
-  withTimeout, type HookContext, type Incident, type OutboxDelivery,
+  PermanentDeliveryError, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, withTimeout, type HookContext, type Incident, type OutboxDelivery,
 } from '../ims.ts';
 
 export interface ArgusOptions {
@@ -188,19 +187,9 @@ export function argus(options: ArgusOptions = {}) {
   const isDuplicate = (answer: { status: number; text: string }) =>
     answer.status === 400 && /duplicate key|already exists|unique constraint/i.test(answer.text) && /source_incident_id/i.test(answer.text);
 
-  /** The named groups the incident's rule captures in its text (for hooks that do not get the match). */
-  const groupsOf = (ctx: HookContext, incident: Incident): Record<string, string | undefined> => {
-    const rule = ctx.config.rules?.[incident.ruleNumber - 1];
-    if (!rule || rule.head !== incident.head) return {};
-    try {
-      // A rule that opted in to backtracking keeps its time limit here too.
-      const regex = rule.backtracking ? new BudgetedRegExp(translateToJavaScript(rule.match), `argus: rule ${incident.ruleNumber}`) : translateRegex(rule.match);
-      return { ...regex.exec(incident.text)?.groups };
-    } catch { return {}; }
-  };
-
-  /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored). */
-  const enqueueCreate = (ctx: HookContext, incident: Incident, groups: Record<string, string | undefined> = groupsOf(ctx, incident)) => {
+  /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored); tags from the groups IMS kept with the incident. */
+  const enqueueCreate = (ctx: HookContext, incident: Incident) => {
+    const groups = incident.groups ?? {};
     const id = sourceId(incident.sourceChannel, incident.sourceTs);
     const tags = [`rule=${incident.ruleNumber || 'none'}`, `label=${incident.label}`, `channel=${incident.sourceChannel}`];
     for (const [key, value] of Object.entries(groups)) {
@@ -306,10 +295,10 @@ export function argus(options: ArgusOptions = {}) {
     name: 'argus',
     onStart: (ctx) => { stopHeartbeat(); startHeartbeat(ctx); },
     onStop: () => stopHeartbeat(),
-    onMatch: (ctx) => enqueueCreate(ctx, ctx.incident, ctx.match.groups),
+    onMatch: (ctx) => enqueueCreate(ctx, ctx.incident),
     onReverse: (ctx) => {
       const incident = ctx.incidents.bySource(ctx.message.channel, ctx.message.ts);
-      if (incident) enqueueCreate(ctx, incident, {});
+      if (incident) enqueueCreate(ctx, incident);
     },
     onResolve: (ctx) => {
       const by = ctx.user ? ` by ${ctx.user}` : '';

@@ -3,8 +3,8 @@
 // Delivered through IMS's durable outbox: in order, retried while the receiver is down, never twice.
 // Slack scopes: channels:read, groups:read (only when `channels` names channels instead of giving IDs).
 import {
-  PermanentDeliveryError, compileConfig, matchRules, tsToMs, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, slackItems,
-  type CompiledConfig, type CompiledRule, type Config, type HookContext, type MessageContext, type OutboxDelivery,
+  PermanentDeliveryError, tsToMs, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, slackItems,
+  type CompiledRule, type HookContext, type MessageContext, type OutboxDelivery,
 } from '../ims.ts';
 
 export interface ForwardOptions {
@@ -26,7 +26,6 @@ interface Queued { url: string; body: unknown }
 
 const OPTION_KEYS = ['url', 'token', 'format', 'channels', 'rules', 'name'] as const;
 const CHANNEL_ID = /^[CGD][A-Z0-9]{6,}$/;
-const compiledConfigs = new WeakMap<Config, CompiledConfig | null>();
 
 /**
  * Forward accepted Slack messages to another system.
@@ -35,9 +34,8 @@ const compiledConfigs = new WeakMap<Config, CompiledConfig | null>();
  * while `onMatch`/`onReverse` fire only for incidents, after their Slack post succeeded. Forwarding from
  * several hooks and de-duplicating by key would keep the FIRST enqueue, i.e. the poorest one (`onMessage`
  * runs first), and a message whose incident post failed would never be forwarded. So this plugin forwards
- * only from `onMessage` and classifies the message itself with IMS's own rule engine (`matchRules` over
- * the config's compiled rules, with the message's text, its time and the config's timezone: the same
- * inputs, so the same first matching rule as IMS). Each message is therefore ONE outbox item, key
+ * only from `onMessage`, classified by the match IMS made (`ctx.match`: the first matching rule, decided
+ * before the hook runs). Each message is therefore ONE outbox item, key
  * `msg:<channel>:<ts>` (a replay or crash recovery never sends it twice), carrying its rule, label and
  * head when a rule matched. A suppression rule means "not an incident": such messages count as
  * non-matching. The outbox group is the destination URL, so events arrive in the order IMS saw them.
@@ -109,22 +107,8 @@ export function forward(options: ForwardOptions) {
     namesResolved = true;
   })();
 
-  /** The rule IMS applies to this message: the first matching rule, `undefined` when none (or a suppression) matches. */
-  const ruleOf = (ctx: MessageContext): CompiledRule | undefined => {
-    let compiled = compiledConfigs.get(ctx.config);
-    if (compiled === undefined) {
-      try {
-        compiled = compileConfig(ctx.config);
-      } catch (error) {
-        ctx.log.warn(`cannot classify messages (the config does not compile here: ${(error as Error).message}); forwarding them without rule`);
-        compiled = null;
-      }
-      compiledConfigs.set(ctx.config, compiled);
-    }
-    if (!compiled) return undefined;
-    const verdict = matchRules(compiled.rules, ctx.message.text, tsToMs(ctx.message.ts), { timezone: compiled.timezone, incidents: compiled.incidents, log: ctx.log });
-    return verdict.kind === 'incident' ? verdict.match.rule : undefined;
-  };
+  /** The rule IMS matched this message with: `undefined` when none (or a suppression) matched. */
+  const ruleOf = (ctx: MessageContext): CompiledRule | undefined => ctx.decision?.action === 'suppressed' ? undefined : ctx.match?.rule;
 
   const bodyOf = (ctx: MessageContext, rule: CompiledRule | undefined): unknown => {
     const { message } = ctx;

@@ -121,7 +121,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
 
   for (const event of events) {
     if (event.kind === 'hotline') {
-      const members = ctx.config.hotlines?.[event.detail ?? ''] ?? [];
+      const members = ctx.compiled.hotlines.get(event.detail ?? '') ?? [];
       const mentions = await Promise.all(members.map((m) => people.mention(m)));
       // The page is part of the repost (IMS's clock and Slack's may differ by a hair): never list it before.
       entries.push({ at: Math.max(event.at, tsToMs(incident.incidentTs)), who: ctx.botUserId, what: `Paged hotline ${event.detail}${mentions.length ? `: ${mentions.join(', ')}` : ''}` });
@@ -240,29 +240,18 @@ function readAll(ctx: HookContext, method: string, args: Record<string, unknown>
   return slackList<SlackMessage>(ctx.slack, method, args, 'messages', { signal: ctx.signal });
 }
 
-/** Real names of users and names of channels, each looked up once per timeline. */
+/** Users and channels as a timeline shows them, named through IMS's shared name service (`ctx.names`, cached per ID). */
 class Names {
-  private readonly users = new Map<string, Promise<string>>();
-  private readonly channels = new Map<string, Promise<string>>();
   constructor(private readonly ctx: HookContext) {}
 
   name(id: string | undefined): Promise<string> {
     if (!id) return Promise.resolve('someone');
     if (/^B[A-Z0-9]+$/.test(id)) return Promise.resolve(`bot ${id}`);
-    if (!this.users.has(id)) {
-      this.users.set(id, this.ctx.slack.users.info({ user: id }).then((answer) => {
-        const u = answer.user as { name?: string; real_name?: string; profile?: { real_name?: string; display_name?: string } } | undefined;
-        return u?.profile?.real_name || u?.real_name || u?.profile?.display_name || u?.name || id;
-      }, () => id));
-    }
-    return this.users.get(id)!;
+    return this.ctx.names.user(id);
   }
 
-  channel(id: string): Promise<string> {
-    if (!this.channels.has(id)) {
-      this.channels.set(id, this.ctx.slack.conversations.info({ channel: id }).then((answer) => `#${answer.channel?.name ?? id}`, () => `#${id}`));
-    }
-    return this.channels.get(id)!;
+  async channel(id: string): Promise<string> {
+    return `#${await this.ctx.names.channel(id)}`;
   }
 
   /** A hotline member as people read it: `@Ona Call`, `@here`, `@group S0123`. */

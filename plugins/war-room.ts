@@ -213,7 +213,8 @@ export function warRoom(options: WarRoomOptions = {}) {
   };
 
   const inviteMembers = async (ctx: HookContext, incident: Incident, channel: string): Promise<void> => {
-    const hotline = incident.hotline ? ctx.config.hotlines?.[incident.hotline] ?? [] : [];
+    // Hotline members as IMS resolved them at start (IDs); only `invite` may still name people.
+    const hotline = incident.hotline ? ctx.compiled.hotlines.get(incident.hotline) ?? [] : [];
     const ids = [...new Set(await resolveUsers(ctx, [...hotline, ...invite]))].filter((id) => id !== ctx.botUserId);
     if (!ids.length) return;
     try {

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '../ims.ts';
+import { ConfigError, createLogger } from '../ims.ts';
 import type { FakeSlack } from './fake-slack.ts';
 import { ALERTS, HUMAN, INC_APPS, NAGIOS, guardSocketModeShutdownBug, messageEventOf, setup, tempDir } from './harness.ts';
 
@@ -231,4 +231,29 @@ test('a log file that fails while running is reported once on stderr and written
   assert.ok(console.some((line) => line.includes('is written again')));
   assert.match(readFileSync(file, 'utf8'), /fourth/);
   assert.equal(console.filter((line) => /first|second|third|fourth/.test(line)).length, 4, 'every line still reached stderr');
+});
+
+test('control characters in what is logged or refused (an alert with ESC sequences, a binary config) reach the terminal escaped', () => {
+  const lines: string[] = [];
+  const log = createLogger({ write: (line) => lines.push(line) });
+  log.info('alert text \u001b[2J\u001b[31mred\u0007', { text: 'a\u0000b' });
+  assert.equal(lines.length, 1);
+  assert.doesNotMatch(lines[0], /[\u0000-\u0008\u000b-\u001f\u007f]/);
+  assert.match(lines[0], /\\x1b\[2J\\x1b\[31mred\\x07/);
+  const refusal = new ConfigError(['ims.json: not valid JSON: Unexpected token \u001a'], 'ims.json');
+  assert.doesNotMatch(refusal.message, /[\u0000-\u0008\u000b-\u001f\u007f]/);
+  assert.match(refusal.message, /\\x1a/);
+});
+
+test('with --log-format json, every reason IMS cannot start is one JSON line: a missing token, an unwritable log file', async (t) => {
+  const config = writeConfig().file;
+  const missingToken = runIms(t, ['--config', config, '--log-format', 'json'], { SLACK_BOT_TOKEN: BOT_TOKEN });
+  assert.equal((await exitOf(missingToken)).code, 1);
+  const tokenLine = JSON.parse(missingToken.stderr().trim()) as { level: string; message: string };
+  assert.equal(tokenLine.level, 'error');
+  assert.match(tokenLine.message, /SLACK_APP_TOKEN is not set/);
+  const unwritable = runIms(t, ['--config', config, '--log-format', 'json', '--log', '/nonexistent-dir/ims.log'], { SLACK_APP_TOKEN: APP_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN });
+  assert.equal((await exitOf(unwritable)).code, 2);
+  const logLine = JSON.parse(unwritable.stderr().trim()) as { level: string; message: string };
+  assert.match(logLine.message, /cannot write the log file '\/nonexistent-dir\/ims.log'/);
 });

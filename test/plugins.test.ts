@@ -384,3 +384,82 @@ test('HOOK_NAMES names every hook of Plugin and nothing else, checked by type (n
   assert.deepEqual([complete, missing, extra, newHook], [true, true, true, true]);
   assert.deepEqual([...HOOK_NAMES].sort(), ['onHotline', 'onMatch', 'onMessage', 'onReopen', 'onReport', 'onResolve', 'onReverse', 'onStart', 'onStop']);
 });
+
+test("onMessage carries IMS's decision and match (rule and named groups), and the incident keeps its groups for the hooks after it", async (t) => {
+  const fake = await startFake();
+  const seen: { text: string; action: string; rule?: number; groups?: Record<string, string>; same: boolean }[] = [];
+  const resolvedGroups: Record<string, string>[] = [];
+  const plugin = definePlugin({
+    name: 'decision-spy',
+    onMessage: (ctx) => {
+      seen.push({ text: ctx.message.text, action: ctx.decision.action, rule: ctx.match?.rule.number, groups: ctx.match && { ...ctx.match.groups }, same: ctx.match === ('match' in ctx.decision ? ctx.decision.match : undefined) });
+    },
+    onResolve: (ctx) => { resolvedGroups.push(ctx.incident.groups); },
+  });
+  const config = baseConfig({
+    plugins: [plugin], posters: [NAGIOS, HUMAN],
+    rules: [
+      { match: 'noise', suppress: true, head: '[Noise]', incident: 'APPS' },
+      { match: 'PROBLEM (?P<host>[a-z0-9-]+) is (?P<state>CRITICAL)', head: '[Critical]', incident: 'INFRA', hotline: 'OnCall' },
+      { match: '(?i)error', head: '[Error]', incident: 'APPS' },
+    ],
+  });
+  const bot = await startBot(fake, config);
+  t.after(async () => { await bot.stop(); await fake.close(); });
+
+  const chat = fake.post(ALERTS, { user: HUMAN, text: 'all good here' });
+  await handled(fake, bot, 'the chat message', (e) => e.type === 'message' && e.ts === chat.ts);
+  const noise = fake.post(ALERTS, { bot_id: NAGIOS, text: 'noise from the fans' });
+  await handled(fake, bot, 'the suppressed message', (e) => e.type === 'message' && e.ts === noise.ts);
+  const error = fake.post(ALERTS, { bot_id: NAGIOS, text: 'checkout error rate 9%' });
+  await incidentPost(fake, INC_APPS, 'checkout error rate 9%');
+  const critical = fake.post(ALERTS, { bot_id: NAGIOS, text: 'PROBLEM web-03 is CRITICAL' });
+  const criticalPost = await incidentPost(fake, INC_INFRA, 'PROBLEM web-03');
+  await settle(bot);
+
+  assert.deepEqual(seen, [
+    { text: 'all good here', action: 'seen', rule: undefined, groups: undefined, same: true },
+    { text: 'noise from the fans', action: 'suppressed', rule: 1, groups: {}, same: true },
+    { text: 'checkout error rate 9%', action: 'incident', rule: 3, groups: {}, same: true },
+    { text: 'PROBLEM web-03 is CRITICAL', action: 'incident', rule: 2, groups: { host: 'web-03', state: 'CRITICAL' }, same: true },
+  ]);
+  const stored = bot.ims.state.incidentBySource(ALERTS, critical.ts)!;
+  assert.deepEqual(stored.groups, { host: 'web-03', state: 'CRITICAL' }, 'the incident keeps the named groups of its match');
+  assert.deepEqual(bot.ims.state.incidentBySource(ALERTS, error.ts)?.groups, {}, 'a rule without named groups keeps none');
+
+  fake.react(INC_INFRA, criticalPost.ts, 'white_check_mark', HUMAN);
+  await fake.waitFor(() => resolvedGroups.length, 'onResolve');
+  assert.deepEqual(resolvedGroups, [{ host: 'web-03', state: 'CRITICAL' }], 'a hook without the match reads the groups from the incident');
+});
+
+test('the hook context offers the compiled config with hotline members as IDs, and one shared name service that asks Slack once per ID', async (t) => {
+  const fake = await startFake();
+  const checks: { hotline?: readonly string[]; rules: number; incidentChannel?: string; names: string[] }[] = [];
+  const plugin = (name: string) => definePlugin({
+    name,
+    onMatch: async (ctx) => {
+      const names = await Promise.all([ctx.names.user(ONCALL), ctx.names.user(HUMAN), ctx.names.channel(ALERTS), ctx.names.user('U0NOBODY01')]);
+      checks.push({ hotline: ctx.compiled.hotlines.get('OnCall'), rules: ctx.compiled.rules.length, incidentChannel: ctx.compiled.incidents.get('INFRA')?.channel, names });
+    },
+  });
+  const bot = await startBot(fake, baseConfig({ plugins: [plugin('first'), plugin('second')], hotlines: { OnCall: ['oncall', 'here'] } }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'PROBLEM web-03 is CRITICAL' });
+  await incidentPost(fake, INC_INFRA, 'PROBLEM web-03');
+  await fake.waitFor(() => checks.length === 2, 'both plugins');
+  fake.post(ALERTS, { bot_id: NAGIOS, text: 'PROBLEM web-04 is CRITICAL' });
+  await incidentPost(fake, INC_INFRA, 'PROBLEM web-04');
+  await fake.waitFor(() => checks.length === 4, 'both plugins again');
+
+  for (const check of checks) {
+    assert.deepEqual(check, {
+      hotline: [ONCALL, 'here'], rules: 3, incidentChannel: INC_INFRA, names: ['Ona Call', 'Hugo Human', 'alerts-infra', 'U0NOBODY01'],
+    }, 'the hotline member written as a name is its user ID; names are real names, an unknown ID stays the ID');
+  }
+  const asked = (method: string, key: string, id: string) => fake.callsTo(method).filter((c) => (c.params as Record<string, unknown>)[key] === id).length;
+  assert.equal(asked('users.info', 'user', ONCALL), 1, 'one users.info for a user, however many plugins and incidents ask');
+  assert.equal(asked('users.info', 'user', HUMAN), 1);
+  assert.equal(asked('conversations.info', 'channel', ALERTS), 1, 'one conversations.info for a channel');
+  assert.equal(asked('users.info', 'user', 'U0NOBODY01'), 1, 'an ID Slack does not know is not asked again');
+});

@@ -3,10 +3,11 @@
  * with answers lost after the work was done, texts the SDK cannot encode, and posts Slack refuses.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { test } from 'node:test';
 import { runReport } from '../ims.ts';
 import type { FakeSlack } from './fake-slack.ts';
-import { ALERTS, ALERTS2, DEFAULT_CH, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, baseConfig, guardSocketModeShutdownBug, settle, setup } from './harness.ts';
+import { ALERTS, ALERTS2, DEFAULT_CH, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, baseConfig, guardSocketModeShutdownBug, settle, setup, tempDir } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -128,4 +129,41 @@ test('a post Slack refuses for its form (invalid_blocks, msg_too_long) goes as p
   await settle(bot);
   assert.equal(bot.ims.state.listIncidents().length, 2);
   assert.deepEqual(bot.ims.state.pendingMessages(), []);
+});
+
+test('a long alert whose thread was not finished when IMS stopped is finished by the next start, each part once', async (t) => {
+  const { fake, start } = await setup(t);
+  const statePath = path.join(tempDir(), 'ims.db');
+  const first = await start(baseConfig(), { statePath });
+  // Once the incident post is made, the next post into its channel (the first thread part) waits out a long 429.
+  const methods = (fake as unknown as { methods: Record<string, (p: Record<string, unknown>) => Record<string, unknown>> }).methods;
+  const postMessage = methods['chat.postMessage'];
+  let throttled = false;
+  methods['chat.postMessage'] = (params) => {
+    const answer = postMessage(params);
+    if (!throttled && params.channel === INC_APPS && !params.thread_ts) {
+      throttled = true;
+      fake.rateLimit('chat.postMessage', { count: 1, retryAfterSec: 30, channel: INC_APPS });
+    }
+    return answer;
+  };
+  const trace = ['ERROR: checkout crashed', ...Array.from({ length: 400 }, (_, i) => `    at frame${i} (/srv/app/src/module${i}.ts:${i + 1}:7)`)].join('\n');
+  const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: trace });
+  await fake.waitFor(() => postsTo(fake, INC_APPS).some((c) => c.status === 429), 'the throttled thread part', 10_000);
+  await first.stop();
+  assert.equal(topLevel(fake, INC_APPS).length, 1, 'the incident post was made');
+  assert.equal(reposts(fake, INC_APPS).length, 1, 'the thread is still empty');
+
+  const second = await start(baseConfig(), { statePath });
+  assert.equal(second.ims.state.incidentBySource(ALERTS, alert.ts)?.incidentTs, topLevel(fake, INC_APPS)[0].ts, 'the incident was recorded with its post');
+  await fake.waitFor(() => second.ims.state.pendingMessages().length === 0, 'the message finished', 15_000);
+  await settle(second, 300);
+  const thread = reposts(fake, INC_APPS).filter((m) => m.thread_ts && m.thread_ts !== m.ts);
+  assert.ok(thread.length >= 1, 'the rest of the alert is in the thread');
+  const parts = thread.map((m) => m.metadata?.event_payload?.part);
+  assert.deepEqual(parts, [...new Set(parts)], 'each part once');
+  const shown = reposts(fake, INC_APPS).map((m) => JSON.stringify(m.blocks ?? m.text)).join('\n');
+  for (const frame of ['frame0 ', 'frame200 ', 'frame399 ']) assert.ok(shown.includes(frame), `${frame.trim()} reached Slack`);
+  assert.equal(topLevel(fake, INC_APPS).length, 1, 'no second incident post');
+  assert.equal(second.ims.state.listIncidents().length, 1, 'one incident');
 });

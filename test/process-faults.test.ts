@@ -69,6 +69,13 @@ function writeConfig(): { file: string; db: string } {
   return { file, db };
 }
 
+/** A shell script (in a temp folder) with `body` after its shebang line. */
+function writeScript(body: string): string {
+  const file = path.join(tempDir(), 'run-ims.sh');
+  writeFileSync(file, `#!/bin/sh\n${body}`);
+  return file;
+}
+
 const slackEnv = (fake: FakeSlack, extra: Record<string, string> = {}) => ({ SLACK_APP_TOKEN: APP_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_API_URL: fake.apiUrl, IMS_PING_TIMEOUT_MS: '300', ...extra });
 const reposts = (fake: FakeSlack) => fake.messagesIn(INC_APPS).filter((m) => m.bot_id === fake.botId);
 /** Whether a process still runs (a zombie waiting for its reaper does not). */
@@ -259,6 +266,7 @@ test('when the wrapper above IMS is killed (npx gets SIGTERM, or tsx is SIGKILLe
   const cases = [
     { name: 'npx tsx ims.ts, SIGTERM to npx', command: ['npx', 'tsx', IMS], signal: 'SIGTERM' as const },
     { name: 'tsx ims.ts, SIGKILL to tsx', command: [process.execPath, path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), IMS], signal: 'SIGKILL' as const },
+    { name: 'a shell script running npx tsx ims.ts, SIGTERM to the script', command: ['/bin/sh', writeScript(`npx tsx '${IMS}' "$@"\necho ims ended\n`)], signal: 'SIGTERM' as const },
   ];
   for (const { name, command, signal } of cases) {
     const { fake } = await setup(t, { botToken: BOT_TOKEN, appToken: APP_TOKEN });

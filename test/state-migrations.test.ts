@@ -121,8 +121,8 @@ test('an ims.db made by IMS 2.0 is upgraded in place and keeps every row', () =>
     assert.deepEqual(resolved, {
       id: 1, sourceChannel: ALERTS, sourceTs: '1763629100.000100', incidentChannel: INC, incidentTs: '1763629101.000100', ruleNumber: 3,
       head: '[Error]', label: 'APPS', hotline: undefined, text: 'ERROR: first', poster: 'B0NAGIOS1', createdAt: T0, resolvedAt: T0 + HOUR,
-      resolvedBy: 'U0HUMAN001', permalink: 'https://example.slack.com/archives/C0INCAPPS1/p1763629101000100',
-    });
+      resolvedBy: 'U0HUMAN001', permalink: 'https://example.slack.com/archives/C0INCAPPS1/p1763629101000100', groups: {},
+    }, 'an incident from before named groups were kept has none');
     assert.equal(state.incidentByPost(INC, '1763629201.000200')?.id, 2);
     assert.equal(state.incidentById(2)?.hotline, 'OnCall');
     assert.deepEqual(state.listIncidents({ open: true }).map((i) => i.id), [2]);
@@ -164,6 +164,11 @@ test('after the upgrade, new work goes on in the same file and survives a restar
     head: '[Error]', label: 'APPS', text: 'ERROR: new', poster: 'B0NAGIOS1', createdAt: now,
   });
   assert.equal(incident.id, 3, 'numbering goes on after the incidents IMS 2.0 recorded');
+  const withGroups = first.addIncident({
+    sourceChannel: ALERTS, sourceTs: '1763715650.000100', incidentChannel: INC, incidentTs: '1763715651.000100', ruleNumber: 3,
+    head: '[Error]', label: 'APPS', text: 'ERROR: disk full on db1', poster: 'B0NAGIOS1', createdAt: now, groups: { host: 'db1', what: 'disk' },
+  });
+  assert.deepEqual([incident.groups, withGroups.groups], [{}, { host: 'db1', what: 'disk' }]);
   assert.equal(first.resolveIncident(2, now, 'U0HUMAN001'), true);
   assert.equal(first.claimMessage(ALERTS, '1763715700.000200', {}, now), 'new');
   first.failMessage(ALERTS, '1763715700.000200', now);
@@ -177,7 +182,8 @@ test('after the upgrade, new work goes on in the same file and survives a restar
     assert.equal(second.claimMessage(ALERTS, '1763715600.000100', {}, now), 'done', 'the incident finished its message');
     assert.equal(second.claimMessage(ALERTS, '1763715700.000200', {}, now), 'failed', 'a status IMS 2.0 never wrote is kept');
     assert.equal(second.rememberEvent('Ev0NEW1', now), false);
-    assert.deepEqual(second.listIncidents().map((i) => [i.id, i.resolvedAt !== undefined]), [[1, true], [2, true], [3, false]]);
+    assert.deepEqual(second.listIncidents().map((i) => [i.id, i.resolvedAt !== undefined]), [[1, true], [2, true], [3, false], [4, false]]);
+    assert.deepEqual(second.listIncidents().map((i) => i.groups), [{}, {}, {}, { host: 'db1', what: 'disk' }], 'named groups are kept across a restart');
     assert.deepEqual(second.incidentEvents(2).map((e) => e.kind), ['reply', 'resolve']);
     assert.deepEqual(second.dueDeliveries(now).map((d) => d.key), ['waiting-2', 'new-4'], 'one head per group, in queue order');
     assert.equal(second.storeGet('war-room', 'room:2'), undefined);
@@ -188,6 +194,28 @@ test('after the upgrade, new work goes on in the same file and survives a restar
     second.close();
   }
   assert.equal(inspect(file).version, SCHEMA_VERSION, 'opening an upgraded file again changes nothing about its version');
+});
+
+test('an ims.db at schema version 1 gains the named groups of incidents, and its incidents read with none', () => {
+  const file = path.join(tempDir(), 'ims.db');
+  makeIms20Database(file);
+  const v1 = new Database(file);
+  v1.pragma('user_version = 1');
+  v1.close();
+
+  const state = new State(file);
+  try {
+    assert.deepEqual(state.listIncidents().map((i) => [i.id, i.groups]), [[1, {}], [2, {}]]);
+    const added = state.addIncident({
+      sourceChannel: ALERTS, sourceTs: '1763715600.000100', incidentChannel: INC, incidentTs: '1763715601.000100', ruleNumber: 2,
+      head: '[Critical]', label: 'APPS', text: 'CRITICAL: web-03 down', poster: 'B0NAGIOS1', createdAt: T0 + DAY, groups: { host: 'web-03' },
+    });
+    assert.deepEqual(state.incidentById(added.id)?.groups, { host: 'web-03' });
+  } finally {
+    state.close();
+  }
+  assert.equal(inspect(file).version, SCHEMA_VERSION);
+  assert.ok(SCHEMA_VERSION >= 2);
 });
 
 test('a new ims.db is made at the current schema version', () => {
