@@ -1955,6 +1955,16 @@ export async function buildReport(ims: Ims, options: { verbose?: boolean } = {})
   }
   report.open.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
   report.resolved.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
+  // A page that could not be made must not stay only in the log: the report names each alert, with its link.
+  const failed = ims.state.failedMessages(windowStart);
+  if (failed.length) {
+    const shown = failed.slice(0, 20).map(({ channel, ts, event }) => {
+      const text = messageText(event as SlackMessageEvent, config.attachmentText).replace(/\s+/g, ' ');
+      return `• <${ims.permalink(channel, ts)}|${formatDate(tsToMs(ts), config.timezone)}> ${escapeSlack(text.length > 100 ? `${text.slice(0, 100)}…` : text)}`;
+    });
+    if (failed.length > shown.length) shown.push(`…and ${failed.length - shown.length} more (see the log)`);
+    report.sections.push({ title: `Alerts IMS could not post (${failed.length}): Slack refused them for good; the log says why`, lines: shown });
+  }
   const outbox = ims.state.outboxStats();
   if (outbox.depth) {
     report.sections.push({ title: 'Outbox', lines: [`${outbox.depth} deliveries waiting, oldest ${formatAge(now - (outbox.oldestAt ?? now))} old${outbox.lastError ? `; last error: ${outbox.lastError}` : ''}`] });

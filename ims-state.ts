@@ -131,6 +131,8 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   failMessage(channel: string, ts: string, now?: number): StoreAnswer<void, Mode>;
   /** Messages claimed before `claimedBefore` (default: any time) that are not finished, oldest ts first. */
   pendingMessages(claimedBefore?: number): StoreAnswer<PendingMessage[], Mode>;
+  /** Messages Slack refused for good since `since` (epoch ms), oldest ts first: the report lists them. */
+  failedMessages(since: number): StoreAnswer<(PendingMessage & { failedAt: number })[], Mode>;
 
   /** The last processed ts of a watched channel, where its catch-up starts. */
   cursor(channel: string): StoreAnswer<string | undefined, Mode>;
@@ -346,6 +348,8 @@ function prepareStatements(db: Database.Database) {
     fail: db.prepare<[now: number, channel: string, ts: string]>(`UPDATE messages SET status = 'failed', updated_at = ? WHERE channel = ? AND ts = ?`),
     pending: db.prepare<[], { channel: string; ts: string; event: string; updated_at: number }>(
       `SELECT channel, ts, event, updated_at FROM messages WHERE status = 'pending' ORDER BY ts`),
+    failed: db.prepare<[since: number], { channel: string; ts: string; event: string; updated_at: number }>(
+      `SELECT channel, ts, event, updated_at FROM messages WHERE status = 'failed' AND updated_at >= ? ORDER BY ts`),
     cursor: db.prepare<[channel: string], { last_ts: string }>('SELECT last_ts FROM cursors WHERE channel = ?'),
     setCursor: db.prepare<[channel: string, ts: string]>(
       'INSERT INTO cursors (channel, last_ts) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET last_ts = excluded.last_ts'),
@@ -494,6 +498,11 @@ export class State implements StateStore<'sync'> {
   pendingMessages(claimedBefore = Infinity): PendingMessage[] {
     return this.statements.pending.all()
       .filter((r) => r.updated_at < claimedBefore).map((r) => ({ channel: r.channel, ts: r.ts, event: JSON.parse(r.event) as Record<string, unknown> }));
+  }
+
+  failedMessages(since: number): (PendingMessage & { failedAt: number })[] {
+    return this.statements.failed.all(since)
+      .map((r) => ({ channel: r.channel, ts: r.ts, event: JSON.parse(r.event) as Record<string, unknown>, failedAt: r.updated_at }));
   }
 
   cursor(channel: string): string | undefined {

@@ -167,3 +167,17 @@ test('a long alert whose thread was not finished when IMS stopped is finished by
   assert.equal(topLevel(fake, INC_APPS).length, 1, 'no second incident post');
   assert.equal(second.ims.state.listIncidents().length, 1, 'one incident');
 });
+
+test('an alert Slack refuses for good is named in the next report, with its link, so the page is not lost in the log', async (t) => {
+  const { fake, start } = await setup(t);
+  const bot = await start(baseConfig());
+  fake.failNext('chat.postMessage', 'not_in_channel', 1);
+  const refused = fake.post(ALERTS, { bot_id: NAGIOS, text: 'ERROR: payments <!channel> down' });
+  await fake.waitFor(() => bot.logs.some((l) => /failed for good/.test(l)), 'the refusal', 10_000);
+  await settle(bot);
+  assert.equal(await runReport(bot.ims), true);
+  const report = JSON.stringify(reposts(fake, REPORT).map((m) => m.blocks));
+  assert.match(report, /Alerts IMS could not post \(1\)/);
+  assert.ok(report.includes(`/archives/${ALERTS}/p${refused.ts.replace('.', '')}`), 'the link to the refused alert');
+  assert.ok(report.includes('payments &lt;!channel&gt; down'), 'its text, escaped');
+});
