@@ -3,58 +3,19 @@
  * SLACK_API_URL pointing at the fake Slack, a config file in a temp folder, stopped with SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { FakeSlack } from './fake-slack.ts';
 import { ALERTS, HUMAN, INC_APPS, NAGIOS, guardSocketModeShutdownBug, setup, tempDir } from './harness.ts';
+import { exitOf, spawnBot as runIms } from './faults.ts';
 
 guardSocketModeShutdownBug();
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const IMS = path.join(ROOT, 'ims.ts');
 const BOT_TOKEN = 'xoxb-secret-123456789';
 const APP_TOKEN = 'xapp-secret-987654321';
 const SECRETS = ['secret-123456789', 'secret-987654321'];
-
-interface Run {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Spawn IMS as a user would, with a clean environment plus `env`. The process is killed if the test ends first. */
-function runIms(t: { after(fn: () => unknown): void }, args: string[], env: Record<string, string>): Run {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(SLACK_|IMS_|NODE_TEST)/.test(key))) as Record<string, string>;
-  const child = spawn(process.execPath, ['--import', 'tsx', IMS, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8'); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-/** Resolves with the exit, or fails after `ms` with what the process printed. */
-async function exitOf(run: Run, ms = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`ims did not exit within ${ms} ms\nstdout:\n${run.stdout()}\nstderr:\n${run.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([run.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A config file (JSON) in a fresh temp folder, its state file beside it. */
 function writeConfig(extra: Record<string, unknown> = {}): { dir: string; file: string; db: string } {

@@ -38,7 +38,7 @@ export interface BotRun {
 }
 
 /** Spawn IMS as a user would, with a clean environment plus `env`. The process is killed if the test ends first. */
-export function spawnBot(t: TestLike, args: string[], env: Record<string, string>): BotRun {
+export function spawnBot(t: TestLike, args: string[], env: Record<string, string> = {}): BotRun {
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(SLACK_|IMS_|NODE_TEST)/.test(key))) as Record<string, string>;
   const child = spawn(process.execPath, ['--import', 'tsx', IMS, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

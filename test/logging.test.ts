@@ -4,55 +4,19 @@
  * object per line for log shippers, tokens redacted. The CLI runs as a user runs it, against the fake Slack.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, createLogger } from '../ims.ts';
 import type { FakeSlack } from './fake-slack.ts';
 import { ALERTS, HUMAN, INC_APPS, NAGIOS, guardSocketModeShutdownBug, messageEventOf, setup, tempDir } from './harness.ts';
+import { exitOf, spawnBot as runIms } from './faults.ts';
 
 guardSocketModeShutdownBug();
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BOT_TOKEN = 'xoxb-logsecret-123456789';
 const APP_TOKEN = 'xapp-logsecret-987654321';
 const SECRETS = ['logsecret-123456789', 'logsecret-987654321'];
-
-interface Run {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function runIms(t: { after(fn: () => unknown): void }, args: string[], env: Record<string, string> = {}): Run {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(SLACK_|IMS_|NODE_TEST)/.test(key))) as Record<string, string>;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'ims.ts'), ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8'); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-async function exitOf(run: Run, ms = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`ims did not exit within ${ms} ms\nstdout:\n${run.stdout()}\nstderr:\n${run.stderr()}`)), ms);
-  });
-  try {
-    return await Promise.race([run.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function writeConfig(extra: Record<string, unknown> = {}): { dir: string; file: string } {
   const dir = tempDir();
