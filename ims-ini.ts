@@ -4,32 +4,10 @@
  * problem is reported as `IMS.ini:LINE: …`, all at once. Each object read is remembered with its line, so
  * the shared validation in `ims.ts` can point into the file even after `...loadIni()` was spread.
  */
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { ConfigError, didYouMean, inFileOrder, readConfigText, validateConfig, type Config, type ReportConfig, type Rule } from './ims.ts';
+import type { Config, ReportConfig, Rule } from './ims.ts';
+import { SOURCE_LINES, inFileOrder, type Located } from './ims-config-errors.ts';
+import { didYouMean } from './ims-plugin-kit.ts';
 
-/**
- * Where each object of a config read from IMS.ini came from, so validation can say `IMS.ini:12:`. Keyed by
- * identity: a config that spreads `loadIni()` and adds its own rules still blames the right file.
- */
-export const SOURCE_LINES = Symbol.for('ims.sourceLines');
-/** The folder of the config module being imported right now (set by the config loader). */
-export const CONFIG_DIR = Symbol.for('ims.configDir');
-export interface SourceLines {
-  file: string;
-  lines: WeakMap<object, number>;
-  /**
-   * Lists and maps (the rules, the incidents) the reader already reported a problem about (a missing section,
-   * refused lines): validation does not add "no rules" on top. By identity, so a config replacing them is checked.
-   */
-  reported?: WeakSet<object>;
-  /**
-   * Incident labels whose problem the reader already reported (their [Incidents] line was refused, or there is
-   * no [Incidents] section): rules naming them are not reported again, one bad line is one problem.
-   */
-  reportedLabels?: Set<string>;
-}
-export type Located = { [SOURCE_LINES]?: SourceLines };
 
 const INI_SECTIONS = ['Rules', 'Incidents', 'Label', 'Report', 'PostID', 'Hotline', 'Reacji', 'Reminder', 'ReacjiID', 'MgmtReport'] as const;
 type IniSection = (typeof INI_SECTIONS)[number];
@@ -42,23 +20,6 @@ const spacedFields = (text: string) => !text.includes('\t') && /\S +\S/.test(tex
 /** The label of a refused line: its first field, whether fields were separated by TABs or (by mistake) spaces. */
 const labelOf = (text: string) => text.split(/[\t ]+/)[0];
 
-/**
- * Read a legacy `IMS.ini` into a `Config`. Every problem is reported as `IMS.ini:LINE: …` and the file is
- * refused (throws `ConfigError`). Use it from `ims.config.ts` to keep the file:
- * `defineConfig({ ...loadIni('./IMS.ini'), plugins: [pin()] })`.
- */
-export function loadIni(file: string | URL, options: { reverse?: boolean } = {}): Config {
-  if (file instanceof URL) file = fileURLToPath(file);
-  // Inside an ims.config.ts being loaded, a relative path means beside that file, not the working directory.
-  const configDir = (globalThis as { [CONFIG_DIR]?: string })[CONFIG_DIR];
-  if (!path.isAbsolute(file) && configDir) file = path.resolve(configDir, file);
-  const { config, problems } = parseIni(readConfigText(file, file, 'check the path or pass --config PATH'), file);
-  // Not told the mode (an ims.config.ts run with --reverse, or setting reverse: true itself), a file with a DEFAULT
-  // line is checked as if for reverse mode; the config as a whole is checked again with the mode in use when it is compiled.
-  const all = [...problems, ...validateConfig(config, { reverse: options.reverse ?? config.reverseDefault !== undefined }).problems];
-  if (all.length) throw new ConfigError(all, file);
-  return config;
-}
 
 /** Parse IMS.ini text. Exported for tests; `loadIni` is the public entry. */
 export function parseIni(body: string, file = 'IMS.ini'): { config: Config; problems: string[] } {
@@ -212,9 +173,3 @@ export function parseIni(body: string, file = 'IMS.ini'): { config: Config; prob
   return { config, problems: inFileOrder(problems) };
 }
 
-/** Read an IMS.ini the config loader found or was given; `shown` is the path as the user wrote it. */
-export function readIniLocated(absolute: string, shown: string, options: { reverse?: boolean } = {}): Config {
-  const { config, problems } = parseIni(readConfigText(absolute, shown), shown);
-  if (problems.length) throw new ConfigError([...problems, ...validateConfig(config, { reverse: options.reverse }).problems], shown);
-  return config;
-}

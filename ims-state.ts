@@ -34,7 +34,8 @@
  * leaves the last whole version, and a file a newer IMS has upgraded is refused (`StateVersionError`)
  * rather than misread.
  */
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Incident } from './ims.ts';
@@ -416,7 +417,9 @@ export class State implements StateStore<'sync'> {
   /** Opens (creating it and its folder if needed) and upgrades the file; throws `StateVersionError` for a file a newer IMS upgraded. */
   constructor(readonly file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-    const db = new Database(file);
+    // The native module is loaded with the first state opened: importing IMS (a config, `--test`) never loads it.
+    const SQLite = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+    const db = new SQLite(file);
     try {
       db.pragma('busy_timeout = 5000');
       refuseNewer(db, file);

@@ -11,22 +11,29 @@
  * Slack runtime with the report and reminder (`ims-slack.ts`), the durable state (`ims-state.ts`), IMS.ini
  * compatibility (`ims-ini.ts`) and pattern compilation (`ims-regex.ts`).
  */
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { statSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL, fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { WebClient } from '@slack/web-api';
-import type * as CronModule from 'cron';
 import type { IncidentEvent } from './ims-state.ts';
-import { reportRefusal, runSlack } from './ims-slack.ts';
-import { CONFIG_DIR, SOURCE_LINES, readIniLocated, type Located } from './ims-ini.ts';
+import { parseIni } from './ims-ini.ts';
+import { exportChannelIds, readRecording } from './ims-recordings.ts';
+import { CONFIG_DIR, INI_MARK, readConfigFile, readConfigText, searchConfig, shadowedConfigs } from './ims-config-files.ts';
+import { ConfigError, SOURCE_LINES, configName, placeOf, type Located } from './ims-config-errors.ts';
+import { DAY, cron, formatDate, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
+import { escapeSlack, messageText } from './ims-text.ts';
 import {
   BACKTRACKING_BUDGET_MS, BacktrackingBudget, BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
   translateToJavaScript, type LiteralScanner, type OverrunLog,
 } from './ims-regex.ts';
 import { describeValue as describe, didYouMean } from './ims-plugin-kit.ts';
 
-export { loadIni, parseIni } from './ims-ini.ts';
+export { parseIni } from './ims-ini.ts';
+export { readRecording } from './ims-recordings.ts';
+export { notTextProblem, readConfigText } from './ims-config-files.ts';
+export { ConfigError, SOURCE_LINES, configName, inFileOrder, placeOf, printable, type Located, type SourceLines } from './ims-config-errors.ts';
+export { DAY, HOUR, SECOND, cron, dateParts, formatDate, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
+export { contentLines, decodeEntities, escapeSlack, messageText, type ContentPart } from './ims-text.ts';
 export {
   translateRegex, translateToJavaScript, requiredLiterals, BudgetedRegExp, BacktrackingBudget, LinearEngineRefusal, BACKTRACKING_BUDGET_MS, type OverrunLog,
 } from './ims-regex.ts';
@@ -34,11 +41,19 @@ export {
 export { State, tsAfter, type IncidentEvent, type OutboxItem } from './ims-state.ts';
 /** The plugin toolkit: deadlines, stamped hook errors, Slack and HTTP failure classification, pagination, option checks. */
 export * from './ims-plugin-kit.ts';
+// The runtime, re-exported for tests and embedding. Its modules load no heavy dependency on import: the Slack SDK,
+// Socket Mode and SQLite are loaded when the first client, connection or state is built (`npx tsx ims.ts --test`
+// and every config that imports `defineConfig` load none of them).
+export { Ims, slackTokens, type RuntimeOptions } from './ims-runtime.ts';
+export { createLogger, type LogLevel, type LogFormat } from './ims-log.ts';
+export { runHooks } from './ims-hooks.ts';
+export { buildReport, reportMessages, runReport, runReminders, clearReminders } from './ims-report.ts';
+export { posterName } from './ims-names.ts';
+export { decisionLine } from './ims-intake.ts';
+export { formatAge } from './ims-time.ts';
 export {
-  Ims, runHooks, createLogger, buildReport, reportMessages, runReport, runReminders, clearReminders, slackTokens, incidentMessages,
-  mentionOf, splitText, formatAge, alertPieces, mrkdwnPieces, plainPieces, renderPieces, clipPieces, linkTarget, posterName, decisionLine,
-  type RuntimeOptions, type LogLevel, type LogFormat, type TextPiece,
-} from './ims-slack.ts';
+  incidentMessages, mentionOf, splitText, alertPieces, mrkdwnPieces, plainPieces, renderPieces, clipPieces, linkTarget, type TextPiece,
+} from './ims-text.ts';
 
 export const VERSION = '2.0.0';
 
@@ -466,6 +481,12 @@ type HookFunctionName<P> = Exclude<{ [K in keyof P]-?: NonNullable<P[K]> extends
 // A hook added to Plugin but not to HOOK_NAMES (or the reverse) fails type-checking here.
 true satisfies HookListCheck<HookName>;
 
+/**
+ * Where a message came from: `live` from Socket Mode, `catch-up` read back from a channel's history after
+ * downtime or a dropped connection, `recovery` claimed by an earlier run (or an earlier attempt) and not finished.
+ */
+export type MessageOrigin = 'live' | 'catch-up' | 'recovery';
+
 /** A Slack `message` event, as far as IMS reads it. */
 export interface SlackMessageEvent {
   type: 'message';
@@ -511,60 +532,6 @@ export function definePlugin(plugin: Plugin): Plugin {
 // Config loading
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 
-/**
- * A configuration that cannot be used; `problems` are every `place: what is wrong` found, in file order:
- * problems about a whole file first, then those with a line (`IMS.ini:12: …`) by file and line.
- */
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[], readonly source: string) {
-    const sorted = inFileOrder(problems).map(printable);
-    super(`${source}: configuration refused (${sorted.length} problem${sorted.length === 1 ? '' : 's'}):\n` +
-      sorted.map((p) => `  ${p}`).join('\n'));
-    this.problems = sorted;
-    this.name = 'ConfigError';
-  }
-}
-
-/**
- * Text safe for a terminal: control characters (which a broken or hostile file or alert may hold: ESC sequences
- * clear screens and forge lines) are shown as `\xNN`; tabs and line breaks stay.
- */
-export function printable(text: string): string {
-  return /[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)
-    ? text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    : text;
-}
-
-/** Problems sorted by `file:line:` (stable: problems without a line keep their order, before the others). */
-export function inFileOrder(problems: readonly string[]): string[] {
-  const files: string[] = [];
-  const keyed = problems.map((problem, index) => {
-    const at = /^(\S+?):(\d+): /.exec(problem);
-    if (at && !files.includes(at[1])) files.push(at[1]);
-    return { problem, index, file: at ? files.indexOf(at[1]) : -1, line: at ? Number(at[2]) : 0 };
-  });
-  return keyed.sort((a, b) => a.file - b.file || a.line - b.line || a.index - b.index).map((k) => k.problem);
-}
-
-/**
- * `place: ` for a config path: `IMS.ini:12: ` when the value there (or the nearest object above it) was
- * read from IMS.ini, else `source: path: `.
- */
-export function placeOf(config: Config, source: string, at: string): string {
-  const located = (config as Located)[SOURCE_LINES];
-  if (located) {
-    let value: unknown = config;
-    let line: number | undefined;
-    for (const key of at.split(/[.[\]]+/).filter(Boolean)) {
-      value = value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
-      if (value && typeof value === 'object') line = located.lines.get(value) ?? line;
-    }
-    if (line !== undefined) return `${located.file}:${line}: `;
-  }
-  return at ? `${source}: ${at}: ` : `${source}: `;
-}
-
 /** The validated, compiled form the engine and the runtime use. */
 export interface CompiledConfig {
   /** The config file as the user named it (or as found), for messages: `IMS.ini`, `conf/ims.config.ts`. */
@@ -596,6 +563,17 @@ export interface CompiledConfig {
   hookTimeoutMs: number;
   reverse: boolean;
   reacjiMode: boolean;
+  /**
+   * The rule engine and config loader that compiled this config. The runtime decides and reloads through it,
+   * since it imports no values from this module (imports run one way: `ims.ts` → its siblings).
+   */
+  engine: RuleEngine;
+}
+
+/** What the runtime uses of this module: deciding a message, and loading the config again on a reload. */
+export interface RuleEngine {
+  decide: typeof decide;
+  loadConfig: typeof loadConfig;
 }
 
 export interface CompiledRule {
@@ -888,6 +866,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
       attachmentText: config.attachmentText ?? 'readable',
       plugins: plugins as Plugin[],
       hookTimeoutMs: config.hookTimeoutMs ?? 10_000,
+      engine: RULE_ENGINE,
     },
   };
 }
@@ -913,163 +892,29 @@ export function compileConfig(config: Config, options: { source?: string; revers
   return compiled;
 }
 
-const CONFIG_SEARCH_PLACES = ['package.json', '.imsrc', '.imsrc.json', '.imsrc.yaml', '.imsrc.yml', '.imsrc.js', '.imsrc.mjs', '.imsrc.ts',
-  'ims.config.ts', 'ims.config.mjs', 'ims.config.js', 'IMS.ini'];
-const INI_MARK = 'ims:ini-path';
-
 /**
- * Import a config module fresh every time, so a reload sees the edit. A plain `import()` keeps one module
- * graph: the config's own `import … from './ims.ts'` is this very module, not a second copy (a second copy
- * would start a second IMS). Outside a `"type": "module"` package Node loads the file as CommonJS, whose cache
- * ignores the query, so its entry is dropped first; its namespace then wraps the export once more.
+ * Read a legacy `IMS.ini` into a `Config`. Every problem is reported as `IMS.ini:LINE: …` and the file is
+ * refused (throws `ConfigError`). Use it from `ims.config.ts` to keep the file:
+ * `defineConfig({ ...loadIni('./IMS.ini'), plugins: [pin()] })`.
  */
-let configLoads = 0;
-async function importFresh(file: string): Promise<unknown> {
-  delete createRequire(import.meta.url).cache[file];
-  const loading = globalThis as { [CONFIG_DIR]?: string };
-  loading[CONFIG_DIR] = path.dirname(file);
-  const module = await import(`${pathToFileURL(file).href}?load=${++configLoads}`).finally(() => { delete loading[CONFIG_DIR]; });
-  let value = module.default ?? module;
-  if (value && typeof value === 'object' && !('rules' in value) && value.default && typeof value.default === 'object') value = value.default;
-  return value;
+export function loadIni(file: string | URL, options: { reverse?: boolean } = {}): Config {
+  if (file instanceof URL) file = fileURLToPath(file);
+  // Inside an ims.config.ts being loaded, a relative path means beside that file, not the working directory.
+  const configDir = (globalThis as { [CONFIG_DIR]?: string })[CONFIG_DIR];
+  if (!path.isAbsolute(file) && configDir) file = path.resolve(configDir, file);
+  const { config, problems } = parseIni(readConfigText(file, file, 'check the path or pass --config PATH'), file);
+  // Not told the mode (an ims.config.ts run with --reverse, or setting reverse: true itself), a file with a DEFAULT
+  // line is checked as if for reverse mode; the config as a whole is checked again with the mode in use when it is compiled.
+  const all = [...problems, ...validateConfig(config, { reverse: options.reverse ?? config.reverseDefault !== undefined }).problems];
+  if (all.length) throw new ConfigError(all, file);
+  return config;
 }
 
-/** Bytes that may appear in a text file besides printable characters: TAB, LF, VT, FF, CR, ESC. */
-const TEXT_CONTROLS = new Set([0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]);
-
-/**
- * Why a config file's bytes are not text IMS can read, or undefined when they are. UTF-16 (a byte order mark,
- * or a NUL in every other byte) and binary files are named, never decoded and echoed to the terminal.
- */
-export function notTextProblem(bytes: Uint8Array): string | undefined {
-  const utf16 = (kind: string) => `the file is saved as UTF-16 (${kind}); save it as UTF-8 (in the editor: Save As… or Save with Encoding → UTF-8)`;
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) return utf16('little-endian, with a byte order mark');
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) return utf16('big-endian, with a byte order mark');
-  const sample = bytes.subarray(0, 8192);
-  const nuls = [0, 0]; // at even and at odd offsets
-  let controls = 0;
-  for (let i = 0; i < sample.length; i++) {
-    const byte = sample[i];
-    if (byte === 0) nuls[i % 2]++;
-    else if ((byte < 0x20 && !TEXT_CONTROLS.has(byte)) || byte === 0x7f) controls++;
-  }
-  const pairs = sample.length / 2;
-  if (Math.max(nuls[0], nuls[1]) > pairs * 0.3 && Math.min(nuls[0], nuls[1]) < pairs * 0.05) return utf16(nuls[1] > nuls[0] ? 'little-endian' : 'big-endian');
-  if (nuls[0] + nuls[1] > 0 || controls > Math.max(4, sample.length / 100)) {
-    return 'not a text file (it holds binary data); give --config the path of the config itself (ims.config.ts, .imsrc.json or IMS.ini)';
-  }
-  return undefined;
-}
-
-/** A config file's text (UTF-8, its byte order mark dropped), or a ConfigError when it is unreadable, UTF-16 or binary. */
-export function readConfigText(absolute: string, shown: string, hint = 'check the path'): string {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(absolute);
-  } catch (error) {
-    throw new ConfigError([`cannot read the file (${(error as NodeJS.ErrnoException).code ?? error}); ${hint}`], shown);
-  }
-  const problem = notTextProblem(bytes);
-  if (problem) throw new ConfigError([`${shown}: ${problem}`], shown);
-  return bytes.toString('utf8').replace(/^\uFEFF/, '');
-}
-
-/** `--test`, `--replay` and the start log name the config in use: as given, and where it is. */
-export function configName(config: Pick<CompiledConfig, 'source' | 'file'>): string {
-  return config.file && config.file !== config.source ? `${config.source} (${config.file})` : config.source;
-}
-
-/** Config files that are modules (imported fresh); the others are JSON or YAML text, and `.ini` the legacy format. */
-const MODULE_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs']);
-const TEXT_EXTENSIONS = new Set(['.json', '.yaml', '.yml', '']);
-
-/**
- * A config file that could not be loaded, as one problem at its place: `ims.config.mjs: could not be loaded:
- * SyntaxError: Unexpected end of input`, `.imsrc.yaml:3: not valid YAML: …`; with the line when the error tells
- * it, and the file as the user knows it, not the loader's absolute path. A ConfigError thrown while loading
- * (a `loadIni()` in an ims.config.ts) keeps its own file and lines. It may come from another copy of this
- * module (a config loaded as CommonJS requires its own), so it is known by its shape.
- */
-function loadFailure(error: unknown, absolute: string, shown: string): ConfigError {
-  const e = (error ?? {}) as { name?: unknown; message?: unknown; stack?: unknown; problems?: unknown; source?: unknown };
-  if (e.name === 'ConfigError' && Array.isArray(e.problems) && typeof e.source === 'string') {
-    return error instanceof ConfigError ? error : new ConfigError(e.problems.map(String), e.source);
-  }
-  const message = typeof e.message === 'string' ? e.message : String(error);
-  const inFile = (text: string) => text.split(absolute).join(shown).split(pathToFileURL(absolute).href).join(shown);
-  const parser = /^(JSON|YAML) Error in [^\n]*\n/.exec(message);
-  if (parser) {
-    // The parser's first line says what is wrong; the code frame under it is left out (problems are one line each).
-    const what = message.slice(parser[0].length).split('\n').map((l) => l.trim()).find((l) => l && !/^(>|\||\d+ \||-*\^)/.test(l)) ?? message;
-    const line = /\((\d+):\d+\)$/.exec(what)?.[1];
-    return new ConfigError([`${shown}${line ? `:${line}` : ''}: not valid ${parser[1]}: ${inFile(what)}`], shown);
-  }
-  // esbuild (TypeScript) reports `FILE:LINE:COL: ERROR: what`; Node puts the place in the stack (`FILE?load=3:LINE:COL`).
-  const transform = /^(?:Transform failed with \d+ errors?:\n)?(?:[^\n]*?):(\d+):\d+: ERROR: ([^\n]*)/.exec(message);
-  const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const located = new RegExp(`(?:${escaped(absolute)}|${escaped(pathToFileURL(absolute).href)})(?:\\?[^:\\s)]*)?:(\\d+):\\d+`).exec(`${message}\n${String(e.stack ?? '')}`);
-  const line = transform?.[1] ?? located?.[1];
-  const name = transform ? 'SyntaxError' : typeof e.name === 'string' && e.name !== 'Error' ? e.name : '';
-  const what = inFile(transform?.[2] ?? message.split('\n')[0]);
-  const complete = name === 'SyntaxError' ? ' (is the file complete? an editor may be saving it)' : '';
-  return new ConfigError([`${shown}${line ? `:${line}` : ''}: could not be loaded: ${name ? `${name}: ` : ''}${what}${complete}`], shown);
-}
-
-/**
- * Read one config file; undefined for a package.json without an `"ims"` key (it is not a config: the search goes
- * on). Text is read first (UTF-16 and binary files are named, never parsed and echoed; a UTF-8 BOM is dropped),
- * an `.ini` is left to the legacy reader, and anything that fails is a ConfigError naming this file.
- */
-async function readConfigFile(absolute: string, shown: string): Promise<{ config: unknown; empty: boolean } | undefined> {
-  const extension = path.extname(absolute).toLowerCase();
-  if (extension === '.ini') return { config: { [INI_MARK]: absolute }, empty: false };
-  const text = readConfigText(absolute, shown);
-  const isPackage = path.basename(absolute) === 'package.json';
-  if (!MODULE_EXTENSIONS.has(extension) && !TEXT_EXTENSIONS.has(extension)) {
-    throw new ConfigError([`${shown}: IMS cannot read a '${extension}' file as a config; expected ims.config.ts (or .mts, .cts, .js, .mjs, .cjs), a .json or .yaml file, or an IMS.ini`], shown);
-  }
-  if (text.trim() === '') return isPackage ? undefined : { config: undefined, empty: true };
-  let loaded: unknown;
-  try {
-    if (MODULE_EXTENSIONS.has(extension)) loaded = await importFresh(absolute);
-    else {
-      const { defaultLoaders } = await import('cosmiconfig');
-      const parse = (extension === '.json' ? defaultLoaders['.json'] : defaultLoaders['.yaml']) as (filepath: string, content: string) => unknown;
-      loaded = parse(absolute, text);
-    }
-  } catch (error) {
-    throw loadFailure(error, absolute, shown);
-  }
-  if (!isPackage) return { config: loaded, empty: false };
-  const own = loaded && typeof loaded === 'object' ? (loaded as Record<string, unknown>).ims : undefined;
-  return own === undefined || own === null ? undefined : { config: own, empty: false };
-}
-
-/**
- * The first config file in `cwd`, in the order of CONFIG_SEARCH_PLACES (cosmiconfig's places for `ims`). IMS
- * searches itself rather than through cosmiconfig's explorer: that one first reads a "meta config" of its own
- * (package.json's `"cosmiconfig"` key, `.config/config.*`, run as code) from the process's working directory,
- * with loaders IMS cannot reach, so a BOM or a typo in package.json would stop IMS with a stack trace.
- */
-async function searchConfig(cwd: string): Promise<{ absolute: string; config: unknown; empty: boolean } | undefined> {
-  for (const place of CONFIG_SEARCH_PLACES) {
-    const absolute = path.join(cwd, place);
-    if (!statSync(absolute, { throwIfNoEntry: false })?.isFile()) continue;
-    const found = await readConfigFile(absolute, place);
-    if (found) return { absolute, ...found };
-  }
-  return undefined;
-}
-
-/** The config files a search in `cwd` found besides the one used: each a warning that says how to pick it. */
-function shadowedConfigs(cwd: string, used: string, config: unknown): string[] {
-  const usedName = path.basename(used);
-  // An ims.config.ts that reads the IMS.ini beside it with loadIni() uses it: nothing is shadowed.
-  const iniRead = (config as Located | undefined)?.[SOURCE_LINES]?.file;
-  return CONFIG_SEARCH_PLACES.slice(CONFIG_SEARCH_PLACES.indexOf(usedName) + 1)
-    .filter((name) => existsSync(path.join(cwd, name)) && !(iniRead && path.resolve(cwd, iniRead) === path.join(cwd, name)))
-    .map((name) => `${name} is not used: ${usedName} comes first in the search and is the config in use; to use ${name}, run with --config ${name}` +
-      (name === 'IMS.ini' ? ` (or read it from ${usedName} with loadIni('./IMS.ini'))` : ''));
+/** Read an IMS.ini the config loader found or was given; `shown` is the path as the user wrote it. */
+function readIniLocated(absolute: string, shown: string, options: { reverse?: boolean } = {}): Config {
+  const { config, problems } = parseIni(readConfigText(absolute, shown), shown);
+  if (problems.length) throw new ConfigError([...problems, ...validateConfig(config, { reverse: options.reverse }).problems], shown);
+  return config;
 }
 
 /**
@@ -1115,59 +960,6 @@ export async function loadConfig(options: { path?: string; cwd?: string; reverse
 // Rule engine
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 
-const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const zoneFormatters = new Map<string, Intl.DateTimeFormat>();
-/** Zone → quarter-hour bucket → offset. Live alerts come in time order, a replay jumps around: keep many. */
-const zoneOffsets = new Map<string, Map<number, number>>();
-const OFFSET_BUCKET_MS = 15 * 60_000;
-
-/**
- * The zone's UTC offset at an instant. Intl is slow (~8 µs a call), and offsets only change on quarter-hour
- * boundaries, so it is asked once per zone and quarter hour.
- */
-function zoneOffsetMs(epochMs: number, timeZone?: string): number {
-  const key = timeZone ?? '';
-  const bucket = Math.floor(epochMs / OFFSET_BUCKET_MS);
-  let buckets = zoneOffsets.get(key);
-  if (!buckets) zoneOffsets.set(key, (buckets = new Map()));
-  const cached = buckets.get(bucket);
-  if (cached !== undefined) return cached;
-  if (buckets.size >= 10_000) buckets.clear();
-  let format = zoneFormatters.get(key);
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
-    zoneFormatters.set(key, format);
-  }
-  const start = bucket * OFFSET_BUCKET_MS;
-  const p: Record<string, number> = {};
-  for (const part of format.formatToParts(new Date(start))) p[part.type] = Number(part.value);
-  const offset = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - start;
-  buckets.set(bucket, offset);
-  return offset;
-}
-
-const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
-
-/** Calendar parts of an instant in a zone (default: the process's), two-digit padded. */
-export function dateParts(epochMs: number, timeZone?: string) {
-  const local = new Date(epochMs + zoneOffsetMs(epochMs, timeZone));
-  return {
-    year: String(local.getUTCFullYear()), month: pad2(local.getUTCMonth() + 1), day: pad2(local.getUTCDate()),
-    hour: pad2(local.getUTCHours()), minute: pad2(local.getUTCMinutes()), second: pad2(local.getUTCSeconds()),
-    weekday: WEEKDAYS[local.getUTCDay()],
-  };
-}
-
-/** `YYYY/MM/DD HH:mm:ss Ddd` in `timeZone` (default: the process's): what a rule's `when` is searched in. */
-export function ruleClock(epochMs: number, timeZone?: string): string {
-  const p = dateParts(epochMs, timeZone);
-  return `${p.year}/${p.month}/${p.day} ${p.hour}:${p.minute}:${p.second} ${p.weekday}`;
-}
-
-/** `YYYY/MM/DD HH:mm:ss` as the legacy report printed dates. */
-export function formatDate(epochMs: number, timeZone?: string): string {
-  return ruleClock(epochMs, timeZone).slice(0, 19);
-}
 
 export type RuleVerdict =
   | { kind: 'incident'; match: RuleMatch }
@@ -1258,92 +1050,6 @@ function ruleMatch(rule: CompiledRule, subject: Subject): RuleMatch {
   };
 }
 
-const ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&' };
-
-/** Slack sends `&`, `<`, `>` entity-encoded; rules see the plain characters. */
-export function decodeEntities(text: string): string {
-  return text.includes('&') ? text.replace(/&(?:lt|gt|amp);/g, (entity) => ENTITIES[entity]) : text;
-}
-
-/** Escape untrusted text for Slack mrkdwn, so it can never mention anyone or form a link. */
-export function escapeSlack(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/**
- * The text rules are matched against: `text`, or when it is empty, the readable text of attachments
- * (pretext, title, text, fields, fallback) and blocks — or their JSON in `legacy-json` mode, as IMS did.
- */
-export function messageText(event: Pick<SlackMessageEvent, 'text' | 'attachments' | 'blocks'>, mode: 'readable' | 'legacy-json' = 'readable'): string {
-  if (event.text && event.text.trim() !== '') return decodeEntities(event.text);
-  if (mode === 'legacy-json') return event.attachments?.length ? JSON.stringify(event.attachments) : '';
-  return decodeEntities(contentLines(event).map((line) => line.map((part) => part.text).join('')).join('\n'));
-}
-
-/**
- * One part of an alert's content as Slack sent it. The rules read every part's `text` (entities decoded);
- * a repost also keeps what only the parts know: which text is Slack mrkdwn (its `<url|label>` links), and
- * the links of attachment titles (`title_link`) and rich-text links.
- */
-export type ContentPart =
-  /** Slack-encoded mrkdwn (`&lt;`), which may hold `<…>` control sequences. */
-  | { kind: 'mrkdwn'; text: string }
-  /** A plain string (rich text, plain_text objects). */
-  | { kind: 'plain'; text: string }
-  /** Text that links to `url` as Slack showed it: an attachment's title with its `title_link`, a rich-text link. */
-  | { kind: 'link'; text: string; url: string };
-
-/** The content of a message whose `text` is empty, line by line: attachments (pretext, title, text, fields, fallback), then blocks. */
-export function contentLines(event: Pick<SlackMessageEvent, 'attachments' | 'blocks'>): ContentPart[][] {
-  const lines: ContentPart[][] = [];
-  for (const attachment of event.attachments ?? []) {
-    const own: ContentPart[][] = [];
-    if (attachment.pretext) own.push([{ kind: 'mrkdwn', text: String(attachment.pretext) }]);
-    if (attachment.title) {
-      const url = typeof attachment.title_link === 'string' ? attachment.title_link : '';
-      own.push([url ? { kind: 'link', text: String(attachment.title), url } : { kind: 'mrkdwn', text: String(attachment.title) }]);
-    }
-    if (attachment.text) own.push([{ kind: 'mrkdwn', text: String(attachment.text) }]);
-    for (const field of attachment.fields ?? []) {
-      const parts = [field.title, field.value].filter(Boolean).map((value): ContentPart => ({ kind: 'mrkdwn', text: String(value) }));
-      if (parts.length === 2) parts.splice(1, 0, { kind: 'plain', text: ': ' });
-      if (parts.length) own.push(parts);
-    }
-    const fallback = attachment.fallback ? String(attachment.fallback) : '';
-    if (fallback && !own.some((line) => line.map((part) => part.text).join('').includes(fallback))) own.push([{ kind: 'mrkdwn', text: fallback }]);
-    lines.push(...own);
-    if (Array.isArray(attachment.blocks)) lines.push(...blockLines(attachment.blocks));
-  }
-  lines.push(...blockLines(event.blocks ?? []));
-  return lines;
-}
-
-function blockLines(blocks: unknown[]): ContentPart[][] {
-  const lines: ContentPart[][] = [];
-  const visit = (node: unknown, inline: ContentPart[]): void => {
-    if (!node || typeof node !== 'object') return;
-    const n = node as Record<string, unknown>;
-    if (n.type === 'rich_text_section' || n.type === 'rich_text_preformatted' || n.type === 'rich_text_quote') {
-      const parts: ContentPart[] = [];
-      for (const element of (n.elements as unknown[]) ?? []) visit(element, parts);
-      if (parts.length) lines.push(parts);
-      return;
-    }
-    if (n.type === 'text' || n.type === 'link') {
-      const text = String(n.text ?? n.url ?? '');
-      inline.push(n.type === 'link' && typeof n.url === 'string' && n.url ? { kind: 'link', text, url: n.url } : { kind: 'plain', text });
-      return;
-    }
-    if (n.type === 'user') { inline.push({ kind: 'mrkdwn', text: `<@${n.user_id}>` }); return; }
-    if (n.type === 'emoji') { inline.push({ kind: 'plain', text: `:${n.name}:` }); return; }
-    if (typeof n.text === 'string') { lines.push([{ kind: n.type === 'plain_text' ? 'plain' : 'mrkdwn', text: n.text }]); return; }
-    if (n.text && typeof n.text === 'object') visit(n.text, inline);
-    for (const key of ['fields', 'elements']) for (const child of (n[key] as unknown[]) ?? []) visit(child, inline);
-  };
-  for (const block of blocks) visit(block, []);
-  return lines;
-}
-
 /** What IMS does with one message; the runtime carries it out, `--replay` and `--test` print it. */
 export type Decision =
   | { action: 'ignore'; reason: 'own post' | 'hidden subtype' | 'empty text' | 'poster' | 'own channel' }
@@ -1394,26 +1100,13 @@ function incidentDecision(config: CompiledConfig, match: RuleMatch): Decision {
   return { action: 'incident', match, channel: config.incidents.get(match.rule.incident)!.channel, hotline: match.rule.hotline };
 }
 
-/** Slack `ts` (`"1763712000.000100"`) to epoch milliseconds. */
-export function tsToMs(ts: string): number {
-  const ms = Number.parseFloat(ts) * 1000;
-  return Number.isFinite(ms) ? ms : Date.now();
-}
+const RULE_ENGINE: RuleEngine = { decide, loadConfig };
+
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 // Small shared helpers (parsing durations, describing values for error messages)
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
 
-export const SECOND = 1000;
-export const HOUR = 3600 * SECOND;
-export const DAY = 24 * HOUR;
-const UNIT_MS: Record<string, number> = { ms: 1, s: SECOND, m: 60 * SECOND, h: HOUR, d: DAY };
-
-export function parseDuration(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  const parsed = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value) : null;
-  return parsed ? Number(parsed[1]) * UNIT_MS[parsed[2]] : undefined;
-}
 
 /** Whether RE2 compiles a rule's pattern as it is (a `when` may carry the legacy leading `!`). */
 function runsOnRe2(pattern: unknown): boolean {
@@ -1425,10 +1118,6 @@ function runsOnRe2(pattern: unknown): boolean {
   }
 }
 
-/** The cron package, loaded on first use: most setups have no cron schedule, and it brings luxon along (~3 MB). */
-export function cron(): typeof CronModule {
-  return createRequire(import.meta.url)('cron') as typeof CronModule;
-}
 
 function isReactionName(value: unknown): value is string {
   return typeof value === 'string' && /^[a-z0-9_+'\-:]+$/i.test(value) && value.replace(/:/g, '') !== '';
@@ -1630,43 +1319,6 @@ function describeDecision(decision: Decision): string {
   }
 }
 
-/** Read recorded message events: JSON lines, or a Slack export folder (channel folders of daily JSON files). */
-export function* readRecording(file: string): Generator<SlackMessageEvent> {
-  if (statSync(file).isDirectory()) {
-    const ids = exportChannelIds(file);
-    const folders = readdirSync(file).sort().filter((folder) => statSync(path.join(file, folder)).isDirectory());
-    if (!folders.length) throw new Error(`'${file}' has no channel folders: give a Slack export folder (channels.json and one folder per channel) or a JSON-lines file`);
-    for (const folder of folders) {
-      const dir = path.join(file, folder);
-      for (const day of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
-        const messages = JSON.parse(readFileSync(path.join(dir, day), 'utf8')) as SlackMessageEvent[];
-        if (!Array.isArray(messages)) throw new Error(`${path.join(dir, day)}: expected a list of messages, as in a Slack export`);
-        for (const m of messages) yield { ...m, type: 'message', channel: m.channel ?? ids.get(folder) ?? folder };
-      }
-    }
-    return;
-  }
-  const lines = readFileSync(file, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (!line) continue;
-    let value: Record<string, unknown>;
-    try { value = JSON.parse(line); } catch (error) { throw new Error(`${file}:${i + 1}: not valid JSON (${(error as Error).message})`); }
-    const event = (value.event ?? (value.payload as Record<string, unknown> | undefined)?.event ?? value) as SlackMessageEvent;
-    if (event.type === 'message' || event.type === undefined) yield { ...event, type: 'message' };
-  }
-}
-
-/** Channel name → ID from a Slack export's channels.json and groups.json (private channels). */
-function exportChannelIds(folder: string): Map<string, string> {
-  const ids = new Map<string, string>();
-  for (const list of ['channels.json', 'groups.json']) {
-    const listFile = path.join(folder, list);
-    if (existsSync(listFile)) for (const c of JSON.parse(readFileSync(listFile, 'utf8')) as { id: string; name: string }[]) ids.set(c.name, c.id);
-  }
-  return ids;
-}
-
 /** `--replay`: run the rules over a recording, print each decision and a summary per rule. */
 export function replay(config: CompiledConfig, file: string, out: (line: string) => void, progress: (line: string) => void = () => {}): { counts: Record<string, number> } {
   if (statSync(file).isDirectory()) {
@@ -1776,7 +1428,7 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   } catch (error) {
     if (error instanceof ConfigError) {
       const running = options.test === undefined && options.replay === undefined && !options.printConfig;
-      if (running) reportRefusal(error.message, options, io);
+      if (running) (await import('./ims-log.ts')).reportRefusal(error.message, options, io);
       else io.err(error.message);
       return 1;
     }
@@ -1802,6 +1454,8 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
     }
     return 0;
   }
+  // The Slack runtime is loaded only now: `--test`, `--replay` and `--print-config` never load it.
+  const { runSlack } = await import('./ims-runtime.ts');
   return runSlack(config, options, io);
 }
 

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -264,10 +265,10 @@ test('importing the toolkit loads neither the Slack SDK nor SQLite', () => {
     'console.log(JSON.stringify(loaded.filter((file) => /[\\\\/]node_modules[\\\\/](@slack|better-sqlite3)[\\\\/]/.test(file))));',
   ].join('\n'));
   const heavy = (module: string) => {
-    const run = spawnSync(process.execPath, ['--import', 'tsx', probe, pathToFileURL(path.join(ROOT, module)).href], { cwd: ROOT, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', probe, pathToFileURL(path.isAbsolute(module) ? module : path.join(ROOT, module)).href], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr);
     return JSON.parse(run.stdout.trim().split('\n').at(-1)!) as string[];
   };
-  assert.ok(heavy('ims-slack.ts').some((file) => file.includes('@slack')), 'the probe sees the SDK when it is loaded');
+  assert.ok(heavy(createRequire(path.join(ROOT, 'ims.ts')).resolve('@slack/web-api')).some((file) => file.includes('@slack')), 'the probe sees the SDK when it is loaded');
   assert.deepEqual(heavy('ims-plugin-kit.ts'), []);
 });

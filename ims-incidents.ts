@@ -1,0 +1,236 @@
+/**
+ * The incident lifecycle: carrying out a decision (the seen reaction, or the incident post with its page and
+ * the rest of a long alert in its thread), resolving and reopening by reactions, thread replies as
+ * acknowledgements, and finding resolutions made while IMS was away. Each incident is posted once: a message
+ * recovered after a stop or crash first looks for its earlier post.
+ */
+import type { WebClient } from '@slack/web-api';
+import type { AlertMessage, CompiledConfig, Decision, Incident, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
+import type { State } from './ims-state.ts';
+import { tsAfter } from './ims-state.ts';
+import { classifySlackFailure } from './ims-plugin-kit.ts';
+import { errorText } from './ims-log.ts';
+import { alertPieces, decodeEntities, incidentMessages, mentionOf, plainText } from './ims-text.ts';
+import { formatDate, tsToMs } from './ims-time.ts';
+import { listAll, slackCall, type Poster, type PostSpec } from './ims-slack.ts';
+import type { NameDirectory } from './ims-names.ts';
+import type { HookRunner } from './ims-hooks.ts';
+
+/** A `reaction_added` / `reaction_removed` event, as far as IMS reads it. */
+export interface ReactionEvent {
+  type: 'reaction_added' | 'reaction_removed';
+  user: string;
+  reaction: string;
+  item: { type: string; channel: string; ts: string };
+  event_ts?: string;
+}
+
+/** What the incident lifecycle needs from the running IMS. */
+export interface IncidentInputs {
+  state: State;
+  /** Reads (reactions, history); posts go through `poster`. */
+  slack: WebClient;
+  poster: Poster;
+  log: Logger;
+  now(): number;
+  config(): CompiledConfig;
+  self(): { userId: string; botId: string };
+  names: NameDirectory;
+  hooks: HookRunner;
+  permalink(channel: string, ts: string): string;
+}
+
+/** Where an incident goes and what its post says. */
+interface IncidentTarget {
+  channel: string;
+  head: string;
+  label: string;
+  /** 0 for a reverse-mode repost. */
+  ruleNumber: number;
+  hotline?: string;
+  mentions?: string[];
+  groups?: Record<string, string>;
+}
+
+export class IncidentLifecycle {
+  constructor(private readonly inputs: IncidentInputs) {}
+
+  /** Carry out a decision for a claimed message; its hooks are started, not awaited. */
+  async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin): Promise<void> {
+    const { state, log, hooks } = this.inputs;
+    switch (decision.action) {
+      case 'seen':
+      case 'suppressed':
+      case 'reacji': {
+        await this.inputs.poster.react(message.channel, message.ts, decision.reaction);
+        state.finishMessage(message.channel, message.ts);
+        const rule = 'match' in decision ? decision.match?.rule.number : undefined;
+        log.info(`${decision.action}: ${decision.action === 'reacji' ? 'reacji' : 'reaction'} :${decision.reaction}:`, { channel: message.channel, ts: message.ts, ...(rule ? { rule } : {}) });
+        return;
+      }
+      case 'incident': {
+        const rule = decision.match.rule;
+        const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
+        const { incident, opened } = await this.open(config, message, {
+          channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf),
+          groups: capturedGroups(decision.match),
+        }, origin);
+        // Opened before a stop, its page and hooks went then (hooks are at most once); this run only finished its thread.
+        if (opened === 'before') return;
+        log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
+        if (decision.hotline) state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
+        // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
+        const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
+        void hooks.run(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, decision, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
+        return;
+      }
+      case 'reverse repost': {
+        const { incident, opened } = await this.open(config, message, { channel: decision.channel, head: decision.header, label: 'DEFAULT', ruleNumber: 0 }, origin);
+        if (opened === 'before') return;
+        log.info(`reverse repost #${incident.id} → ${decision.channel}`, { source: `${message.channel}:${message.ts}` });
+        void hooks.run('onReverse', () => ({ message, decision, repost: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
+        return;
+      }
+    }
+  }
+
+  /** Post the incident (once: a recovered message first looks for its earlier post) and record it. */
+  private async open(config: CompiledConfig, message: AlertMessage, target: IncidentTarget, origin: MessageOrigin): Promise<{ incident: Incident; opened: 'now' | 'before' }> {
+    const { state, log, poster } = this.inputs;
+    const recovering = origin === 'recovery';
+    const permalink = this.inputs.permalink(message.channel, message.ts);
+    const source = { source_channel: message.channel, source_ts: message.ts };
+    const render = async () => incidentMessages({
+      head: target.head, text: message.text, pieces: alertPieces(message.raw, config.attachmentText), sourceChannel: message.channel, poster: await this.inputs.names.poster(message),
+      at: formatDate(tsToMs(message.ts), config.timezone), permalink, mentions: target.mentions, hotline: target.hotline,
+    });
+    const what = `${target.ruleNumber === 0 ? 'reverse repost' : `incident (rule ${target.ruleNumber})`} of ${message.channel}:${message.ts}`;
+    const partsOf = (messages: { text: string; blocks: unknown[] }[], thread: string): PostSpec[] => messages.map((more, i) => ({
+      channel: target.channel, thread_ts: thread, text: more.text, blocks: more.blocks, metadata: { event_type: 'ims_incident_part', event_payload: { ...source, part: i + 2 } },
+      fallback: plainText(more.blocks) || more.text, lookFirst: recovering, what: `${what} (part ${i + 2} of ${messages.length + 1})`,
+    }));
+    // A recovered message may have its incident already: its post was made and recorded, and only the rest of a
+    // long alert was still to go into the thread (each part is looked for by its metadata before it is posted).
+    const existing = recovering ? state.incidentBySource(message.channel, message.ts) : undefined;
+    if (existing) {
+      const [, ...rest] = await render();
+      for (const part of partsOf(rest, existing.incidentTs)) await poster.post(part);
+      state.finishMessage(message.channel, message.ts);
+      return { incident: existing, opened: 'before' };
+    }
+    const [first, ...rest] = await render();
+    // A recovered message may have been posted before the crash: look first (its post names its source).
+    const ts = await poster.post({
+      channel: target.channel, text: first.text, blocks: first.blocks, metadata: { event_type: 'ims_incident', event_payload: source },
+      fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,
+    });
+    // The message is finished only when the whole alert is in Slack: a stop or crash before the thread parts
+    // are posted leaves it pending, and the next start posts what is missing.
+    const incident = state.addIncident({
+      sourceChannel: message.channel, sourceTs: message.ts, incidentChannel: target.channel, incidentTs: ts, ruleNumber: target.ruleNumber,
+      head: target.head, label: target.label, hotline: target.hotline, text: message.text, poster: message.poster, createdAt: this.inputs.now(), permalink,
+      groups: target.groups, finishesMessage: rest.length === 0,
+    });
+    if (rest.length) {
+      // The page went out with the first post: the thread never holds it back (nor the plugins' hooks).
+      try {
+        for (const part of partsOf(rest, ts)) await poster.post(part);
+        state.finishMessage(message.channel, message.ts);
+      } catch (error) {
+        const forGood = classifySlackFailure(error).kind === 'permanent';
+        if (forGood && state.isOpen) state.finishMessage(message.channel, message.ts);
+        log.error(`${what}: the rest of the alert could not be posted in the thread (${errorText(error)}); ${forGood ? 'Slack refuses it for good: given up' : 'it stays pending and is retried'}`,
+          { source: `${message.channel}:${message.ts}`, destination: target.channel, thread: ts });
+      }
+    }
+    return { incident, opened: 'now' };
+  }
+
+  /** Thread replies on incident posts count as acknowledgement (MTTA) and feed the timeline. */
+  noteThreadReply(event: SlackMessageEvent): void {
+    if (!event.thread_ts || event.thread_ts === event.ts || event.bot_id === this.inputs.self().botId) return;
+    const incident = this.inputs.state.incidentByPost(event.channel, event.thread_ts);
+    if (incident) this.inputs.state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
+  }
+
+  /** Resolved reactions on an incident post (or its original) resolve it; removing the last one reopens it. */
+  async onReaction(event: ReactionEvent, added: boolean): Promise<void> {
+    const { state, log, hooks } = this.inputs;
+    if (event.user === this.inputs.self().userId) return;
+    const { channel, ts } = event.item;
+    const incident = state.incidentByPost(channel, ts) ?? state.incidentBySource(channel, ts);
+    if (!incident) return;
+    const at = event.event_ts ? tsToMs(event.event_ts) : this.inputs.now();
+    if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
+    if (!this.inputs.config().resolvedReactions.includes(event.reaction)) return;
+    if (added) {
+      if (!state.resolveIncident(incident.id, at, event.user)) return;
+      const resolved = state.incidentById(incident.id)!;
+      log.info(`incident #${incident.id} resolved by ${event.user}`);
+      await hooks.run('onResolve', () => ({ incident: resolved, user: event.user, reaction: event.reaction }));
+    } else {
+      if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
+      if (!state.reopenIncident(incident.id, at, event.user)) return;
+      log.info(`incident #${incident.id} reopened by ${event.user}`);
+      await hooks.run('onReopen', () => ({ incident: state.incidentById(incident.id)!, user: event.user, reaction: event.reaction }));
+    }
+  }
+
+  /** Whether someone (not IMS) still has a resolved reaction on the incident's post or its original. */
+  private async stillResolved(incident: Incident): Promise<boolean> {
+    for (const [channel, ts] of [[incident.incidentChannel, incident.incidentTs], [incident.sourceChannel, incident.sourceTs]]) {
+      try {
+        const answer = await slackCall(() => this.inputs.slack.reactions.get({ channel, timestamp: ts, full: true }), this.inputs.log, 'reactions.get');
+        const reactions = ((answer.message as { reactions?: { name: string; users?: string[] }[] } | undefined)?.reactions) ?? [];
+        if (this.resolversOf(reactions).length) return true;
+      } catch (error) {
+        this.inputs.log.warn(`could not read reactions of ${channel}:${ts}: ${errorText(error)}`);
+      }
+    }
+    return false;
+  }
+
+  /** Who (other than IMS) put a resolved reaction on a message, from its `reactions` as history lists them. */
+  resolversOf(reactions: { name: string; users?: string[] }[] | undefined): string[] {
+    const { resolvedReactions } = this.inputs.config();
+    const self = this.inputs.self().userId;
+    return (reactions ?? []).filter((r) => resolvedReactions.includes(r.name)).flatMap((r) => r.users ?? []).filter((u) => u !== self);
+  }
+
+  /** A resolved reaction added while IMS was not listening: record it now (the reaction's own time is not known). */
+  recordMissedResolution(incident: Incident, user: string): void {
+    const { state } = this.inputs;
+    if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return;
+    this.inputs.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
+    void this.inputs.hooks.run('onResolve', () => ({ incident: state.incidentById(incident.id)!, user, reaction: this.inputs.config().resolvedReactions[0] }));
+  }
+
+  /** Reactions are not replayed after downtime: read the posts of open incidents to find the ones resolved meanwhile. */
+  async reconcileResolutions(): Promise<void> {
+    const { state, log } = this.inputs;
+    const windowStart = this.inputs.now() - this.inputs.config().report.windowMs;
+    const open = state.listIncidents({ open: true }).filter((i) => tsToMs(i.incidentTs) >= windowStart);
+    const byChannel = new Map<string, Map<string, Incident>>();
+    for (const incident of open) {
+      if (!byChannel.has(incident.incidentChannel)) byChannel.set(incident.incidentChannel, new Map());
+      byChannel.get(incident.incidentChannel)!.set(incident.incidentTs, incident);
+    }
+    for (const [channel, posts] of byChannel) {
+      const oldest = [...posts.keys()].reduce((a, b) => (tsAfter(a, b) ? b : a));
+      try {
+        for await (const m of listAll<{ ts: string; reactions?: { name: string; users?: string[] }[] }>(this.inputs.slack, log, 'conversations.history', { channel, oldest, inclusive: true, limit: 200 }, 'messages')) {
+          const incident = posts.get(m.ts);
+          const resolver = incident && this.resolversOf(m.reactions)[0];
+          if (incident && resolver) this.recordMissedResolution(incident, resolver);
+        }
+      } catch (error) {
+        log.warn(`could not read ${channel} for resolutions made while IMS was away: ${errorText(error)}`);
+      }
+    }
+  }
+}
+
+/** The named groups a match captured, read once, as kept with its incident (a group that took no part is left out). */
+function capturedGroups(match: RuleMatch): Record<string, string> {
+  return Object.fromEntries(Object.entries(match.groups ?? {}).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+}

@@ -1,0 +1,241 @@
+/**
+ * Intake: Socket Mode envelopes are acked first, then worked on in arrival order, each event de-duplicated (by
+ * event_id, then by channel and ts) and admitted only while fewer than `MAX_MESSAGES_IN_FLIGHT` messages are in
+ * the works, so a burst waits as raw events rather than half-built posts. Each message is decided, claimed once
+ * in the state (the claim is what a crash recovers from), and handed to the incident lifecycle. Where a message
+ * came from is its `origin`: `live`, `catch-up` (read back from history) or `recovery` (claimed by an earlier
+ * run and not finished).
+ */
+import type { AlertMessage, CompiledConfig, Decision, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
+import type { State } from './ims-state.ts';
+import { classifySlackFailure } from './ims-plugin-kit.ts';
+import { errorText } from './ims-log.ts';
+import type { ChannelQueues } from './ims-slack.ts';
+import type { CatchUp } from './ims-catch-up.ts';
+import type { IncidentLifecycle, ReactionEvent } from './ims-incidents.ts';
+import type { HookRunner } from './ims-hooks.ts';
+
+/** Messages worked on at once; more wait as acked events (memory stays flat in a storm). */
+export const MAX_MESSAGES_IN_FLIGHT = 128;
+
+/** A Socket Mode envelope as the SDK hands it over. */
+export interface Envelope {
+  ack: () => Promise<void>;
+  type: string;
+  body: { event_id?: string; event?: Record<string, unknown> };
+}
+
+/** What intake needs from the running IMS. */
+export interface IntakeInputs {
+  state: State;
+  log: Logger;
+  now(): number;
+  config(): CompiledConfig;
+  self(): { userId: string; botId: string };
+  /** The rule engine's decision for one message (`CompiledConfig`'s engine, given by `ims.ts`). */
+  decide(config: CompiledConfig, event: SlackMessageEvent, self: { userId: string; botId: string }): { decision: Decision; message?: AlertMessage };
+  /** True once IMS is stopping: envelopes are no longer taken. */
+  stopping(): boolean;
+  /** The per-channel queues: while one waits out a 429, admission is lifted so other channels go on. */
+  queues: ChannelQueues;
+  catchUp: CatchUp;
+  incidents: IncidentLifecycle;
+  hooks: HookRunner;
+  /** Channels plugins made for themselves: never alert sources. */
+  pluginChannels: ReadonlySet<string>;
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+export class Intake {
+  /** Acked events not yet taken, in arrival order (`takenUpTo` is the next). */
+  private readonly acked: ({ eventId?: string; event: Record<string, unknown> } | undefined)[] = [];
+  private takenUpTo = 0;
+  private draining = false;
+  /** Messages taken whose core work (not their hooks) is not finished: what admission counts. */
+  private messagesInWork = 0;
+  /** `channel:ts` of messages being handled right now: a second delivery of one is not handled twice. */
+  private readonly beingHandled = new Set<string>();
+
+  constructor(private readonly inputs: IntakeInputs) {
+    inputs.queues.onThrottled = () => { if (this.draining) setImmediate(() => this.drain()); };
+  }
+
+  /** One Socket Mode envelope: acked at once; its event is worked on from the next turn. */
+  onEnvelope({ ack, type, body }: Envelope): void {
+    const { log, stopping } = this.inputs;
+    if (stopping()) return;
+    // Ack first: Slack redelivers anything not acked within 3 s, and the work below may take longer.
+    ack().catch((error) => log.warn(`ack failed: ${errorText(error)}`));
+    if (type !== 'events_api' || !body?.event || typeof body.event !== 'object') return;
+    // Slack echoes every post IMS makes back to it: nothing to do, not even a de-duplication write.
+    const botId = this.inputs.self().botId;
+    if (body.event.type === 'message' && ((botId && body.event.bot_id === botId) || body.event.subtype === 'message_changed')) {
+      if (body.event.bot_id !== botId) log.debug(decisionLine({ action: 'ignore', reason: 'hidden subtype' }, body.event as SlackMessageEvent), { channel: body.event.channel, ts: body.event.ts });
+      return;
+    }
+    // The work waits for the next turn, so every frame of a burst is acked before any of them is worked on.
+    this.acked.push({ eventId: body.event_id, event: body.event });
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  /** Work through everything acked now, whatever admission says (a stop, a test waiting for quiet). */
+  drainAll(): void {
+    if (this.draining) this.drain(Infinity);
+  }
+
+  /**
+   * Take more only while fewer than `MAX_MESSAGES_IN_FLIGHT` messages are in the works; lifted while a channel
+   * waits out a 429, so a throttled channel never holds up the others.
+   */
+  private admitting(): boolean {
+    return this.messagesInWork < MAX_MESSAGES_IN_FLIGHT || this.inputs.queues.throttled.size > 0;
+  }
+
+  /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
+  private drain(budgetMs = 2): void {
+    const { state, log, now } = this.inputs;
+    // A stop that gave up on in-flight work has closed the DB: what is left was acked and is caught up at the next start.
+    if (!state.isOpen) return;
+    const deadline = performance.now() + budgetMs;
+    // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
+    // with them, so a crash before the commit is caught up from history, never lost).
+    state.withinOneCommit(() => {
+      while (this.takenUpTo < this.acked.length && performance.now() < deadline && (budgetMs === Infinity || this.admitting())) {
+        const { eventId, event } = this.acked[this.takenUpTo]!;
+        this.acked[this.takenUpTo++] = undefined;
+        if (eventId && !state.rememberEvent(eventId, now())) {
+          log.debug(`duplicate delivery ignored: this ${String(event.type)} event_id was seen before`, { event_id: eventId, channel: event.channel, ts: event.ts });
+          continue;
+        }
+        this.messagesInWork++;
+        this.inputs.track(this.dispatch(event, 'live').finally(() => {
+          this.messagesInWork--;
+          if (this.draining && this.messagesInWork === MAX_MESSAGES_IN_FLIGHT - 1) setImmediate(() => this.drain());
+        }));
+      }
+    });
+    if (this.takenUpTo < this.acked.length) {
+      // Full: the next message to finish calls again. Otherwise yield a turn, so new frames get acked.
+      if (this.admitting()) setImmediate(() => this.drain());
+      return;
+    }
+    this.acked.length = 0;
+    this.takenUpTo = 0;
+    this.draining = false;
+  }
+
+  /** Handle one event (a message or a reaction). Malformed events are logged and skipped; failures are logged, never thrown. */
+  async dispatch(event: Record<string, unknown>, origin: MessageOrigin): Promise<void> {
+    const { state, log } = this.inputs;
+    try {
+      if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
+        await this.handleMessage(event as SlackMessageEvent, origin);
+      } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
+        await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
+      } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {
+        log.warn(`malformed ${event.type} event skipped: ${JSON.stringify(event).slice(0, 200)}`);
+      }
+    } catch (error) {
+      // After a stop that gave up waiting, the DB is closed under the work still running: it is finished at the next start.
+      log[state.isOpen ? 'error' : 'debug'](`failed to handle a ${String(event.type)} event: ${errorText(error)}`, { channel: event.channel, ts: event.ts });
+    }
+  }
+
+  /** The pipeline for one message: decide, claim (once), act, then run the plugins. Throws what may pass (it stays pending). */
+  async handleMessage(event: SlackMessageEvent, origin: MessageOrigin): Promise<void> {
+    const { state, log, catchUp } = this.inputs;
+    const config = this.inputs.config();
+    const where = { channel: event.channel, ts: event.ts, poster: event.bot_id || event.user };
+    if (this.inputs.pluginChannels.has(event.channel)) { log.debug('ignored message (a channel a plugin made for itself, e.g. a war room)', where); return; }
+    // Its channel's history is being read: it goes after the older messages, in order.
+    if (origin === 'live' && catchUp.hold(event)) { log.debug('message held until its channel\'s missed history is read', where); return; }
+    const { decision, message } = this.inputs.decide(config, event, this.inputs.self());
+    if (decision.action === 'ignore') {
+      if (decision.reason === 'own channel') this.inputs.incidents.noteThreadReply(event);
+      else if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && catchUp.mayAdvance(event.channel)) state.advanceCursor(event.channel, event.ts);
+      log.debug(decisionLine(decision, event), where);
+      return;
+    }
+    const key = `${event.channel}:${event.ts}`;
+    if (this.beingHandled.has(key)) { log.debug('ignored message (duplicate: the same channel and ts is being handled)', where); return; }
+    const claim = state.claimMessage(event.channel, event.ts, event, this.inputs.now(), catchUp.mayAdvance(event.channel));
+    if (claim === 'done' || claim === 'failed' || (claim === 'pending' && origin !== 'recovery')) {
+      log.debug(`ignored message (duplicate: the same channel and ts was ${claim === 'pending' ? 'taken and is retried' : 'handled before'})`, where);
+      return;
+    }
+    log.debug(decisionLine(decision, event), where);
+    this.beingHandled.add(key);
+    try {
+      void this.inputs.hooks.run('onMessage', () => ({ message: message!, decision, match: 'match' in decision ? decision.match : undefined }));
+      await this.inputs.incidents.act(config, decision, message!, origin);
+    } catch (error) {
+      if (!this.failedForGood(message!, decision, error)) throw error;
+    } finally {
+      this.beingHandled.delete(key);
+    }
+  }
+
+  /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */
+  async retryPending(claimedBefore = Infinity): Promise<void> {
+    const { state, log } = this.inputs;
+    const pending = state.pendingMessages(claimedBefore).filter(({ channel, ts }) => !this.beingHandled.has(`${channel}:${ts}`));
+    if (!pending.length) return;
+    log.warn(claimedBefore === Infinity ? `finishing ${pending.length} message(s) interrupted by the last stop` : `retrying ${pending.length} message(s) whose handling failed`);
+    for (const { event } of pending) await this.handleMessage(event as SlackMessageEvent, 'recovery').catch((error) => log.error(`retry failed: ${errorText(error)}`));
+  }
+
+  /**
+   * A message Slack refuses for good (whatever the retry: a channel that is gone, a bot not in it, a reaction
+   * name that does not exist) is recorded as failed and logged with the alert at error level, never retried
+   * every minute. False for failures that may pass: the message stays pending and is retried.
+   */
+  private failedForGood(message: AlertMessage, decision: Exclude<Decision, { action: 'ignore' }>, error: unknown): boolean {
+    const { state, log } = this.inputs;
+    const failure = classifySlackFailure(error);
+    if (failure.kind !== 'permanent' || !state.isOpen) return false;
+    state.failMessage(message.channel, message.ts, this.inputs.now());
+    const rule = 'match' in decision ? decision.match?.rule : undefined;
+    const destination = decision.action === 'incident' || decision.action === 'reverse repost' ? decision.channel : message.channel;
+    const method = (error as { method?: string }).method ?? (decision.action === 'incident' || decision.action === 'reverse repost' ? 'chat.postMessage' : 'reactions.add');
+    log.error(`${decision.action === 'incident' ? 'incident' : decision.action} of ${message.channel}:${message.ts} failed for good: Slack refused ${method} to ${destination} (${failure.reason}); recorded as failed, not retried`, {
+      source: `${message.channel}:${message.ts}`, ...(rule ? { rule: rule.number, head: rule.head } : {}), destination, error: failure.code,
+      text: message.text.replace(/\s+/g, ' ').slice(0, 200),
+    });
+    return true;
+  }
+}
+
+/** The `--debug` line for one message: the rule that matched (number, head, pattern) and what follows, or why it is ignored. */
+export function decisionLine(decision: Decision, event: SlackMessageEvent): string {
+  const rule = (match: RuleMatch) => {
+    const pattern = match.rule.source.match;
+    const when = match.rule.source.when;
+    return `rule ${match.rule.number} ${match.rule.head} ${pattern instanceof RegExp ? String(pattern) : `'${pattern}'`}${when !== undefined && when !== '.*' ? ` (when ${String(when)})` : ''}`;
+  };
+  switch (decision.action) {
+    case 'incident': return `${rule(decision.match)} matched → incident in ${decision.channel}${decision.hotline ? `, paging ${decision.hotline}` : ''}`;
+    case 'suppressed': return `suppression ${rule(decision.match)} matched → not an incident, :${decision.reaction}:`;
+    case 'seen': return decision.match ? `${rule(decision.match)} matched; reverse mode reposts only what matches no rule → :${decision.reaction}:` : `no rule matched → seen, :${decision.reaction}:`;
+    case 'reverse repost': return `no rule matched → reverse mode reposts it to ${decision.channel} as ${decision.header}`;
+    case 'reacji': return `${decision.match ? `${rule(decision.match)} matched; ` : ''}posted by a reacji bot without a link → :${decision.reaction}: for the Reacji Channeler`;
+    case 'ignore': {
+      const poster = event.bot_id || event.user || 'nobody';
+      const why: Record<string, string> = {
+        'own post': 'IMS\'s own post',
+        'hidden subtype': `hidden subtype '${event.subtype ?? 'hidden'}': edits, deletions and channel notices are not alerts`,
+        'empty text': 'empty text: nothing in text, attachments or blocks to match',
+        poster: `poster ${poster} is not in posters ([PostID])`,
+        'own channel': `${event.channel} is a channel IMS posts into`,
+      };
+      return `ignored message (${why[decision.reason] ?? decision.reason})`;
+    }
+  }
+}
+
+function isReactionEvent(event: Record<string, unknown>): event is ReactionEvent & Record<string, unknown> {
+  const item = event.item as Record<string, unknown> | undefined;
+  return typeof event.user === 'string' && typeof event.reaction === 'string' && !!item && typeof item.channel === 'string' && typeof item.ts === 'string';
+}

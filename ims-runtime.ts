@@ -1,0 +1,522 @@
+/**
+ * The running IMS: Socket Mode in, the Web API out, SQLite state underneath. `Ims` wires the units together —
+ * intake, catch-up, the incident lifecycle, names, the hook runner, the outbox worker, the report — and owns
+ * what spans them: start-up and stop, in-flight work, schedules and config reload. `runSlack` is the command
+ * line's way in; `ims.ts` loads this module only when it runs the bot.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { WebClient } from '@slack/web-api';
+import type { CliOptions, CompiledConfig, HookContext, HookName, Logger, MessageOrigin, Plugin } from './ims.ts';
+import { State, StateVersionError } from './ims-state.ts';
+import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
+import { ConfigError, configName } from './ims-config-errors.ts';
+import { createLogger, errorText, reportRefusal } from './ims-log.ts';
+import { DAY, HOUR, SECOND, cron } from './ims-time.ts';
+import {
+  ChannelQueues, DEFAULT_RETRY, Poster, SlackTokenError, SlackUnreachableError, StoppedError, createSlackClient, slackFetch,
+  type PostSpec, type RetryPolicy, type WebClientOptions,
+} from './ims-slack.ts';
+import { SocketConnection } from './ims-socket.ts';
+import { NameDirectory, resolveNames } from './ims-names.ts';
+import { HookRunner, type HookExtra } from './ims-hooks.ts';
+import { OutboxWorker } from './ims-outbox.ts';
+import { IncidentLifecycle } from './ims-incidents.ts';
+import { CatchUp } from './ims-catch-up.ts';
+import { Intake, MAX_MESSAGES_IN_FLIGHT } from './ims-intake.ts';
+import { clearReminders, runReminders, runReport } from './ims-report.ts';
+import { STOP_LIMIT_MS, guardProcess } from './ims-process.ts';
+
+/** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
+export interface RuntimeOptions {
+  appToken: string;
+  botToken: string;
+  /** Default `SLACK_API_URL` or `https://slack.com/api/`. */
+  apiUrl?: string;
+  log?: Logger;
+  /** The config file, watched for changes when `autoReload`. */
+  configPath?: string;
+  autoReload?: boolean;
+  idLookup?: boolean;
+  verbose?: boolean;
+  reverse?: boolean;
+  reacji?: boolean;
+  /** Scheduled reports: off with `false` (`--no-incident`). */
+  reports?: boolean;
+  reminders?: boolean;
+  schedule?: string;
+  loopHours?: number;
+  reminderSeconds?: number;
+  /**
+   * Retries of Web API calls (default `DEFAULT_RETRY`: 5 within a minute). The SDK's own retries are off in
+   * every client: reads and repeatable writes are retried when a failure can pass; a post whose outcome is
+   * unknown is first looked for by its metadata; nothing is retried that failed for good.
+   */
+  retryConfig?: RetryPolicy;
+  /** How long start-up keeps trying to reach Slack (auth.test, the Socket Mode connection) before giving up (default 60 s). */
+  startTimeoutMs?: number;
+  /** How long `stop()` waits for in-flight work before closing anyway (default 6 s): what is left is finished at the next start. */
+  stopTimeoutMs?: number;
+  /** A Web API request with no answer after this is abandoned (default 30 s), so a silent link cannot hold a channel's queue. */
+  requestTimeoutMs?: number;
+  /** Slack refused a token while running (revoked): IMS cannot go on. Default: log it and stop. */
+  onFatal?: (error: SlackTokenError) => void;
+  /** Socket Mode ping timeout (default 5000 ms): small values make reconnect tests fast. */
+  clientPingTimeoutMs?: number;
+  /** How often the outbox is polled (default 1000 ms). */
+  outboxIntervalMs?: number;
+  /** How often messages whose handling failed are retried (default 60 s). */
+  retryPendingMs?: number;
+  /** Time source for tests. */
+  now?: () => number;
+}
+
+/** A running IMS: Socket Mode in, Slack Web API out, SQLite state. */
+export class Ims {
+  config: CompiledConfig;
+  /** IMS's own calls: reads and repeatable writes retried by `RuntimeOptions.retryConfig`; 429s rejected to the channel queues. */
+  readonly slack: WebClient;
+  /** The client plugins get: it waits out its own 429s (a plugin's throttling never pauses alerts) and never repeats a post blindly. */
+  readonly pluginSlack: WebClient;
+  readonly state: State;
+  readonly log: Logger & { child(tag: string): Logger };
+  self = { userId: '', botId: '', teamUrl: 'https://slack.com/' };
+  readonly now: () => number;
+  /** The one name service IMS and every plugin share (`HookContext.names`). */
+  readonly names: NameDirectory;
+  readonly lifecycle: IncidentLifecycle;
+  private readonly poster: Poster;
+  private readonly queues: ChannelQueues;
+  private readonly hookRunner: HookRunner;
+  private readonly outbox: OutboxWorker;
+  private readonly catchUps: CatchUp;
+  private readonly intake: Intake;
+  private readonly socket: SocketConnection;
+  /** Channels plugins made for themselves (war rooms): never alert sources. */
+  private readonly pluginChannels: Set<string>;
+  /** Work under way (events, posts, hooks, catch-ups, reports): `idle()` and a stop wait for it. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly timers: (NodeJS.Timeout | { stop(): void })[] = [];
+  /** Report and reminder timers: replaced when a reload changes the schedule. */
+  private scheduleTimers: (NodeJS.Timeout | { stop(): void })[] = [];
+  private watcher?: FSWatcher;
+  private stopping = false;
+  private stopped?: Promise<void>;
+  /** Aborted when `stop()` begins: start-up gives up at once. */
+  private readonly stopRequested = new AbortController();
+  /** Aborted when stopping gives up on in-flight work (or is done): no retry waits any longer. */
+  private readonly halt = new AbortController();
+  /** Aborted when IMS has stopped: the hooks' signals follow it. */
+  private readonly stoppedSignal = new AbortController();
+  /** While start-up is reaching Slack: the time it gives up (the clients retry until then, logging each retry). */
+  private startDeadline?: number;
+  private fatalReported = false;
+  private checkingToken = false;
+
+  constructor(config: CompiledConfig, readonly options: RuntimeOptions) {
+    this.config = config;
+    this.now = options.now ?? Date.now;
+    this.log = (options.log as Ims['log']) ?? createLogger({ secrets: [options.appToken, options.botToken] });
+    if (!('child' in this.log)) (this.log as Ims['log']).child = () => this.log;
+    const log = this.log;
+    // The SDK clients' own logger: their errors (which IMS handles itself) only at debug level.
+    const sdkLogger = { getLevel: () => 'error', setLevel() {}, setName() {}, debug() {}, info() {}, warn() {}, error: (...m: unknown[]) => log.debug(`slack sdk: ${m.join(' ')}`) };
+    const web: WebClientOptions = {
+      slackApiUrl: options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/', logger: sdkLogger as never,
+      fetch: slackFetch as typeof fetch, timeout: options.requestTimeoutMs ?? 30_000,
+    };
+    const retry = this.retryPolicy();
+    const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.startDeadline, onAuthFailure: (method: string, code: string) => this.botTokenRefused(method, code) };
+    this.slack = createSlackClient(options.botToken, web, policy);
+    this.pluginSlack = createSlackClient(options.botToken, web, { retry, log, name: 'plugins', signal: this.halt.signal, waitOutThrottling: true });
+    this.queues = new ChannelQueues(log);
+    this.poster = new Poster({
+      client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
+      retry: () => this.retryPolicy(), halt: this.halt.signal,
+    });
+    this.state = new State(config.state.path);
+    this.pluginChannels = this.state.ownedChannels();
+    const track = <T>(work: Promise<T>) => this.track(work);
+    const config$ = () => this.config;
+    const self = () => this.self;
+    this.names = new NameDirectory({ slack: this.slack, log });
+    this.hookRunner = new HookRunner({
+      config: config$, state: this.state, slack: this.pluginSlack, log, botUserId: () => this.self.userId, now: this.now, names: this.names,
+      pluginChannels: this.pluginChannels, permalink: (channel, ts) => this.permalink(channel, ts), kickOutbox: () => this.outbox.kick(),
+      stopped: this.stoppedSignal.signal, track,
+    });
+    this.outbox = new OutboxWorker({
+      state: this.state, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
+      stopping: () => this.stopping, track,
+    });
+    this.lifecycle = new IncidentLifecycle({
+      state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
+      permalink: (channel, ts) => this.permalink(channel, ts),
+    });
+    this.catchUps = new CatchUp({
+      state: this.state, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,
+      dispatch: (event, origin) => this.intake.dispatch(event as unknown as Record<string, unknown>, origin), track, batch: MAX_MESSAGES_IN_FLIGHT,
+      afterwards: () => this.lifecycle.reconcileResolutions(),
+    });
+    this.intake = new Intake({
+      state: this.state, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
+      incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track,
+      decide: (compiled, event, me) => compiled.engine.decide(compiled, event, { self: me, log }),
+    });
+    this.socket = new SocketConnection({
+      appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
+      stopping: () => this.stopping, fatal: (error) => this.fatal(error), onEnvelope: (envelope) => this.intake.onEnvelope(envelope),
+      onConnected: (count) => { if (count > 1) this.track(this.catchUps.run()); },
+      onDropped: (lostMs) => this.catchUps.noteDisconnect(this.now() - lostMs),
+    });
+  }
+
+  /** Connect, resolve names, finish interrupted work, catch up, and start schedules and plugins. `stop()` ends it at any point. */
+  async start(options: { socket?: boolean } = {}): Promise<void> {
+    if (this.stopping) throw new StoppedError();
+    this.log.info(`connecting to Slack at ${this.slack.slackApiUrl}`, { pid: process.pid });
+    const auth = await this.reachSlack('auth.test', () => this.slack.auth.test());
+    this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
+    this.config = await this.untilStopped(this.resolveNames(this.config));
+    this.log.info(`connected as ${auth.user ?? this.self.userId}; config ${configName(this.config)}`, { rules: this.config.rules.length, state: this.config.state.path });
+    // Before any event: recovered and caught-up messages run hooks too.
+    await this.untilStopped(this.hooks('onStart', () => ({})));
+    if (options.socket === false) return;
+    await this.untilStopped(this.track(this.intake.retryPending()));
+    this.catchUps.startListening();
+    await this.reachSlack('Socket Mode', () => this.socket.connect());
+    await this.untilStopped(this.track(this.catchUps.run()));
+    if (this.stopping) throw new StoppedError();
+    this.startSchedules();
+    if (this.options.autoReload !== false && this.options.configPath) this.watchConfig(this.options.configPath);
+  }
+
+  /**
+   * Stop taking events, finish in-flight work, run `onStop`, close the DB; within `stopTimeoutMs`: what is
+   * not finished by then stays pending and is finished at the next start. Ends a `start()` under way.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutDown();
+    return this.stopped;
+  }
+
+  /** Resolves when nothing is in flight: events handled, posts sent, hooks finished. */
+  async idle(): Promise<void> {
+    this.intake.drainAll();
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+    await this.queues.drain();
+  }
+
+  /** Post one message once, in its channel's queue (see `Poster`). */
+  post(spec: PostSpec): Promise<string> {
+    return this.poster.post(spec);
+  }
+
+  permalink(channel: string, ts: string): string {
+    return `${this.self.teamUrl.replace(/\/?$/, '/')}archives/${channel}/p${ts.replace('.', '')}`;
+  }
+
+  /** Run a hook (or, per plugin, a sequence of hooks) of every plugin with a full context; see `HookRunner.run`. */
+  hooks<K extends HookName>(hooks: K | readonly K[], extra: (hook: K) => HookExtra<Parameters<NonNullable<Plugin[K]>>[0]>,
+    plugins?: readonly Plugin[]): Promise<PluginHookErrors | undefined> {
+    return this.hookRunner.run(hooks, extra, plugins);
+  }
+
+  /** What every hook of `plugin` receives. */
+  hookContext(plugin: Plugin, signal: AbortSignal): HookContext {
+    return this.hookRunner.contextFor(plugin, signal);
+  }
+
+  /** Handle one event as if it had come from `origin` (default: Socket Mode). */
+  dispatch(event: Record<string, unknown>, origin: MessageOrigin = 'live'): Promise<void> {
+    return this.intake.dispatch(event, origin);
+  }
+
+  /** Read what was missed from each watched channel's history (see `CatchUp`). */
+  catchUp(): Promise<void> {
+    return this.catchUps.run();
+  }
+
+  /** Deliver due outbox items now. */
+  flushOutbox(): Promise<void> {
+    return this.outbox.flush();
+  }
+
+  /** The config checked against the workspace, names resolved to IDs (see `resolveNames`). Problems throw `ConfigError`. */
+  resolveNames(config: CompiledConfig): Promise<CompiledConfig> {
+    return resolveNames(config, { slack: this.slack, log: this.log, idLookup: this.options.idLookup !== false, retry: this.retryPolicy(), stop: this.stopRequested.signal });
+  }
+
+  /** Reload `absolute`; a bad config is logged with its problems and the last good one keeps running. */
+  async reload(absolute: string, shown = absolute): Promise<boolean> {
+    try {
+      const fresh = await this.config.engine.loadConfig({ path: absolute, reverse: this.options.reverse, reacji: this.options.reacji });
+      const resolved = await this.resolveNames({ ...fresh, source: shown, state: this.config.state });
+      const previous = this.config;
+      this.config = resolved;
+      this.log.info(`config reloaded from ${shown}: ${resolved.rules.length} rules`);
+      if (this.socket.built && !this.stopping) {
+        this.startReportAndReminders(false);
+        // The reloaded config brings fresh plugin instances: retire the old ones, start the new ones.
+        const kept = new Set(resolved.plugins);
+        await this.hooks('onStop', () => ({}), previous.plugins.filter((p) => !kept.has(p)));
+        const before = new Set(previous.plugins);
+        await this.hooks('onStart', () => ({}), resolved.plugins.filter((p) => !before.has(p)));
+      }
+      return true;
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems : [errorText(error)];
+      this.log.error(`config reload refused; still running on the last good config:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+      return false;
+    }
+  }
+
+  private retryPolicy(): Required<RetryPolicy> {
+    return { ...DEFAULT_RETRY, ...this.options.retryConfig };
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.inFlight.add(promise);
+    // Work a stop cut short fails on the closed state: expected then, and it stays pending for the next start.
+    void promise.catch((error) => this.log[this.stopping && !this.state.isOpen ? 'debug' : 'error'](`unexpected failure: ${errorText(error)}`))
+      .finally(() => this.inFlight.delete(promise));
+    return promise;
+  }
+
+  /** `work`, or a `StoppedError` as soon as `stop()` begins (the work itself is left to finish or fail unobserved). */
+  private untilStopped<T>(work: Promise<T>): Promise<T> {
+    const signal = this.stopRequested.signal;
+    if (signal.aborted) { work.catch(() => undefined); return Promise.reject(new StoppedError()); }
+    return new Promise<T>((resolve, reject) => {
+      const onStop = () => reject(new StoppedError());
+      signal.addEventListener('abort', onStop, { once: true });
+      work.then((value) => { signal.removeEventListener('abort', onStop); resolve(value); },
+        (error) => { signal.removeEventListener('abort', onStop); reject(error); });
+    });
+  }
+
+  /**
+   * A start-up step that must reach Slack: its calls are retried until `startTimeoutMs` (each retry logged
+   * with its reason), then it fails with one clear message. A refused token fails it at once, naming the token.
+   */
+  private async reachSlack<T>(what: 'auth.test' | 'Socket Mode', step: () => Promise<T>): Promise<T> {
+    const timeoutMs = this.options.startTimeoutMs ?? 60_000;
+    const where = this.slack.slackApiUrl;
+    const giveUp = (reason: string) => new SlackUnreachableError(`cannot reach Slack at ${where}: ${what === 'auth.test' ? 'auth.test' : 'the Socket Mode connection'} ${reason}, `
+      + `gave up after ${Math.round(timeoutMs / 1000)} s; check the network (DNS, proxy, firewall), SLACK_API_URL and https://slack-status.com, then start IMS again`);
+    this.startDeadline = Date.now() + timeoutMs;
+    try {
+      // Whatever a step waits for without failing (a hello that never comes), it does not wait past the deadline.
+      return await this.untilStopped(withTimeout(() => step(), timeoutMs + 500, what));
+    } catch (error) {
+      if (error instanceof TimeoutError) throw giveUp('did not complete');
+      if (error instanceof StoppedError || error instanceof SlackTokenError || error instanceof SlackUnreachableError || error instanceof ConfigError) throw error;
+      const failure = classifySlackFailure(error);
+      if (failure.kind === 'auth') throw new SlackTokenError(what === 'auth.test' ? 'SLACK_BOT_TOKEN' : 'SLACK_APP_TOKEN', what === 'auth.test' ? what : 'apps.connections.open', failure.code);
+      if (failure.kind === 'permanent') throw new Error(`${what} at ${where} failed: ${failure.reason}`, { cause: error });
+      throw giveUp(`failed (${failure.reason})`);
+    } finally {
+      this.startDeadline = undefined;
+    }
+  }
+
+  /** Slack refused a token while running: IMS cannot go on. */
+  private fatal(error: SlackTokenError): void {
+    if (this.fatalReported) return;
+    this.fatalReported = true;
+    if (this.options.onFatal) this.options.onFatal(error);
+    else {
+      this.log.error(error.message);
+      void this.stop();
+    }
+  }
+
+  /** A call was refused for its token: if auth.test agrees (revoked, not one call's quirk), IMS cannot go on. */
+  private botTokenRefused(method: string, code: string): void {
+    if (this.stopping) return;
+    if (method === 'auth.test') {
+      // At start-up, start() reports it.
+      if (this.startDeadline === undefined) this.fatal(new SlackTokenError('SLACK_BOT_TOKEN', method, code));
+      return;
+    }
+    if (this.checkingToken) return;
+    this.checkingToken = true;
+    void this.slack.auth.test().then(
+      () => this.log.error(`${method}: Slack refused the bot token (${code}), though auth.test accepts it`),
+      () => undefined, // a refusal is reported by the auth.test call itself
+    ).finally(() => { this.checkingToken = false; });
+  }
+
+  private async shutDown(): Promise<void> {
+    this.stopping = true;
+    this.stopRequested.abort();
+    const budgetMs = this.options.stopTimeoutMs ?? 6000;
+    const deadline = Date.now() + budgetMs;
+    this.log.info('stopping: finishing in-flight work');
+    this.watcher?.close();
+    for (const timer of [...this.timers, ...this.scheduleTimers]) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
+    if (!(await settleWithin(this.idle().then(() => this.outbox.flush()), deadline))) {
+      this.halt.abort();
+      this.log.warn(`stopping: in-flight work did not finish within ${Math.round(budgetMs / 1000)} s; `
+        + `${this.state.pendingMessages().length} message(s) left pending are finished at the next start`);
+    }
+    await settleWithin(this.hooks('onStop', () => ({})), Math.max(deadline, Date.now() + 1000));
+    this.halt.abort();
+    this.stoppedSignal.abort();
+    this.state.close();
+    this.log.info('stopped');
+  }
+
+  private startSchedules(): void {
+    this.startReportAndReminders(true);
+    this.timers.push(setInterval(() => void this.track(this.outbox.flush()), this.options.outboxIntervalMs ?? 1000));
+    // A message whose handling failed (Slack unreachable, a channel the bot is not in) stays pending: retried until it goes through.
+    const retryEvery = this.options.retryPendingMs ?? 60_000;
+    this.timers.push(setInterval(() => {
+      void this.track(this.intake.retryPending(this.now() - retryEvery));
+      if (this.catchUps.retryDue) void this.track(this.catchUps.run());
+    }, retryEvery));
+    this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
+  }
+
+  /** Report and reminder timers from the current config; `firstRun` also runs the legacy start-up report and a reminder check. */
+  private startReportAndReminders(firstRun: boolean): void {
+    for (const timer of this.scheduleTimers) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    this.scheduleTimers = [];
+    const { report, timezone } = this.config;
+    const { options } = this;
+    if (options.reports !== false && report.channel) {
+      const schedule = options.schedule ?? (options.loopHours === undefined ? report.schedule : undefined);
+      if (schedule) {
+        this.scheduleTimers.push(cron().CronJob.from({ cronTime: schedule, timeZone: timezone, start: true, onTick: () => void this.track(runReport(this)) }));
+        this.log.info(`reports scheduled: '${schedule}'${timezone ? ` (${timezone})` : ''}`);
+      } else {
+        const hours = options.loopHours ?? report.everyHours ?? 24;
+        this.scheduleTimers.push(setInterval(() => void this.track(runReport(this)), hours * HOUR));
+        if (firstRun) void this.track(runReport(this));
+        this.log.info(`reports every ${hours} h${firstRun ? ', the first now' : ''}`);
+      }
+    } else if (options.reports !== false) {
+      this.log.warn('no report channel ([Report] / report.channel): scheduled reports are off');
+    }
+    if (options.reminders !== false && this.config.reminders.length) {
+      const every = options.reminderSeconds !== undefined ? options.reminderSeconds * SECOND : this.config.reminderIntervalMs;
+      this.scheduleTimers.push(setInterval(() => void this.track(runReminders(this)), every));
+      if (firstRun) void this.track(runReminders(this));
+    }
+  }
+
+  /** Reload on change; a bad config is logged with its problems and the last good one keeps running. */
+  private watchConfig(configPath: string): void {
+    const absolute = path.resolve(configPath);
+    let debounce: NodeJS.Timeout | undefined;
+    this.watcher = watch(path.dirname(absolute), (_event, name) => {
+      if (!name || !/\.(ts|mts|js|mjs|cjs|json|ini)$/i.test(name) || /\.db/.test(name)) return;
+      clearTimeout(debounce);
+      debounce = setTimeout(() => void this.track(this.reload(absolute, configPath)), 300);
+    });
+    this.watcher.on('error', (error) => this.log.warn(`config watch failed: ${error.message}`));
+  }
+}
+
+/** Whether `work` settled before `deadline` (epoch ms); its outcome is not looked at. */
+function settleWithin(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  return withTimeout(() => work, Math.max(0, deadline - Date.now()), 'work before the deadline').then(() => true, (error) => !(error instanceof TimeoutError));
+}
+
+
+/** Tokens from the environment, checked: one clear line and exit 1 when missing or of the wrong kind. */
+export function slackTokens(env: NodeJS.ProcessEnv = process.env): { appToken: string; botToken: string } | string {
+  const appToken = env.SLACK_APP_TOKEN?.trim() ?? '';
+  const botToken = env.SLACK_BOT_TOKEN?.trim() ?? '';
+  if (!appToken) return 'SLACK_APP_TOKEN is not set: create an app-level token with connections:write (xapp-…) and export it';
+  if (!appToken.startsWith('xapp-')) return `SLACK_APP_TOKEN must be an app-level token starting with 'xapp-', found one starting with '${appToken.slice(0, 5)}'`;
+  if (!botToken) return 'SLACK_BOT_TOKEN is not set: install the app and export its bot token (xoxb-…)';
+  if (!botToken.startsWith('xoxb-')) return `SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-', found one starting with '${botToken.slice(0, 5)}'`;
+  return { appToken, botToken };
+}
+
+/** The default mode, `--only-report` and `--clear-reminder`: returns the exit code. */
+export async function runSlack(config: CompiledConfig, options: CliOptions, io: { err: (s: string) => void }): Promise<number> {
+  const tokens = slackTokens();
+  if (typeof tokens === 'string') { reportRefusal(`ims: ${tokens}`, options, io); return 1; }
+  let log: ReturnType<typeof createLogger>;
+  try {
+    log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken] });
+  } catch (error) {
+    // A log that cannot be written is a command line IMS cannot run (as a usage error): say so before connecting.
+    reportRefusal(`ims: ${(error as Error).message}`, options, io);
+    return 2;
+  }
+  const milliseconds = (name: string): number | undefined => {
+    const value = process.env[name];
+    if (value === undefined || value === '') return undefined;
+    if (Number.isFinite(Number(value)) && Number(value) > 0) return Number(value);
+    log.warn(`${name} must be a positive number of milliseconds, found '${value}': ignored`);
+    return undefined;
+  };
+  // How the process ends: the first reason to stop wins (a signal, the parent gone, a refused token).
+  let exitCode = 0;
+  let stopping: string | undefined;
+  let stopRequested!: () => void;
+  const stopNow = new Promise<void>((resolve) => { stopRequested = resolve; });
+  let ims: Ims;
+  try {
+    ims = new Ims(config, {
+      ...tokens, log, configPath: config.source, autoReload: options.auto, idLookup: options.idLookup, verbose: options.verbose,
+      reverse: options.reverse, reacji: options.reacji, reports: !options.noIncident, reminders: !options.noReminder,
+      schedule: options.schedule, loopHours: options.loopHours, reminderSeconds: options.reminderSeconds,
+      clientPingTimeoutMs: milliseconds('IMS_PING_TIMEOUT_MS'),
+      retryConfig: process.env.IMS_HTTP_RETRIES ? { retries: Number(process.env.IMS_HTTP_RETRIES), minTimeout: 100, maxTimeout: 1000 } : undefined,
+      startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
+      onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
+    });
+  } catch (error) {
+    // The state file cannot be opened (a newer IMS's schema, no permission, a full disk): one line, no stack.
+    reportRefusal(`ims: ${error instanceof StateVersionError ? error.message : `cannot open the state file ${config.state.path}: ${errorText(error)}`}`, options, io);
+    return 1;
+  }
+  const stop = (why: string, code: number) => {
+    if (stopping) return;
+    stopping = why;
+    exitCode = code;
+    stopRequested();
+    // Ends a start-up under way too; whatever hangs, the process ends within 10 s of the first reason to stop.
+    void ims.stop().catch(() => undefined);
+    setTimeout(() => {
+      log.error(`stopping took longer than ${STOP_LIMIT_MS / 1000} s (${why}): exiting without finishing`);
+      process.exit(code || 1);
+    }, STOP_LIMIT_MS).unref();
+  };
+  guardProcess(log, stop);
+  // The process lives until main() returns. Waits between retries do not hold the process open (so a stop is
+  // never held up by one), and during start-up they may be all there is: without this, Node would end the
+  // process with exit code 0 in the middle of a retry, and alerting would stop without a word.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  try {
+    if (options.onlyReport || options.clearReminder) {
+      await ims.start({ socket: false });
+      if (options.clearReminder) {
+        log.info(`deleted ${await clearReminders(ims)} reminder message(s)`);
+        return 0;
+      }
+      return (await runReport(ims)) ? 0 : 1;
+    }
+    await ims.start();
+    await stopNow;
+    return exitCode;
+  } catch (error) {
+    if (error instanceof StoppedError) return exitCode;
+    if (error instanceof ConfigError) { reportRefusal(error.message, options, io); return 1; }
+    if (error instanceof SlackTokenError) { log.error(error.message); return 1; }
+    log.error(`cannot start: ${errorText(error)}`);
+    return 1;
+  } finally {
+    await ims.stop().catch((error) => log.error(`stop failed: ${errorText(error)}`));
+    clearInterval(keepAlive);
+    // Everything is finished and the DB closed; a reconnect the SDK still has under way must not hold the exit.
+    setTimeout(() => process.exit(), 1000).unref();
+  }
+}
+
