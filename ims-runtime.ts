@@ -12,7 +12,6 @@ import { State, StateVersionError } from './ims-state.ts';
 import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
 import { ConfigError, configName } from './ims-config-errors.ts';
 import { createLogger, errorText, reportRefusal } from './ims-log.ts';
-import { DAY, HOUR, SECOND, cron } from './ims-time.ts';
 import {
   ChannelQueues, DEFAULT_RETRY, Poster, SlackTokenError, SlackUnreachableError, StoppedError, createSlackClient, slackFetch,
   type PostSpec, type RetryPolicy, type WebClientOptions,
@@ -25,6 +24,7 @@ import { IncidentLifecycle } from './ims-incidents.ts';
 import { CatchUp } from './ims-catch-up.ts';
 import { Intake, MAX_MESSAGES_IN_FLIGHT } from './ims-intake.ts';
 import { clearReminders, runReminders, runReport } from './ims-report.ts';
+import { Schedules } from './ims-schedules.ts';
 import { STOP_LIMIT_MS, guardProcess } from './ims-process.ts';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
@@ -96,9 +96,7 @@ export class Ims {
   private readonly pluginChannels: Set<string>;
   /** Work under way (events, posts, hooks, catch-ups, reports): `idle()` and a stop wait for it. */
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly timers: (NodeJS.Timeout | { stop(): void })[] = [];
-  /** Report and reminder timers: replaced when a reload changes the schedule. */
-  private scheduleTimers: (NodeJS.Timeout | { stop(): void })[] = [];
+  private readonly schedules: Schedules;
   private watcher?: FSWatcher;
   private stopping = false;
   private stopped?: Promise<void>;
@@ -163,6 +161,11 @@ export class Ims {
       incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track,
       decide: (compiled, event, me) => compiled.engine.decide(compiled, event, { self: me, log }),
     });
+    this.schedules = new Schedules({
+      config: config$, log, now: this.now, options, report: () => runReport(this), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
+      retryPending: (before) => this.intake.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue) void this.track(this.catchUps.run()); },
+      prune: (before) => this.state.prune(before), track,
+    });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
       stopping: () => this.stopping, fatal: (error) => this.fatal(error), onEnvelope: (envelope) => this.intake.onEnvelope(envelope),
@@ -177,17 +180,17 @@ export class Ims {
     this.log.info(`connecting to Slack at ${this.slack.slackApiUrl}`, { pid: process.pid });
     const auth = await this.reachSlack('auth.test', () => this.slack.auth.test());
     this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
-    this.config = await this.untilStopped(this.resolveNames(this.config));
+    this.config = await untilStopped(this.stopRequested.signal, this.resolveNames(this.config));
     this.log.info(`connected as ${auth.user ?? this.self.userId}; config ${configName(this.config)}`, { rules: this.config.rules.length, state: this.config.state.path });
     // Before any event: recovered and caught-up messages run hooks too.
-    await this.untilStopped(this.hooks('onStart', () => ({})));
+    await untilStopped(this.stopRequested.signal, this.hooks('onStart', () => ({})));
     if (options.socket === false) return;
-    await this.untilStopped(this.track(this.intake.retryPending()));
+    await untilStopped(this.stopRequested.signal, this.track(this.intake.retryPending()));
     this.catchUps.startListening();
     await this.reachSlack('Socket Mode', () => this.socket.connect());
-    await this.untilStopped(this.track(this.catchUps.run()));
+    await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run()));
     if (this.stopping) throw new StoppedError();
-    this.startSchedules();
+    this.schedules.start();
     if (this.options.autoReload !== false && this.options.configPath) this.watchConfig(this.options.configPath);
   }
 
@@ -256,7 +259,7 @@ export class Ims {
       this.config = resolved;
       this.log.info(`config reloaded from ${shown}: ${resolved.rules.length} rules`);
       if (this.socket.built && !this.stopping) {
-        this.startReportAndReminders(false);
+        this.schedules.reconfigure();
         // The reloaded config brings fresh plugin instances: retire the old ones, start the new ones.
         const kept = new Set(resolved.plugins);
         await this.hooks('onStop', () => ({}), previous.plugins.filter((p) => !kept.has(p)));
@@ -283,18 +286,6 @@ export class Ims {
     return promise;
   }
 
-  /** `work`, or a `StoppedError` as soon as `stop()` begins (the work itself is left to finish or fail unobserved). */
-  private untilStopped<T>(work: Promise<T>): Promise<T> {
-    const signal = this.stopRequested.signal;
-    if (signal.aborted) { work.catch(() => undefined); return Promise.reject(new StoppedError()); }
-    return new Promise<T>((resolve, reject) => {
-      const onStop = () => reject(new StoppedError());
-      signal.addEventListener('abort', onStop, { once: true });
-      work.then((value) => { signal.removeEventListener('abort', onStop); resolve(value); },
-        (error) => { signal.removeEventListener('abort', onStop); reject(error); });
-    });
-  }
-
   /**
    * A start-up step that must reach Slack: its calls are retried until `startTimeoutMs` (each retry logged
    * with its reason), then it fails with one clear message. A refused token fails it at once, naming the token.
@@ -307,7 +298,7 @@ export class Ims {
     this.startDeadline = Date.now() + timeoutMs;
     try {
       // Whatever a step waits for without failing (a hello that never comes), it does not wait past the deadline.
-      return await this.untilStopped(withTimeout(() => step(), timeoutMs + 500, what));
+      return await untilStopped(this.stopRequested.signal, withTimeout(() => step(), timeoutMs + 500, what));
     } catch (error) {
       if (error instanceof TimeoutError) throw giveUp('did not complete');
       if (error instanceof StoppedError || error instanceof SlackTokenError || error instanceof SlackUnreachableError || error instanceof ConfigError) throw error;
@@ -354,7 +345,7 @@ export class Ims {
     const deadline = Date.now() + budgetMs;
     this.log.info('stopping: finishing in-flight work');
     this.watcher?.close();
-    for (const timer of [...this.timers, ...this.scheduleTimers]) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    this.schedules.stop();
     await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
     if (!(await settleWithin(this.idle().then(() => this.outbox.flush()), deadline))) {
       this.halt.abort();
@@ -368,45 +359,6 @@ export class Ims {
     this.log.info('stopped');
   }
 
-  private startSchedules(): void {
-    this.startReportAndReminders(true);
-    this.timers.push(setInterval(() => void this.track(this.outbox.flush()), this.options.outboxIntervalMs ?? 1000));
-    // A message whose handling failed (Slack unreachable, a channel the bot is not in) stays pending: retried until it goes through.
-    const retryEvery = this.options.retryPendingMs ?? 60_000;
-    this.timers.push(setInterval(() => {
-      void this.track(this.intake.retryPending(this.now() - retryEvery));
-      if (this.catchUps.retryDue) void this.track(this.catchUps.run());
-    }, retryEvery));
-    this.timers.push(setInterval(() => this.state.prune(this.now() - this.config.state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
-  }
-
-  /** Report and reminder timers from the current config; `firstRun` also runs the legacy start-up report and a reminder check. */
-  private startReportAndReminders(firstRun: boolean): void {
-    for (const timer of this.scheduleTimers) 'stop' in timer ? timer.stop() : clearInterval(timer);
-    this.scheduleTimers = [];
-    const { report, timezone } = this.config;
-    const { options } = this;
-    if (options.reports !== false && report.channel) {
-      const schedule = options.schedule ?? (options.loopHours === undefined ? report.schedule : undefined);
-      if (schedule) {
-        this.scheduleTimers.push(cron().CronJob.from({ cronTime: schedule, timeZone: timezone, start: true, onTick: () => void this.track(runReport(this)) }));
-        this.log.info(`reports scheduled: '${schedule}'${timezone ? ` (${timezone})` : ''}`);
-      } else {
-        const hours = options.loopHours ?? report.everyHours ?? 24;
-        this.scheduleTimers.push(setInterval(() => void this.track(runReport(this)), hours * HOUR));
-        if (firstRun) void this.track(runReport(this));
-        this.log.info(`reports every ${hours} h${firstRun ? ', the first now' : ''}`);
-      }
-    } else if (options.reports !== false) {
-      this.log.warn('no report channel ([Report] / report.channel): scheduled reports are off');
-    }
-    if (options.reminders !== false && this.config.reminders.length) {
-      const every = options.reminderSeconds !== undefined ? options.reminderSeconds * SECOND : this.config.reminderIntervalMs;
-      this.scheduleTimers.push(setInterval(() => void this.track(runReminders(this)), every));
-      if (firstRun) void this.track(runReminders(this));
-    }
-  }
-
   /** Reload on change; a bad config is logged with its problems and the last good one keeps running. */
   private watchConfig(configPath: string): void {
     const absolute = path.resolve(configPath);
@@ -418,6 +370,17 @@ export class Ims {
     });
     this.watcher.on('error', (error) => this.log.warn(`config watch failed: ${error.message}`));
   }
+}
+
+/** `work`, or a `StoppedError` as soon as `stop` is aborted (the work itself is left to finish or fail unobserved). */
+function untilStopped<T>(stop: AbortSignal, work: Promise<T>): Promise<T> {
+  if (stop.aborted) { work.catch(() => undefined); return Promise.reject(new StoppedError()); }
+  return new Promise<T>((resolve, reject) => {
+    const onStop = () => reject(new StoppedError());
+    stop.addEventListener('abort', onStop, { once: true });
+    work.then((value) => { stop.removeEventListener('abort', onStop); resolve(value); },
+      (error) => { stop.removeEventListener('abort', onStop); reject(error); });
+  });
 }
 
 /** Whether `work` settled before `deadline` (epoch ms); its outcome is not looked at. */

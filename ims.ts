@@ -7,9 +7,10 @@
  * every incident nobody has marked resolved. Run it with `npx tsx ims.ts`; `--help` lists the flags.
  *
  * Read top to bottom: public types → define helpers → config loading → rule engine → CLI/main. The
- * concerns that outgrew this file live beside it, named after them, so it stays one sitting long: the
- * Slack runtime with the report and reminder (`ims-slack.ts`), the durable state (`ims-state.ts`), IMS.ini
- * compatibility (`ims-ini.ts`) and pattern compilation (`ims-regex.ts`).
+ * concerns that outgrew this file live beside it, named after them (the README's Development section maps
+ * them): config files, IMS.ini, patterns, Slack text and time below it; the Slack runtime (`ims-runtime.ts`
+ * and the units it wires) loaded lazily, only when IMS runs the bot. Imports run one way: siblings import
+ * only types from this file.
  */
 import { statSync, existsSync } from 'node:fs';
 import path from 'node:path';

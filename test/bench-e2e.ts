@@ -1,7 +1,7 @@
 /**
  * End-to-end benchmark: a burst of alerts through the real bot process (spawned as a user runs it)
  * against the local fake Slack. Reports ack latency p50/p99 (measured by the fake: ack received − envelope
- * sent), alerts reposted per second, and the bot's peak RSS (VmHWM from /proc).
+ * sent), alerts reposted per second, and the bot's RSS: idle once connected (VmRSS) and peak (VmHWM), from /proc.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,9 +22,10 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function peakRssMb(pid: number): number {
+/** A memory figure of a process from /proc/PID/status, in MB: `VmRSS` (now) or `VmHWM` (the peak so far). */
+function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return kb / 1024;
 }
 
@@ -34,6 +35,8 @@ export interface EndToEndResult {
   ackP50Ms: number;
   ackP99Ms: number;
   repostsPerSecond: number;
+  /** Connected and waiting, before the burst. */
+  idleRssMb: number;
   peakRssMb: number;
   seconds: number;
   botCpuSeconds: number;
@@ -78,6 +81,9 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
   try {
     await fake.waitForConnection(1, 30_000);
     await fake.waitFor(() => stderr.includes('Socket Mode connected'), 'the bot to finish starting', 30_000);
+    // Idle: connected, start-up's garbage given a moment to go.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const idleRss = rssMb(bot.pid!, 'VmRSS');
     const firstEnvelope = fake.envelopes.length;
     const started = performance.now();
     const benchCpuBefore = process.cpuUsage();
@@ -93,10 +99,10 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
     await fake.waitFor(() => reposted() >= alerts, `all ${alerts} reposts (stderr: ${stderr.slice(-500)})`, 300_000);
     const seconds = (performance.now() - started) / 1000;
     const acks = fake.envelopes.slice(firstEnvelope).filter((e) => e.ackedAt && e.sentAt).map((e) => e.ackedAt! - e.sentAt).sort((a, b) => a - b);
-    const rss = peakRssMb(bot.pid!);
+    const rss = rssMb(bot.pid!, 'VmHWM');
     const benchCpu = process.cpuUsage(benchCpuBefore);
     return {
-      alerts, rules: ruleCount, ackP50Ms: percentile(acks, 50), ackP99Ms: percentile(acks, 99), repostsPerSecond: alerts / seconds, peakRssMb: rss,
+      alerts, rules: ruleCount, ackP50Ms: percentile(acks, 50), ackP99Ms: percentile(acks, 99), repostsPerSecond: alerts / seconds, idleRssMb: idleRss, peakRssMb: rss,
       seconds, botCpuSeconds: cpuSeconds(bot.pid!) - botCpuBefore, fakeCpuSeconds: (benchCpu.user + benchCpu.system) / 1e6,
     };
   } finally {
@@ -115,6 +121,7 @@ export function printEndToEnd(result: EndToEndResult): void {
   console.log(`  ack latency p50        ${result.ackP50Ms.toFixed(1).padStart(8)} ms`);
   console.log(`  ack latency p99        ${result.ackP99Ms.toFixed(1).padStart(8)} ms   target < 50 ms   ${verdict(result.ackP99Ms < 50)}`);
   console.log(`  alerts reposted/s      ${result.repostsPerSecond.toFixed(0).padStart(8)}      target ≥ 400     ${verdict(result.repostsPerSecond >= 400)}`);
+  console.log(`  bot idle RSS           ${result.idleRssMb.toFixed(1).padStart(8)} MB   (connected, before the burst)`);
   console.log(`  bot peak RSS           ${result.peakRssMb.toFixed(1).padStart(8)} MB   target < 150 MB  ${verdict(result.peakRssMb < 150)}`);
   console.log(`  (burst took ${result.seconds.toFixed(2)} s; CPU: bot ${result.botCpuSeconds.toFixed(2)} s, fake Slack + load generator ${result.fakeCpuSeconds.toFixed(2)} s, on 2 cores)`);
 }

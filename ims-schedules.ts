@@ -1,0 +1,89 @@
+/**
+ * What runs on a clock while IMS runs: the report (a cron schedule or every N hours) and the reminder, from the
+ * config and replaced on reload; the outbox poll, the retry of pending messages and of failed catch-ups, and
+ * pruning of old state.
+ */
+import type { CompiledConfig, Logger } from './ims.ts';
+import { DAY, HOUR, SECOND, cron } from './ims-time.ts';
+
+type Timer = NodeJS.Timeout | { stop(): void };
+
+/** What the schedules run, and how they are configured beyond the config. */
+export interface ScheduleInputs {
+  config(): CompiledConfig;
+  log: Logger;
+  now(): number;
+  options: { reports?: boolean; reminders?: boolean; schedule?: string; loopHours?: number; reminderSeconds?: number; outboxIntervalMs?: number; retryPendingMs?: number };
+  report(): Promise<unknown>;
+  remind(): Promise<unknown>;
+  flushOutbox(): Promise<unknown>;
+  /** Retry messages claimed before `claimedBefore` whose handling failed. */
+  retryPending(claimedBefore: number): Promise<unknown>;
+  /** Catch up again if the last catch-up failed somewhere. */
+  retryCatchUp(): void;
+  prune(before: number): void;
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+export class Schedules {
+  private readonly fixed: Timer[] = [];
+  /** Report and reminder timers: replaced when a reload changes the schedule. */
+  private configured: Timer[] = [];
+
+  constructor(private readonly inputs: ScheduleInputs) {}
+
+  /** Start every timer; the report and reminder also run once now (as the legacy tool did at start-up). */
+  start(): void {
+    const { inputs } = this;
+    this.startReportAndReminders(true);
+    this.fixed.push(setInterval(() => void inputs.track(inputs.flushOutbox()), inputs.options.outboxIntervalMs ?? 1000));
+    // A message whose handling failed (Slack unreachable, a channel the bot is not in) stays pending: retried until it goes through.
+    const retryEvery = inputs.options.retryPendingMs ?? 60_000;
+    this.fixed.push(setInterval(() => {
+      void inputs.track(inputs.retryPending(inputs.now() - retryEvery));
+      inputs.retryCatchUp();
+    }, retryEvery));
+    this.fixed.push(setInterval(() => inputs.prune(inputs.now() - inputs.config().state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
+  }
+
+  /** The config was reloaded: report and reminder timers from the new one. */
+  reconfigure(): void {
+    this.startReportAndReminders(false);
+  }
+
+  stop(): void {
+    for (const timer of [...this.fixed, ...this.configured]) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    this.fixed.length = 0;
+    this.configured = [];
+  }
+
+  /** Report and reminder timers from the current config; `firstRun` also runs the legacy start-up report and a reminder check. */
+  private startReportAndReminders(firstRun: boolean): void {
+    const { inputs } = this;
+    for (const timer of this.configured) 'stop' in timer ? timer.stop() : clearInterval(timer);
+    this.configured = [];
+    const { report, timezone, reminders, reminderIntervalMs } = inputs.config();
+    const { options, log } = inputs;
+    const report$ = () => void inputs.track(inputs.report());
+    if (options.reports !== false && report.channel) {
+      const schedule = options.schedule ?? (options.loopHours === undefined ? report.schedule : undefined);
+      if (schedule) {
+        this.configured.push(cron().CronJob.from({ cronTime: schedule, timeZone: timezone, start: true, onTick: report$ }));
+        log.info(`reports scheduled: '${schedule}'${timezone ? ` (${timezone})` : ''}`);
+      } else {
+        const hours = options.loopHours ?? report.everyHours ?? 24;
+        this.configured.push(setInterval(report$, hours * HOUR));
+        if (firstRun) report$();
+        log.info(`reports every ${hours} h${firstRun ? ', the first now' : ''}`);
+      }
+    } else if (options.reports !== false) {
+      log.warn('no report channel ([Report] / report.channel): scheduled reports are off');
+    }
+    if (options.reminders !== false && reminders.length) {
+      const every = options.reminderSeconds !== undefined ? options.reminderSeconds * SECOND : reminderIntervalMs;
+      const remind = () => void inputs.track(inputs.remind());
+      this.configured.push(setInterval(remind, every));
+      if (firstRun) remind();
+    }
+  }
+}
