@@ -12,7 +12,10 @@ import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import { alertPieces, decodeEntities, incidentMessages, mentionOf, plainText } from './ims-text.ts';
 import { formatDate, tsToMs } from './ims-time.ts';
-import { listAll, slackCall, type Poster, type PostSpec } from './ims-slack.ts';
+import { listAll, slackCall, type ChannelQueues, type Poster, type PostSpec } from './ims-slack.ts';
+import { LifecycleSteps } from './ims-lifecycle-steps.ts';
+import { PostEditor } from './ims-incident-posts.ts';
+import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
 
@@ -38,6 +41,8 @@ export interface IncidentInputs {
   names: NameDirectory;
   hooks: HookRunner;
   permalink(channel: string, ts: string): string;
+  /** The channel queues, for edits in place (they keep their order with the channel's posts). */
+  queues: ChannelQueues;
 }
 
 /** Where an incident goes and what its post says. */
@@ -50,14 +55,33 @@ interface IncidentTarget {
   hotline?: string;
   mentions?: string[];
   groups?: Record<string, string>;
+  /** The correlation key of its alert, with lifecycles on. */
+  alertKey?: string;
 }
 
 export class IncidentLifecycle {
-  constructor(private readonly inputs: IncidentInputs) {}
+  private readonly steps: LifecycleSteps;
+  /** Edits incident posts in place (lifecycle steps; the interactive features will too). */
+  readonly posts: PostEditor;
 
-  /** Carry out a decision for a claimed message; its hooks are started, not awaited. */
+  constructor(private readonly inputs: IncidentInputs) {
+    this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log });
+    this.steps = new LifecycleSteps({
+      state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
+    });
+  }
+
+  /**
+   * Carry out a decision for a claimed message; its hooks are started, not awaited. With lifecycles on, a message
+   * about an alert (`decision.alert`) takes its lifecycle step: a new alert opens an incident as ever, a repeat,
+   * recovery or reopening changes the incident it belongs to.
+   */
   async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin): Promise<void> {
-    const { state, log, hooks } = this.inputs;
+    const { state, log } = this.inputs;
+    if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
+      const alertDecision = { ...decision, alert: decision.alert };
+      return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)));
+    }
     switch (decision.action) {
       case 'seen':
       case 'suppressed':
@@ -68,30 +92,36 @@ export class IncidentLifecycle {
         log.info(`${decision.action}: ${decision.action === 'reacji' ? 'reacji' : 'reaction'} :${decision.reaction}:`, { channel: message.channel, ts: message.ts, ...(rule ? { rule } : {}) });
         return;
       }
-      case 'incident': {
-        const rule = decision.match.rule;
-        const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
-        const { incident, opened } = await this.open(config, message, {
-          channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf),
-          groups: capturedGroups(decision.match),
-        }, origin);
-        // Opened before a stop, its page and hooks went then (hooks are at most once); this run only finished its thread.
-        if (opened === 'before') return;
-        log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
-        if (decision.hotline) state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
-        // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
-        const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
-        void hooks.run(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, decision, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
+      case 'incident':
+        await this.openFor(config, decision, message, origin);
         return;
-      }
       case 'reverse repost': {
         const { incident, opened } = await this.open(config, message, { channel: decision.channel, head: decision.header, label: 'DEFAULT', ruleNumber: 0 }, origin);
         if (opened === 'before') return;
         log.info(`reverse repost #${incident.id} → ${decision.channel}`, { source: `${message.channel}:${message.ts}` });
-        void hooks.run('onReverse', () => ({ message, decision, repost: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
+        void this.inputs.hooks.run('onReverse', () => ({ message, decision, repost: { channel: incident.incidentChannel, ts: incident.incidentTs } }));
         return;
       }
     }
+  }
+
+  /** Open the incident a rule decided on: post, page, record, then the plugins' `onMatch` / `onHotline`. */
+  private async openFor(config: CompiledConfig, decision: Extract<Decision, { action: 'incident' }>, message: AlertMessage, origin: MessageOrigin): Promise<Incident> {
+    const { state, log, hooks } = this.inputs;
+    const rule = decision.match.rule;
+    const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
+    const { incident, opened } = await this.open(config, message, {
+      channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf),
+      groups: capturedGroups(decision.match), alertKey: decision.alert?.alerts.find((a) => a.state === 'firing')?.key,
+    }, origin);
+    // Opened before a stop, its page and hooks went then (hooks are at most once); this run only finished its thread.
+    if (opened === 'before') return incident;
+    log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
+    if (decision.hotline) state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
+    // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
+    const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
+    void hooks.run(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, decision, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
+    return incident;
   }
 
   /** Post the incident (once: a recovered message first looks for its earlier post) and record it. */
@@ -129,7 +159,7 @@ export class IncidentLifecycle {
     const incident = state.addIncident({
       sourceChannel: message.channel, sourceTs: message.ts, incidentChannel: target.channel, incidentTs: ts, ruleNumber: target.ruleNumber,
       head: target.head, label: target.label, hotline: target.hotline, text: message.text, poster: message.poster, createdAt: this.inputs.now(), permalink,
-      groups: target.groups, finishesMessage: rest.length === 0,
+      groups: target.groups, finishesMessage: rest.length === 0, alertKey: target.alertKey, post: first,
     });
     if (rest.length) {
       // The page went out with the first post: the thread never holds it back (nor the plugins' hooks).
@@ -228,6 +258,11 @@ export class IncidentLifecycle {
       }
     }
   }
+}
+
+/** A message only about one-off events (CI builds): each is its own incident when a rule matches it, as without lifecycles. */
+function oneOff(alerts: AlertIdentity[]): boolean {
+  return alerts.every((a) => a.state === 'event' && !a.notice);
 }
 
 /** The named groups a match captured, read once, as kept with its incident (a group that took no part is left out). */

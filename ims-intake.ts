@@ -33,7 +33,7 @@ export interface IntakeInputs {
   config(): CompiledConfig;
   self(): { userId: string; botId: string };
   /** The rule engine's decision for one message (`CompiledConfig`'s engine, given by `ims.ts`). */
-  decide(config: CompiledConfig, event: SlackMessageEvent, self: { userId: string; botId: string }): { decision: Decision; message?: AlertMessage };
+  decide(config: CompiledConfig, event: SlackMessageEvent, self: { userId: string; botId: string }, edited?: boolean): { decision: Decision; message?: AlertMessage };
   /** True once IMS is stopping: envelopes are no longer taken. */
   stopping(): boolean;
   /** The per-channel queues: while one waits out a 429, admission is lifted so other channels go on. */
@@ -69,7 +69,9 @@ export class Intake {
     if (type !== 'events_api' || !body?.event || typeof body.event !== 'object') return;
     // Slack echoes every post IMS makes back to it: nothing to do, not even a de-duplication write.
     const botId = this.inputs.self().botId;
-    if (body.event.type === 'message' && ((botId && body.event.bot_id === botId) || body.event.subtype === 'message_changed')) {
+    // An integration's edit of its alert may change the alert's state (Zabbix, Sentry): read with lifecycles on.
+    const readEdit = body.event.subtype === 'message_changed' && this.inputs.config().lifecycle.enabled && !editOf(body.event, botId);
+    if (body.event.type === 'message' && ((botId && body.event.bot_id === botId) || (body.event.subtype === 'message_changed' && !readEdit))) {
       if (body.event.bot_id !== botId) log.debug(decisionLine({ action: 'ignore', reason: 'hidden subtype' }, body.event as SlackMessageEvent), { channel: body.event.channel, ts: body.event.ts });
       return;
     }
@@ -131,7 +133,9 @@ export class Intake {
   async dispatch(event: Record<string, unknown>, origin: MessageOrigin): Promise<void> {
     const { state, log } = this.inputs;
     try {
-      if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
+      if (event.type === 'message' && event.subtype === 'message_changed') {
+        await this.handleEdit(event);
+      } else if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
         await this.handleMessage(event as SlackMessageEvent, origin);
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
         await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
@@ -176,6 +180,31 @@ export class Intake {
     } finally {
       this.beingHandled.delete(key);
     }
+  }
+
+  /**
+   * An edit of a message (`message_changed`), with lifecycles on: read only for a change of its alert's state (an
+   * integration that resolves by editing its alert), never as a new alert, and not claimed (the message it edits
+   * was); a redelivery is caught by its event_id, and a step taken twice changes nothing the second time.
+   */
+  private async handleEdit(event: Record<string, unknown>): Promise<void> {
+    const { log } = this.inputs;
+    const inner = event.message as Record<string, unknown> | undefined;
+    if (!inner || typeof inner !== 'object' || typeof inner.ts !== 'string' || typeof event.channel !== 'string') return;
+    const edited = { ...inner, type: 'message', channel: event.channel } as SlackMessageEvent;
+    if (this.inputs.pluginChannels.has(edited.channel)) return;
+    const config = this.inputs.config();
+    const { decision, message } = this.inputs.decide(config, edited, this.inputs.self(), true);
+    // Logged under the edit's own ts (as before lifecycles), naming the message it edits.
+    const where = { channel: edited.channel, ts: event.ts, edits: edited.ts };
+    // An edit that changes no alert's state is what it was before lifecycles: a hidden subtype, not an alert.
+    const unread = () => log.debug(decisionLine({ action: 'ignore', reason: 'hidden subtype' }, event as unknown as SlackMessageEvent), where);
+    if (decision.action === 'ignore' || !message || !('alert' in decision) || !decision.alert) return unread();
+    // An edit says what changed: a recovery or a notice. An alert still firing after an edit is not a repeat.
+    const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice);
+    if (!changes.length) return unread();
+    log.debug(`edit read: ${changes.map((a) => `${a.key} ${a.state}`).join(', ')}`, where);
+    await this.inputs.incidents.act(config, { ...decision, alert: { ...decision.alert, alerts: changes } }, message, 'live');
   }
 
   /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */
@@ -233,6 +262,12 @@ export function decisionLine(decision: Decision, event: SlackMessageEvent): stri
       return `ignored message (${why[decision.reason] ?? decision.reason})`;
     }
   }
+}
+
+/** The edited message of a `message_changed` event, when it is IMS's own (its own posts' edits are never read). */
+function editOf(event: Record<string, unknown>, botId: string): boolean {
+  const inner = event.message as { bot_id?: unknown } | undefined;
+  return !!botId && inner?.bot_id === botId;
 }
 
 function isReactionEvent(event: Record<string, unknown>): event is ReactionEvent & Record<string, unknown> {

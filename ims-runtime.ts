@@ -149,7 +149,7 @@ export class Ims {
     });
     this.lifecycle = new IncidentLifecycle({
       state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
-      permalink: (channel, ts) => this.permalink(channel, ts),
+      permalink: (channel, ts) => this.permalink(channel, ts), queues: this.queues,
     });
     this.catchUps = new CatchUp({
       state: this.state, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,
@@ -159,7 +159,7 @@ export class Ims {
     this.intake = new Intake({
       state: this.state, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
       incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track,
-      decide: (compiled, event, me) => compiled.engine.decide(compiled, event, { self: me, log }),
+      decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
     this.schedules = new Schedules({
       config: config$, log, now: this.now, options, report: () => runReport(this), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),

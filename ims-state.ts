@@ -39,11 +39,12 @@ import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Incident } from './ims.ts';
+import type { KeyRecord } from './ims-lifecycle.ts';
 
 /** Something that happened to an incident: reactions, thread replies, resolution. */
 export interface IncidentEvent {
   incidentId: number;
-  kind: 'reaction' | 'reply' | 'resolve' | 'reopen' | 'hotline' | 'note';
+  kind: 'reaction' | 'reply' | 'resolve' | 'reopen' | 'hotline' | 'note' | 'repeat' | 'recovery' | 'acknowledge' | 'flapping';
   user?: string;
   /** Reaction name, reply text, or a note. */
   detail?: string;
@@ -157,6 +158,22 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   /** Mark open again (and record it as an event); false if it was not resolved. */
   reopenIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
   addIncidentEvent(event: IncidentEvent): StoreAnswer<void, Mode>;
+  /** What is known of a correlation key (its incident, state, recent changes); undefined for a key never seen. */
+  keyRecord(key: string): StoreAnswer<KeyRecord | undefined, Mode>;
+  /** The keys of an incident (a grouped notification's members), first recorded first. */
+  keyRecords(incidentId: number): StoreAnswer<KeyRecord[], Mode>;
+  /** Record keys as a lifecycle step left them (new keys, state changes, last seen). */
+  saveKeyRecords(records: readonly KeyRecord[]): StoreAnswer<void, Mode>;
+  /** A repeat of an open incident at `ts`: counted; `noted` when a thread note about repeats goes out with it. */
+  noteRepeat(incidentId: number, ts: string, noted: boolean): StoreAnswer<void, Mode>;
+  /** The last message about an incident's alert was at `ts` (a recovery, a reopening). */
+  noteSeen(incidentId: number, ts: string): StoreAnswer<void, Mode>;
+  setFlapping(incidentId: number, flapping: boolean): StoreAnswer<void, Mode>;
+  /** Incidents marked flapping. */
+  flappingIncidents(): StoreAnswer<Incident[], Mode>;
+  /** The incident's post as IMS made it (`text` and `blocks`, JSON), to edit it in place. */
+  setIncidentPost(incidentId: number, post: unknown): StoreAnswer<void, Mode>;
+  incidentPost(incidentId: number): StoreAnswer<unknown, Mode>;
   /** An incident's events in the order they happened. */
   incidentEvents(id: number): StoreAnswer<IncidentEvent[], Mode>;
 
@@ -240,6 +257,17 @@ const MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'the schema of IMS 2.0', sql: SCHEMA_2_0 },
   // NULL in the rows from before: read as `{}`.
   { version: 2, what: "incidents keep their rule's named groups", sql: 'ALTER TABLE incidents ADD COLUMN groups TEXT' },
+  { version: 3, what: 'alert lifecycles: correlation keys, repeats, flapping, posts edited in place', sql: `
+    ALTER TABLE incidents ADD COLUMN alert_key TEXT;
+    ALTER TABLE incidents ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN last_seen_ts TEXT;
+    ALTER TABLE incidents ADD COLUMN last_note_ts TEXT;
+    ALTER TABLE incidents ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN post TEXT;
+    CREATE TABLE IF NOT EXISTS alert_keys (
+      key TEXT PRIMARY KEY, incident_id INTEGER NOT NULL, state TEXT NOT NULL, changed_ts TEXT NOT NULL, changes TEXT NOT NULL,
+      last_seen_ts TEXT NOT NULL, title TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS alert_keys_by_incident ON alert_keys (incident_id);` },
 ];
 
 /** The schema version this IMS writes and reads. */
@@ -289,14 +317,25 @@ interface IncidentRow {
   created_at: number; resolved_at: number | null; resolved_by: string | null; permalink: string | null;
   /** JSON object of the named groups; NULL for incidents recorded before schema version 2. */
   groups: string | null;
+  alert_key: string | null; repeats: number; last_seen_ts: string | null; last_note_ts: string | null; flapping: number;
 }
-const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups';
+const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups, alert_key, repeats, last_seen_ts, last_note_ts, flapping';
+
+interface KeyRow { key: string; incident_id: number; state: 'firing' | 'resolved'; changed_ts: string; changes: string; last_seen_ts: string; title: string }
+
+function toKeyRecord(row: KeyRow): KeyRecord {
+  let changes: string[] = [];
+  try { changes = (JSON.parse(row.changes) as unknown[]).filter((c): c is string => typeof c === 'string'); } catch { /* a damaged list counts no changes */ }
+  return { key: row.key, incidentId: row.incident_id, state: row.state, changedTs: row.changed_ts, changes, lastSeenTs: row.last_seen_ts, title: row.title };
+}
 
 /** What `addIncident` records: an incident without its number (given by the store), its groups optional (`{}`). */
-export type NewIncident = Omit<Incident, 'id' | 'groups'> & {
+export type NewIncident = Omit<Incident, 'id' | 'groups' | 'repeats' | 'flapping'> & {
   groups?: Record<string, string>;
   /** Whether recording it finishes its source message (default). False while parts of the post are still to go. */
   finishesMessage?: boolean;
+  /** The post as made (`text`, `blocks`), kept to edit it in place. */
+  post?: unknown;
 };
 
 /** The named parameters of a new incident. */
@@ -322,6 +361,8 @@ function toIncident(row: IncidentRow): Incident {
     createdAt: row.created_at, resolvedAt: row.resolved_at ?? undefined,
     resolvedBy: row.resolved_by ?? undefined, permalink: row.permalink ?? undefined,
     groups: parseGroups(row.groups),
+    alertKey: row.alert_key ?? undefined, repeats: row.repeats ?? 0, lastSeenTs: row.last_seen_ts ?? undefined, lastNoteTs: row.last_note_ts ?? undefined,
+    flapping: row.flapping === 1,
   };
 }
 
@@ -386,6 +427,20 @@ function prepareStatements(db: Database.Database) {
     outboxStats: db.prepare<[], { depth: number; oldest: number | null; last_error: string | null }>(`SELECT COUNT(*) AS depth, MIN(created_at) AS oldest,
       (SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND delivered_at IS NULL ORDER BY id DESC LIMIT 1) AS last_error
       FROM outbox WHERE delivered_at IS NULL AND dead = 0`),
+    keyRecord: db.prepare<[key: string], KeyRow>('SELECT * FROM alert_keys WHERE key = ?'),
+    keyRecords: db.prepare<[incidentId: number], KeyRow>('SELECT * FROM alert_keys WHERE incident_id = ? ORDER BY rowid'),
+    saveKey: db.prepare<[key: string, incidentId: number, state: string, changedTs: string, changes: string, lastSeenTs: string, title: string]>(
+      `INSERT INTO alert_keys (key, incident_id, state, changed_ts, changes, last_seen_ts, title) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET
+      incident_id = excluded.incident_id, state = excluded.state, changed_ts = excluded.changed_ts, changes = excluded.changes,
+      last_seen_ts = excluded.last_seen_ts, title = excluded.title`),
+    noteRepeat: db.prepare<[ts: string, noteTs: string | null, id: number]>(
+      'UPDATE incidents SET repeats = repeats + 1, last_seen_ts = ?, last_note_ts = COALESCE(?, last_note_ts) WHERE id = ?'),
+    seen: db.prepare<[ts: string, id: number]>('UPDATE incidents SET last_seen_ts = ? WHERE id = ?'),
+    setFlapping: db.prepare<[flapping: number, id: number]>('UPDATE incidents SET flapping = ? WHERE id = ?'),
+    setAlertKey: db.prepare<[key: string, id: number]>('UPDATE incidents SET alert_key = ? WHERE id = ? AND alert_key IS NULL'),
+    setPost: db.prepare<[post: string, id: number]>('UPDATE incidents SET post = ? WHERE id = ?'),
+    post: db.prepare<[id: number], { post: string | null }>('SELECT post FROM incidents WHERE id = ?'),
+    flappingIncidents: db.prepare<[], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE flapping = 1 ORDER BY id`),
     pruneEvents: db.prepare<[before: number]>('DELETE FROM events WHERE received_at < ?'),
     pruneMessages: db.prepare<[before: number]>(`DELETE FROM messages WHERE status IN ('done', 'failed') AND updated_at < ?`),
     pruneOutbox: db.prepare<[createdBefore: number]>('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?'),
@@ -453,8 +508,10 @@ export class State implements StateStore<'sync'> {
         permalink: incident.permalink ?? null, groups: JSON.stringify(groups),
       }).lastInsertRowid);
       if (incident.finishesMessage !== false) this.finishMessage(incident.sourceChannel, incident.sourceTs);
-      const { finishesMessage: _, ...recorded } = incident;
-      return { ...recorded, groups, id };
+      const { finishesMessage: _, post: __, ...recorded } = incident;
+      if (incident.alertKey) statements.setAlertKey.run(incident.alertKey, id);
+      if (incident.post !== undefined) statements.setPost.run(JSON.stringify(incident.post), id);
+      return { ...recorded, groups, id, repeats: 0, flapping: false };
     });
     this.resolveInOneCommit = db.transaction((id: number, at: number, by: string): boolean => {
       const changed = statements.resolve.run(at, by, id).changes === 1;
@@ -565,6 +622,49 @@ export class State implements StateStore<'sync'> {
 
   addIncidentEvent(event: IncidentEvent): void {
     this.statements.addEvent.run(event.incidentId, event.kind, event.user ?? null, event.detail ?? null, event.at);
+  }
+
+  keyRecord(key: string): KeyRecord | undefined {
+    const row = this.statements.keyRecord.get(key);
+    return row && toKeyRecord(row);
+  }
+
+  keyRecords(incidentId: number): KeyRecord[] {
+    return this.statements.keyRecords.all(incidentId).map(toKeyRecord);
+  }
+
+  saveKeyRecords(records: readonly KeyRecord[]): void {
+    this.withinOneCommit(() => {
+      for (const r of records) this.statements.saveKey.run(r.key, r.incidentId, r.state, r.changedTs, JSON.stringify(r.changes), r.lastSeenTs, r.title);
+      const first = records.find((r) => r.incidentId > 0);
+      if (first) this.statements.setAlertKey.run(first.key, first.incidentId);
+    });
+  }
+
+  noteRepeat(incidentId: number, ts: string, noted: boolean): void {
+    this.statements.noteRepeat.run(ts, noted ? ts : null, incidentId);
+  }
+
+  noteSeen(incidentId: number, ts: string): void {
+    this.statements.seen.run(ts, incidentId);
+  }
+
+  setFlapping(incidentId: number, flapping: boolean): void {
+    this.statements.setFlapping.run(flapping ? 1 : 0, incidentId);
+  }
+
+  flappingIncidents(): Incident[] {
+    return this.statements.flappingIncidents.all().map(toIncident);
+  }
+
+  setIncidentPost(incidentId: number, post: unknown): void {
+    this.statements.setPost.run(JSON.stringify(post), incidentId);
+  }
+
+  incidentPost(incidentId: number): unknown {
+    const stored = this.statements.post.get(incidentId)?.post;
+    if (!stored) return undefined;
+    try { return JSON.parse(stored); } catch { return undefined; }
   }
 
   incidentEvents(id: number): IncidentEvent[] {

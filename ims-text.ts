@@ -42,7 +42,10 @@ export type ContentPart =
 /** The content of a message whose `text` is empty, line by line: attachments (pretext, title, text, fields, fallback), then blocks. */
 export function contentLines(event: Pick<SlackMessageEvent, 'attachments' | 'blocks'>): ContentPart[][] {
   const lines: ContentPart[][] = [];
-  for (const attachment of event.attachments ?? []) {
+  // What Slack delivers is not always what it documents: a null attachment or field, or a string where a list goes, is skipped.
+  const attachments = Array.isArray(event.attachments) ? event.attachments : [];
+  for (const attachment of attachments) {
+    if (!attachment || typeof attachment !== 'object') continue;
     const own: ContentPart[][] = [];
     if (attachment.pretext) own.push([{ kind: 'mrkdwn', text: String(attachment.pretext) }]);
     if (attachment.title) {
@@ -50,7 +53,8 @@ export function contentLines(event: Pick<SlackMessageEvent, 'attachments' | 'blo
       own.push([url ? { kind: 'link', text: String(attachment.title), url } : { kind: 'mrkdwn', text: String(attachment.title) }]);
     }
     if (attachment.text) own.push([{ kind: 'mrkdwn', text: String(attachment.text) }]);
-    for (const field of attachment.fields ?? []) {
+    for (const field of Array.isArray(attachment.fields) ? attachment.fields : []) {
+      if (!field || typeof field !== 'object') continue;
       const parts = [field.title, field.value].filter(Boolean).map((value): ContentPart => ({ kind: 'mrkdwn', text: String(value) }));
       if (parts.length === 2) parts.splice(1, 0, { kind: 'plain', text: ': ' });
       if (parts.length) own.push(parts);
@@ -60,7 +64,7 @@ export function contentLines(event: Pick<SlackMessageEvent, 'attachments' | 'blo
     lines.push(...own);
     if (Array.isArray(attachment.blocks)) lines.push(...blockLines(attachment.blocks));
   }
-  lines.push(...blockLines(event.blocks ?? []));
+  lines.push(...blockLines(Array.isArray(event.blocks) ? event.blocks : []));
   return lines;
 }
 
@@ -71,7 +75,7 @@ function blockLines(blocks: unknown[]): ContentPart[][] {
     const n = node as Record<string, unknown>;
     if (n.type === 'rich_text_section' || n.type === 'rich_text_preformatted' || n.type === 'rich_text_quote') {
       const parts: ContentPart[] = [];
-      for (const element of (n.elements as unknown[]) ?? []) visit(element, parts);
+      for (const element of Array.isArray(n.elements) ? n.elements : []) visit(element, parts);
       if (parts.length) lines.push(parts);
       return;
     }
@@ -84,7 +88,7 @@ function blockLines(blocks: unknown[]): ContentPart[][] {
     if (n.type === 'emoji') { inline.push({ kind: 'plain', text: `:${n.name}:` }); return; }
     if (typeof n.text === 'string') { lines.push([{ kind: n.type === 'plain_text' ? 'plain' : 'mrkdwn', text: n.text }]); return; }
     if (n.text && typeof n.text === 'object') visit(n.text, inline);
-    for (const key of ['fields', 'elements']) for (const child of (n[key] as unknown[]) ?? []) visit(child, inline);
+    for (const key of ['fields', 'elements']) for (const child of Array.isArray(n[key]) ? n[key] as unknown[] : []) visit(child, inline);
   };
   for (const block of blocks) visit(block, []);
   return lines;

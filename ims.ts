@@ -18,11 +18,14 @@ import { fileURLToPath } from 'node:url';
 import type { WebClient } from '@slack/web-api';
 import type { IncidentEvent } from './ims-state.ts';
 import { parseIni } from './ims-ini.ts';
-import { exportChannelIds, readRecording } from './ims-recordings.ts';
+import { describeTest, replay } from './ims-dry-run.ts';
+import { printConfig } from './ims-print-config.ts';
+import { compileLifecycle, identify, templateProblem, type Identification, type LifecycleSettings } from './ims-lifecycle.ts';
+import type { AlertIdentity } from './ims-recognisers.ts';
 import { CONFIG_DIR, INI_MARK, readConfigFile, readConfigText, searchConfig, shadowedConfigs } from './ims-config-files.ts';
 import { ConfigError, SOURCE_LINES, configName, placeOf, type Located } from './ims-config-errors.ts';
-import { DAY, cron, formatDate, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
-import { escapeSlack, messageText } from './ims-text.ts';
+import { DAY, cron, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
+import { messageText } from './ims-text.ts';
 import {
   BACKTRACKING_BUDGET_MS, BacktrackingBudget, BudgetedRegExp, LinearEngineRefusal, Subject, fastTest, literalScanner, namedGroups, requiredLiterals, scanLiterals, searchIn, translateRegex,
   translateToJavaScript, type LiteralScanner, type OverrunLog,
@@ -31,6 +34,8 @@ import { describeValue as describe, didYouMean } from './ims-plugin-kit.ts';
 
 export { parseIni } from './ims-ini.ts';
 export { readRecording } from './ims-recordings.ts';
+export { describeTest, replay } from './ims-dry-run.ts';
+export { printConfig } from './ims-print-config.ts';
 export { notTextProblem, readConfigText } from './ims-config-files.ts';
 export { ConfigError, SOURCE_LINES, configName, inFileOrder, placeOf, printable, type Located, type SourceLines } from './ims-config-errors.ts';
 export { DAY, HOUR, SECOND, cron, dateParts, formatDate, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
@@ -96,6 +101,41 @@ export interface Rule {
    * `\z`, `\Q…\E` and POSIX classes are still translated). Default false: linear-time RE2.
    */
   backtracking?: boolean;
+  /**
+   * The correlation key of the alerts this rule matches, when no built-in recogniser understands them: a template
+   * over the rule's named groups, e.g. `'{host}/{service}'` with `(?P<host>\S+)/(?P<service>\S+)`. Messages with
+   * the same key are one alert: a repeat updates its incident instead of opening another. Default: the alert's
+   * normalised text (numbers, times and links taken out).
+   */
+  key?: string;
+  /**
+   * A message this rule matches that also matches `resolves` is the recovery of the alert with its key (`'RECOVERY|\bOK\b'`):
+   * it resolves the open incident instead of opening one.
+   */
+  resolves?: Pattern;
+}
+
+/**
+ * Alert lifecycles: repeats fold into their incident, recoveries resolve it, flapping is calmed. Windows are
+ * measured on the alerts' own times (the message `ts`), so a catch-up, a `--replay` and the live bot agree.
+ */
+export interface LifecycleConfig {
+  /** Default: on in ims.config.ts; off for a config read from IMS.ini (one incident per message, as the legacy tool). */
+  enabled?: boolean;
+  /** A repeat while the incident is open adds at most one thread note per this interval. Default `'30m'`; `0` for none. */
+  repeatNoteEvery?: Duration;
+  /** An alert that fires again within this time of its recovery reopens the same incident; later, a new one. Default `'1h'`. */
+  reopenWithin?: Duration;
+  /** Page the hotline again when an incident reopens. Default false. */
+  pageOnReopen?: boolean;
+  /**
+   * An alert that changes state (fires, recovers) more than `changes` times within `within` is flapping: its post
+   * is edited in place, nobody is paged again, until it has been stable for `stableFor`. `false` turns it off.
+   * Default `{ changes: 4, within: '1h', stableFor: '30m' }`.
+   */
+  flapping?: false | { changes?: number; within?: Duration; stableFor?: Duration };
+  /** The built-in recognisers in use: all (default), none (`false`), or these by name (`['alertmanager', 'nagios']`). */
+  recognisers?: boolean | string[];
 }
 
 /** One line of `[Incidents]`: where a label's incidents are reposted. */
@@ -186,6 +226,7 @@ export interface Config {
   plugins?: Plugin[];
   /** How long one plugin hook may run before it is abandoned and logged. Default 10 s. */
   hookTimeoutMs?: number;
+  lifecycle?: LifecycleConfig;
 }
 
 /** Leveled logger; the one a plugin receives is tagged with the plugin's name. */
@@ -244,6 +285,16 @@ export interface Incident {
    * a reverse repost, a rule without named groups, and incidents recorded before IMS kept them.
    */
   groups: Record<string, string>;
+  /** The correlation key of its alert (the first, for a grouped notification); undefined when lifecycles are off. */
+  alertKey?: string;
+  /** Repeats of its alert folded into it while open. */
+  repeats: number;
+  /** The `ts` of the last message about its alert. */
+  lastSeenTs?: string;
+  /** The `ts` of the last thread note about repeats. */
+  lastNoteTs?: string;
+  /** Its alert is flapping: posts are edited in place, nobody is paged again, until it is stable. */
+  flapping: boolean;
 }
 
 /** Durable deliveries for plugins that call other systems (see `HookContext.outbox`). */
@@ -360,9 +411,28 @@ export interface ReverseContext extends MessageContext {
 /** `onResolve` / `onReopen`. */
 export interface ResolutionContext extends HookContext {
   incident: Incident;
-  /** Who added (or removed) the resolved reaction. */
+  /** Who added (or removed) the resolved reaction; for a recovery, the integration that posted it (its bot or user ID). */
   user: string;
+  /** The resolved reaction; `''` when the integration's recovery (or its firing again) did it. */
   reaction: string;
+  /** The integration's message that resolved (or reopened) the incident, when one did. */
+  recovery?: { channel: string; ts: string; permalink: string };
+}
+
+/** A repeat of an open incident's alert: folded into it (no new post, no new page). */
+export interface RepeatContext extends HookContext {
+  incident: Incident;
+  message: AlertMessage;
+  /** The alerts of the message, with their keys. */
+  alerts: AlertIdentity[];
+  /** Repeats so far, this one included. */
+  repeats: number;
+}
+
+/** An incident's alert started or stopped flapping. */
+export interface FlappingContext extends HookContext {
+  incident: Incident;
+  flapping: boolean;
 }
 
 /** A block of the report: a plugin's own section. */
@@ -447,11 +517,26 @@ export interface Plugin {
   /**
    * After a resolved reaction on an open incident's post (or its original) is recorded as its resolution; the
    * handling of that reaction event waits for it. Also for a resolution found after downtime (not waited for;
-   * `reaction` is then the first resolved reaction).
+   * `reaction` is then the first resolved reaction), and, with lifecycles on, after the integration's recovery
+   * resolved it (`recovery` set, `reaction` empty; not waited for).
    */
   onResolve?(ctx: ResolutionContext): void | Promise<void>;
-  /** After the last resolved reaction is removed from a resolved incident and the reopening recorded; that event's handling waits for it. */
+  /**
+   * After the last resolved reaction is removed from a resolved incident and the reopening recorded; that event's
+   * handling waits for it. With lifecycles on, also when its alert fires again within `reopenWithin` of the
+   * recovery (`recovery` is the firing message; not waited for).
+   */
   onReopen?(ctx: ResolutionContext): void | Promise<void>;
+  /**
+   * With lifecycles on, after a repeat of an open incident's alert is folded into it (counted, its post edited in
+   * place, a thread note at most once per `repeatNoteEvery`); not waited for by the pipeline.
+   */
+  onRepeat?(ctx: RepeatContext): void | Promise<void>;
+  /**
+   * With lifecycles on, after an incident's alert starts flapping (changed state more often than
+   * `lifecycle.flapping` allows) or stops (stable long enough), and its post says so; not waited for.
+   */
+  onFlapping?(ctx: FlappingContext): void | Promise<void>;
   /** When a report is built, before it is posted: the report waits for every `onReport`, so `addSection` adds to it. */
   onReport?(ctx: ReportContext): void | Promise<void>;
   /**
@@ -465,7 +550,7 @@ export interface Plugin {
 
 /** Hook names, in the order a plugin author meets them (every hook function of `Plugin`: checked below by type). */
 export const HOOK_NAMES = [
-  'onStart', 'onMessage', 'onMatch', 'onHotline', 'onReverse', 'onResolve', 'onReopen', 'onReport', 'onStop',
+  'onStart', 'onMessage', 'onMatch', 'onHotline', 'onReverse', 'onResolve', 'onReopen', 'onRepeat', 'onFlapping', 'onReport', 'onStop',
 ] as const;
 const PLUGIN_FUNCTIONS = new Set<string>([...HOOK_NAMES, 'deliver']);
 export type HookName = (typeof HOOK_NAMES)[number];
@@ -564,6 +649,8 @@ export interface CompiledConfig {
   hookTimeoutMs: number;
   reverse: boolean;
   reacjiMode: boolean;
+  /** Alert lifecycles (`lifecycle` in the config): off for a config read from IMS.ini unless it turns them on. */
+  lifecycle: LifecycleSettings;
   /**
    * The rule engine and config loader that compiled this config. The runtime decides and reloads through it,
    * since it imports no values from this module (imports run one way: `ims.ts` → its siblings).
@@ -574,6 +661,7 @@ export interface CompiledConfig {
 /** What the runtime uses of this module: deciding a message, and loading the config again on a reload. */
 export interface RuleEngine {
   decide: typeof decide;
+  matchRules: typeof matchRules;
   loadConfig: typeof loadConfig;
 }
 
@@ -600,6 +688,10 @@ export interface CompiledRule {
   head: string;
   incident: string;
   hotline?: string;
+  /** The rule's `key` template, when it declares one. */
+  key?: string;
+  /** The rule's `resolves` pattern, compiled. */
+  resolves?: RegExp;
   source: Rule;
 }
 
@@ -608,8 +700,8 @@ const MAX_BACKTRACKING_BUDGET_MS = 100;
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['rules', 'incidents', 'reverseDefault', 'resolvedReactions', 'seenReaction', 'report', 'posters', 'hotlines', 'reacji', 'reminders',
-    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs'],
-  rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking'],
+    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs', 'lifecycle'],
+  rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking', 'key', 'resolves'],
   incident: ['channel', 'limit'],
   report: ['channel', 'schedule', 'everyHours', 'window', 'verbose', 'onlyPosters'],
   reverseDefault: ['channel', 'header'],
@@ -763,8 +855,14 @@ export function validateConfig(config: Config, options: { source?: string; rever
     else if (rule.hotline !== undefined && !hotlines.has(rule.hotline) && !refusedHotlines.has(rule.hotline)) {
       fail(`${at}.hotline`, `unknown hotline '${rule.hotline}'${didYouMean(rule.hotline, [...hotlines.keys()])}; define it in [Hotline] / hotlines (known: ${[...hotlines.keys()].join(', ') || 'none'})`);
     }
+    if (match && rule.key !== undefined) {
+      const problem = templateProblem(rule.key, [...match.source.matchAll(/\(\?P?<([A-Za-z_]\w*)>/g)].map((m) => m[1]));
+      if (problem) fail(`${at}.key`, problem);
+    }
+    const resolves = rule.resolves === undefined ? undefined : regex(rule.resolves, `${at}.resolves`, 'recovery regex', engine);
     if (match) {
       rules.push({
+        key: typeof rule.key === 'string' ? rule.key : undefined, resolves: resolves && fastTest(resolves),
         number: index + 1, engine: engine.backtracking ? 'backtracking' : 'linear', test: fastTest(match), match, when: when && fastTest(when), suppress,
         literals: requiredLiterals(match), ignoreCase: match.flags.includes('i'), hasGroups: /\(\?P?<(?![=!])/.test(match.source),
         head: String(rule.head), incident: String(rule.incident), hotline: rule.hotline as string | undefined, source: rule as unknown as Rule,
@@ -841,6 +939,9 @@ export function validateConfig(config: Config, options: { source?: string; rever
   if (config.hookTimeoutMs !== undefined && !(typeof config.hookTimeoutMs === 'number' && config.hookTimeoutMs > 0)) fail('hookTimeoutMs', `expected a positive number of milliseconds, found ${describe(config.hookTimeoutMs)}`);
   if (config.posters !== undefined && !(Array.isArray(config.posters) && config.posters.every((p) => typeof p === 'string'))) fail('posters', `expected a list of user IDs, names or bot IDs, found ${describe(config.posters)}`);
 
+  // Read from IMS.ini (or spreading loadIni()): one incident per message, as the legacy tool, unless turned on.
+  const lifecycle = compileLifecycle(config.lifecycle, (config as Located)[SOURCE_LINES] !== undefined);
+  for (const [at, what] of lifecycle.problems) fail(at, what);
   const reminderIntervalMs = duration(config.reminderInterval, 'reminderInterval', 30_000);
   const catchUpWindowMs = duration(state.catchUpWindow, 'state.catchUpWindow', DAY);
   if (problems.length) return { problems, warnings };
@@ -867,6 +968,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
       attachmentText: config.attachmentText ?? 'readable',
       plugins: plugins as Plugin[],
       hookTimeoutMs: config.hookTimeoutMs ?? 10_000,
+      lifecycle: lifecycle.settings,
       engine: RULE_ENGINE,
     },
   };
@@ -1053,10 +1155,10 @@ function ruleMatch(rule: CompiledRule, subject: Subject): RuleMatch {
 
 /** What IMS does with one message; the runtime carries it out, `--replay` and `--test` print it. */
 export type Decision =
-  | { action: 'ignore'; reason: 'own post' | 'hidden subtype' | 'empty text' | 'poster' | 'own channel' }
-  | { action: 'incident'; match: RuleMatch; channel: string; hotline?: string }
+  | { action: 'ignore'; reason: 'own post' | 'hidden subtype' | 'empty text' | 'poster' | 'own channel' | 'quoted alert' | 'talk about an alert' }
+  | { action: 'incident'; match: RuleMatch; channel: string; hotline?: string; alert?: Identification }
   | { action: 'suppressed'; match: RuleMatch; reaction: string }
-  | { action: 'seen'; match?: RuleMatch; reaction: string }
+  | { action: 'seen'; match?: RuleMatch; reaction: string; alert?: Identification }
   | { action: 'reverse repost'; channel: string; header: string }
   | { action: 'reacji'; match?: RuleMatch; reaction: string };
 
@@ -1064,8 +1166,28 @@ const HIDDEN_SUBTYPES = new Set(['message_changed', 'message_deleted', 'message_
   'channel_topic', 'channel_purpose', 'channel_name', 'channel_archive', 'channel_unarchive', 'group_join', 'group_leave',
   'pinned_item', 'unpinned_item', 'ekm_access_denied', 'tombstone']);
 
-/** Decide what to do with a message event. Pure: no Slack, no state. */
-export function decide(config: CompiledConfig, event: SlackMessageEvent, options: { self?: { userId?: string; botId?: string }; testing?: boolean; log?: OverrunLog } = {}):
+/**
+ * Decide what to do with a message event. Pure: no Slack, no state. With lifecycles on, an incident or seen
+ * decision carries the alerts the message is about (`alert`): the runtime folds repeats and resolves on
+ * recovery with them. `edited`: the event is the new form of an edited message (`message_changed`), read only
+ * for a change of state, never as a new alert.
+ */
+export function decide(config: CompiledConfig, event: SlackMessageEvent, options: { self?: { userId?: string; botId?: string }; testing?: boolean; log?: OverrunLog; edited?: boolean } = {}):
+  { decision: Decision; message?: AlertMessage } {
+  const decided = decideByRules(config, event, options);
+  const lifecycle = config.lifecycle;
+  const { decision, message } = decided;
+  if (!lifecycle?.enabled || config.reverse || !message || (decision.action !== 'incident' && decision.action !== 'seen')) return decided;
+  const threadOf = event.thread_ts && event.thread_ts !== event.ts ? event.thread_ts : undefined;
+  // A person's message is an alert only when [PostID]/posters names them; otherwise one that reads as an integration's alert quotes it.
+  const person = !event.bot_id && event.subtype !== 'bot_message' && !(config.posters && event.user && config.posters.has(event.user));
+  const alert = identify({ event, text: message.text, edited: options.edited, threadOf }, lifecycle, decision.action === 'incident' ? decision.match : undefined, person ? 'person' : 'integration');
+  if (alert === 'quoted') return { decision: { action: 'ignore', reason: 'quoted alert' } };
+  if (!alert) return options.edited || threadOf ? { decision: { action: 'ignore', reason: 'talk about an alert' } } : decided;
+  return { decision: { ...decision, alert }, message };
+}
+
+function decideByRules(config: CompiledConfig, event: SlackMessageEvent, options: { self?: { userId?: string; botId?: string }; testing?: boolean; log?: OverrunLog } = {}):
   { decision: Decision; message?: AlertMessage } {
   if (event.hidden || (event.subtype && HIDDEN_SUBTYPES.has(event.subtype))) return { decision: { action: 'ignore', reason: 'hidden subtype' } };
   const poster = event.bot_id || event.user || '';
@@ -1101,7 +1223,7 @@ function incidentDecision(config: CompiledConfig, match: RuleMatch): Decision {
   return { action: 'incident', match, channel: config.incidents.get(match.rule.incident)!.channel, hotline: match.rule.hotline };
 }
 
-const RULE_ENGINE: RuleEngine = { decide, loadConfig };
+const RULE_ENGINE: RuleEngine = { decide, matchRules, loadConfig };
 
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════════
@@ -1280,134 +1402,6 @@ export function helpText(): string {
     '',
     "Legacy Go spellings work too: -config=IMS.ini, -onlyReport, -reverse=true, -auto=false, -idlookup=false.",
   ].join('\n');
-}
-
-/** `--test`: what IMS would do with this text, in words. */
-export function describeTest(config: CompiledConfig, text: string, epochMs = Date.now()): string {
-  const event: SlackMessageEvent = { type: 'message', channel: 'TEST', ts: (epochMs / 1000).toFixed(6), text: escapeSlack(text) };
-  const verdict = matchRules(config.rules, text, epochMs, { timezone: config.timezone, incidents: config.incidents });
-  const reverse = config.reverseDefault
-    ? decide({ ...config, reverse: true }, event, { testing: true }).decision
-    : undefined;
-  const lines: string[] = [];
-  if (text.trim() === '') return ['this message exclude rules..', '  normal:   ignored (empty text)', '  reverse:  ignored (empty text)'].join('\n');
-  if (verdict.kind === 'incident') {
-    const rule = verdict.match.rule;
-    const target = config.incidents.get(rule.incident)!;
-    lines.push(`this message include rule (${rule.number})!`);
-    lines.push(`  rule:     ${rule.number}: ${describe(rule.source.match)}${rule.when ? ` during ${describe(rule.source.when)}` : ''}`);
-    lines.push(`  label:    ${rule.head}`);
-    lines.push(`  channel:  ${rule.incident} → ${target.channel}`);
-    lines.push(`  hotline:  ${rule.hotline ? `${rule.hotline}: ${config.hotlines.get(rule.hotline)!.join(', ')}` : 'none'}`);
-    if (Object.keys(verdict.match.groups).length) lines.push(`  captured: ${Object.entries(verdict.match.groups).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-  } else {
-    lines.push('this message exclude rules..');
-    if (verdict.kind === 'suppressed') lines.push(`  suppressed by rule (${verdict.match.rule.number}): ${describe(verdict.match.rule.source.match)} during ${describe(verdict.match.rule.source.when)}`);
-    lines.push(`  normal:   would add :${config.seenReaction}: to the message (seen, not an incident)`);
-  }
-  lines.push(`  reverse:  ${reverse ? describeDecision(reverse) : 'needs a DEFAULT line in [Incidents] (reverseDefault)'}`);
-  return lines.join('\n');
-}
-
-function describeDecision(decision: Decision): string {
-  switch (decision.action) {
-    case 'incident': return `incident: repost as ${decision.match.rule.head} to ${decision.channel}${decision.hotline ? `, paging ${decision.hotline}` : ''} (rule ${decision.match.rule.number})`;
-    case 'suppressed': return `suppressed by rule ${decision.match.rule.number}: add :${decision.reaction}:`;
-    case 'seen': return `seen: add :${decision.reaction}:${decision.match ? ` (rule ${decision.match.rule.number})` : ''}`;
-    case 'reverse repost': return `reverse repost to ${decision.channel} as ${decision.header}`;
-    case 'reacji': return `reacji: add :${decision.reaction}: for the Reacji Channeler`;
-    case 'ignore': return `ignored (${decision.reason})`;
-  }
-}
-
-/** `--replay`: run the rules over a recording, print each decision and a summary per rule. */
-export function replay(config: CompiledConfig, file: string, out: (line: string) => void, progress: (line: string) => void = () => {}): { counts: Record<string, number> } {
-  if (statSync(file).isDirectory()) {
-    // An export names its channels: channels the config names (incident, report, DEFAULT) are IMS's own there too.
-    const ids = exportChannelIds(file);
-    config = { ...config, ownChannels: new Set([...config.ownChannels].flatMap((c) => [c, ids.get(c.replace(/^#/, '')) ?? c])) };
-  }
-  const counts: Record<string, number> = {};
-  const perRule = new Map<number, { incident: number; suppressed: number; seen: number }>();
-  let total = 0;
-  for (const event of readRecording(file)) {
-    total++;
-    if (total % 5000 === 0) progress(`replay: ${total} messages…`);
-    const { decision, message } = decide(config, event);
-    const key = decision.action === 'ignore' ? `ignored ${decision.reason}` : decision.action;
-    counts[key] = (counts[key] ?? 0) + 1;
-    if ('match' in decision && decision.match) {
-      const row = perRule.get(decision.match.rule.number) ?? { incident: 0, suppressed: 0, seen: 0 };
-      if (decision.action === 'incident') row.incident++;
-      else if (decision.action === 'suppressed') row.suppressed++;
-      else row.seen++;
-      perRule.set(decision.match.rule.number, row);
-    }
-    const when = formatDate(tsToMs(event.ts), config.timezone);
-    const who = event.bot_id || event.user || '-';
-    const text = (message?.text ?? event.text ?? '').replace(/\s+/g, ' ').slice(0, 80);
-    out(`${when}  ${event.channel}  ${who.padEnd(10)} ${key.padEnd(24)} ${decision.action === 'ignore' ? '' : describeDecision(decision) + '  '}"${text}"`);
-  }
-  if (total >= 5000) progress(`replay: ${total} messages, done`);
-  out('');
-  out(`Summary: ${total} messages`);
-  out(`  config: ${configName(config)}`);
-  out(`  ${'rule'.padEnd(6)}${'head'.padEnd(20)}${'incident'.padStart(9)}${'suppressed'.padStart(11)}${'seen'.padStart(6)}  match`);
-  for (const rule of config.rules) {
-    const row = perRule.get(rule.number) ?? { incident: 0, suppressed: 0, seen: 0 };
-    out(`  ${String(rule.number).padEnd(6)}${rule.head.slice(0, 19).padEnd(20)}${String(row.incident).padStart(9)}${String(row.suppressed).padStart(11)}${String(row.seen).padStart(6)}  ${describe(rule.source.match)}`);
-  }
-  for (const [key, count] of Object.entries(counts).sort()) out(`  ${key}: ${count}`);
-  return { counts };
-}
-
-const SECRET_KEY = /token|secret|password|passwd|api[-_]?key|authorization/i;
-
-/** `--print-config`: the effective config as a ready-to-save `ims.config.ts`, secrets left out. */
-export function printConfig(config: CompiledConfig, flags: Partial<CliOptions> = {}): string {
-  const { plugins, ...given } = config.config;
-  // The command line's settings belong to the effective config too (a legacy `-loop 12` becomes everyHours).
-  const report = {
-    ...given.report,
-    ...(flags.schedule !== undefined ? { schedule: flags.schedule, everyHours: undefined } : {}),
-    ...(flags.loopHours !== undefined ? { everyHours: flags.loopHours, schedule: undefined } : {}),
-    ...(flags.verbose ? { verbose: true } : {}),
-  };
-  const rest = { ...given, report: Object.values(report).some((v) => v !== undefined) ? report : undefined,
-    reminderInterval: flags.reminderSeconds !== undefined ? (`${flags.reminderSeconds}s` as Duration) : given.reminderInterval };
-  // Modern spellings: `suppress: true` rather than a leading `!`, and no window that is always true.
-  const rules = rest.rules.map((rule) => {
-    const suppress = rule.suppress || (typeof rule.when === 'string' && rule.when.startsWith('!'));
-    const when = typeof rule.when === 'string' ? rule.when.replace(/^!/, '') : rule.when;
-    return { match: rule.match, when: when === '.*' ? undefined : when, suppress: suppress || undefined, head: rule.head, incident: rule.incident, hotline: rule.hotline, backtracking: rule.backtracking || undefined };
-  });
-  const plain = { ...rest, rules, reverse: config.reverse || undefined, reacjiMode: config.reacjiMode || undefined };
-  const lines = [
-    `// Generated by 'npx tsx ims.ts --print-config' from ${config.source}. Save it as ims.config.ts beside ims.ts.`,
-    `import { defineConfig } from './ims.ts';`,
-    '',
-    `export default defineConfig(${toSource(plain, '')});`,
-  ];
-  if (plugins?.length) lines.push('', `// Plugins in use (add them back with their options; secrets were left out): ${plugins.map((p) => p.name).join(', ')}`);
-  return lines.join('\n') + '\n';
-}
-
-function toSource(value: unknown, indent: string): string {
-  const inner = indent + '  ';
-  if (value instanceof RegExp) return String(value);
-  if (Array.isArray(value)) {
-    if (value.every((v) => typeof v !== 'object' || v instanceof RegExp)) return `[${value.map((v) => toSource(v, inner)).join(', ')}]`;
-    return `[\n${value.map((v) => inner + toSource(v, inner)).join(',\n')},\n${indent}]`;
-  }
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value).filter(([key, v]) => v !== undefined && !SECRET_KEY.test(key));
-    if (!entries.length) return '{}';
-    const key = (k: string) => (/^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k));
-    const oneLine = `{ ${entries.map(([k, v]) => `${key(k)}: ${toSource(v, inner)}`).join(', ')} }`;
-    if (oneLine.length + indent.length <= 110 && !oneLine.includes('\n')) return oneLine;
-    return `{\n${entries.map(([k, v]) => `${inner}${key(k)}: ${toSource(v, inner)}`).join(',\n')},\n${indent}}`;
-  }
-  return typeof value === 'string' ? `'${JSON.stringify(value).slice(1, -1).replace(/\\"/g, '"').replace(/'/g, "\\'")}'` : String(value);
 }
 
 /** Entry point: returns the process exit code. */

@@ -382,7 +382,7 @@ test('HOOK_NAMES names every hook of Plugin and nothing else, checked by type (n
   // @ts-expect-error
   const newHook: HookListCheck<HookName, Plugin & { onAck?(ctx: HookContext): void }> = true;
   assert.deepEqual([complete, missing, extra, newHook], [true, true, true, true]);
-  assert.deepEqual([...HOOK_NAMES].sort(), ['onHotline', 'onMatch', 'onMessage', 'onReopen', 'onReport', 'onResolve', 'onReverse', 'onStart', 'onStop']);
+  assert.deepEqual([...HOOK_NAMES].sort(), ['onFlapping', 'onHotline', 'onMatch', 'onMessage', 'onReopen', 'onRepeat', 'onReport', 'onResolve', 'onReverse', 'onStart', 'onStop']);
 });
 
 test("onMessage carries IMS's decision and match (rule and named groups), and the incident keeps its groups for the hooks after it", async (t) => {

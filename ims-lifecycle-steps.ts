@@ -1,0 +1,150 @@
+/**
+ * Carrying out alert lifecycle steps (`plan` in ims-lifecycle.ts) against Slack and the state: a repeat is
+ * counted and shown on the incident's post (a thread note at most once per `repeatNoteEvery`), a recovery
+ * resolves the incident (by the integration, with the recovery's link), a firing within the reopen window
+ * reopens it, flapping is marked on the post and stops further pages. The source message always gets the seen
+ * reaction and is finished once its step is recorded. Opening an incident stays the incident lifecycle's.
+ */
+import type { AlertMessage, CompiledConfig, Decision, Incident, Logger } from './ims.ts';
+import type { State } from './ims-state.ts';
+import { plan, type Identification, type IncidentStanding, type KeyRecord, type Step } from './ims-lifecycle.ts';
+import { tsToMs } from './ims-time.ts';
+import { escapeSlack, mentionOf } from './ims-text.ts';
+import type { Poster } from './ims-slack.ts';
+import type { HookRunner } from './ims-hooks.ts';
+import { PostEditor, statusLines } from './ims-incident-posts.ts';
+
+/** What the lifecycle steps need from the running IMS. */
+export interface LifecycleStepInputs {
+  state: State;
+  poster: Poster;
+  posts: PostEditor;
+  log: Logger;
+  hooks: HookRunner;
+  permalink(channel: string, ts: string): string;
+}
+
+type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
+
+export class LifecycleSteps {
+  constructor(private readonly inputs: LifecycleStepInputs) {}
+
+  /** The step this message's alerts take, from what the state knows of their keys. */
+  planFor(config: CompiledConfig, alert: Identification, ts: string) {
+    const { state } = this.inputs;
+    const standing = (id: number): IncidentStanding | undefined => {
+      const incident = state.incidentById(id);
+      return incident && { id, resolvedAt: incident.resolvedAt, flapping: incident.flapping, lastNoteTs: incident.lastNoteTs };
+    };
+    return plan(alert.alerts, ts, (key) => state.keyRecord(key), standing, (id) => state.keyRecords(id), config.lifecycle);
+  }
+
+  /**
+   * Carry out the step for a claimed message; the message is finished when done. `open` opens its incident as
+   * for any incident decision (undefined when the decision is not one).
+   */
+  async take(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>): Promise<void> {
+    const { state, log } = this.inputs;
+    const { step, records, flapping } = this.planFor(config, decision.alert, message.ts);
+    const where = { channel: message.channel, ts: message.ts, key: decision.alert.alerts[0]?.key };
+    if (step.kind === 'open') {
+      // Only a rule opens an incident: a recogniser's firing that no rule matched is only seen.
+      if (decision.action !== 'incident') return this.seen(config, message, 'no rule matched', where);
+      const incident = await open();
+      if (incident) state.saveKeyRecords(records.map((r) => ({ ...r, incidentId: incident.id })));
+      return;
+    }
+    if (step.kind === 'seen') return this.seen(config, message, step.why, where);
+    await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
+    const before = state.incidentById(step.incidentId);
+    if (!before) return this.seen(config, message, 'its incident is gone', where);
+    state.withinOneCommit(() => {
+      state.saveKeyRecords(records);
+      this.record(step, message, before);
+      if (flapping) {
+        state.setFlapping(before.id, flapping === 'start');
+        state.addIncidentEvent({ incidentId: before.id, kind: 'flapping', detail: flapping, at: tsToMs(message.ts) });
+      }
+      state.finishMessage(message.channel, message.ts);
+    });
+    const incident = state.incidentById(before.id)!;
+    log.info(`${describeStep(step, incident)}${flapping ? `; flapping ${flapping === 'start' ? 'started' : 'stopped'}` : ''}`, where);
+    const recovery = { channel: message.channel, ts: message.ts, permalink: this.inputs.permalink(message.channel, message.ts) };
+    await this.inputs.posts.show(incident, statusLines({
+      incident, timezone: config.timezone, recovery: step.kind === 'recover' && step.resolves ? recovery : undefined, reopened: step.kind === 'reopen',
+      stableMs: config.lifecycle.flapping?.stableMs,
+    }));
+    await this.threadNote(config, step, incident, message);
+    this.runHooks(step, incident, message, recovery, flapping);
+  }
+
+  /** The state changes of a step (inside the caller's commit). */
+  private record(step: Exclude<Step, { kind: 'open' | 'seen' }>, message: AlertMessage, incident: Incident): void {
+    const { state } = this.inputs;
+    const at = tsToMs(message.ts);
+    switch (step.kind) {
+      case 'repeat':
+        state.noteRepeat(incident.id, message.ts, step.note);
+        state.addIncidentEvent({ incidentId: incident.id, kind: 'repeat', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
+        return;
+      case 'recover':
+        state.noteSeen(incident.id, message.ts);
+        state.addIncidentEvent({ incidentId: incident.id, kind: 'recovery', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
+        // On the alert's own time, but never before the incident was opened (a catch-up opens it after the alert).
+        if (step.resolves) state.resolveIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
+        return;
+      case 'reopen':
+        state.noteSeen(incident.id, message.ts);
+        state.reopenIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
+        return;
+      case 'acknowledge':
+        state.addIncidentEvent({ incidentId: incident.id, kind: 'acknowledge', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
+        return;
+    }
+  }
+
+  /** A thread note for a repeat (at most once per interval) and a page for a reopening (only when configured). */
+  private async threadNote(config: CompiledConfig, step: Step, incident: Incident, message: AlertMessage): Promise<void> {
+    let text: string | undefined;
+    const link = `<${this.inputs.permalink(message.channel, message.ts)}|${step.kind === 'repeat' ? 'repeat' : 'alert'}>`;
+    if (step.kind === 'repeat' && step.note) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
+    if (step.kind === 'reopen') {
+      const members = step.page && incident.hotline ? config.hotlines.get(incident.hotline) ?? [] : [];
+      text = `:rotating_light: Fired again within the reopen window: reopened (${link})${members.length ? ` — *Hotline ${escapeSlack(incident.hotline!)}*: ${members.map(mentionOf).join(' ')}` : ''}`;
+    }
+    if (!text) return;
+    try {
+      await this.inputs.poster.post({
+        channel: incident.incidentChannel, thread_ts: incident.incidentTs, text, what: `${step.kind} note of incident #${incident.id}`,
+        metadata: { event_type: 'ims_lifecycle_note', event_payload: { source_channel: message.channel, source_ts: message.ts } },
+      });
+    } catch (error) {
+      this.inputs.log.warn(`incident #${incident.id}: the ${step.kind} note could not be posted in its thread: ${(error as Error).message}`);
+    }
+  }
+
+  private runHooks(step: Step, incident: Incident, message: AlertMessage, recovery: { channel: string; ts: string; permalink: string }, flapping?: 'start' | 'stop'): void {
+    const { hooks } = this.inputs;
+    if (step.kind === 'repeat') void hooks.run('onRepeat', () => ({ incident, message, alerts: step.alerts, repeats: incident.repeats }));
+    if (step.kind === 'recover' && step.resolves) void hooks.run('onResolve', () => ({ incident, user: message.poster, reaction: '', recovery }));
+    if (step.kind === 'reopen') void hooks.run('onReopen', () => ({ incident, user: message.poster, reaction: '', recovery }));
+    if (flapping) void hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
+  }
+
+  private async seen(config: CompiledConfig, message: AlertMessage, why: string, where: Record<string, unknown>): Promise<void> {
+    await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
+    this.inputs.state.finishMessage(message.channel, message.ts);
+    this.inputs.log.info(`seen: ${why}: reaction :${config.seenReaction}:`, where);
+  }
+}
+
+function describeStep(step: Exclude<Step, { kind: 'open' | 'seen' }>, incident: Incident): string {
+  switch (step.kind) {
+    case 'repeat': return `repeat of incident #${incident.id} (${incident.repeats} so far): post updated${step.note ? ', thread note' : ''}`;
+    case 'recover': return step.resolves ? `incident #${incident.id} resolved by its recovery` : `incident #${incident.id}: some of its alerts recovered`;
+    case 'reopen': return `incident #${incident.id} reopened: it fired again within the reopen window${step.page ? '; paging again' : ''}`;
+    case 'acknowledge': return `incident #${incident.id} acknowledged by its integration`;
+  }
+}
+
+export type { KeyRecord };
