@@ -26,6 +26,8 @@ const CORPUS = path.join(ROOT, 'examples', 'alerts.jsonl');
 
 export interface RuleBenchRow {
   rules: number;
+  /** Alert lifecycles on: every accepted message also read by the recognisers and keyed. */
+  lifecycle: boolean;
   compileMs: number;
   messages: number;
   messagesPerSecond: number;
@@ -167,9 +169,10 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-function benchOne(size: number, events: SlackMessageEvent[], options: Required<Pick<RuleBenchOptions, 'seconds' | 'latencySample'>>): RuleBenchRow {
+function benchOne(size: number, events: SlackMessageEvent[], options: Required<Pick<RuleBenchOptions, 'seconds' | 'latencySample'>>, lifecycle = false): RuleBenchRow {
   const t0 = process.hrtime.bigint();
-  const config = compileConfig(ruleSet(size), { source: 'bench' });
+  // The rule engine alone, as an IMS.ini config runs it; the lifecycle row adds the recognisers and keys on top.
+  const config = compileConfig({ ...ruleSet(size), lifecycle: { enabled: lifecycle } }, { source: 'bench' });
   const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
   if (config.rules.length !== size) throw new Error(`rule set has ${config.rules.length} rules, expected ${size}`);
 
@@ -196,7 +199,7 @@ function benchOne(size: number, events: SlackMessageEvent[], options: Required<P
   const sample = timings.subarray(0, timed).sort();
 
   return {
-    rules: size, compileMs, messages,
+    rules: size, lifecycle, compileMs, messages,
     messagesPerSecond: messages / (Number(ns) / 1e9),
     meanUs: Number(ns) / 1000 / messages,
     p50Us: percentile(sample, 50), p99Us: percentile(sample, 99), maxUs: sample[sample.length - 1], latencyMessages: timed,
@@ -222,11 +225,12 @@ export async function benchRules(options: RuleBenchOptions = {}): Promise<RuleBe
 
   const rows: RuleBenchRow[] = [];
   for (const size of sizes) rows.push(benchOne(size, events, settings));
+  if (sizes.includes(100)) rows.push(benchOne(100, events, settings, true));
 
   const kinds = [...new Set(rows.flatMap((row) => Object.keys(row.decisions)))].sort();
-  const header = ['rules', 'compile ms', 'messages/s', 'mean µs', 'p50 µs', 'p99 µs', 'max µs', 'sampled', ...kinds];
+  const header = ['rules', 'lifecycle', 'compile ms', 'messages/s', 'mean µs', 'p50 µs', 'p99 µs', 'max µs', 'sampled', ...kinds];
   const table = rows.map((row) => [
-    fmt(row.rules), fmt(row.compileMs, 1), fmt(row.messagesPerSecond), fmt(row.meanUs, 2), fmt(row.p50Us, 2), fmt(row.p99Us, 2), fmt(row.maxUs, 1), fmt(row.latencyMessages),
+    fmt(row.rules), row.lifecycle ? 'on' : 'off', fmt(row.compileMs, 1), fmt(row.messagesPerSecond), fmt(row.meanUs, 2), fmt(row.p50Us, 2), fmt(row.p99Us, 2), fmt(row.maxUs, 1), fmt(row.latencyMessages),
     ...kinds.map((kind) => fmt(row.decisions[kind] ?? 0)),
   ]);
   const widths = header.map((title, i) => Math.max(title.length, ...table.map((cells) => cells[i].length)));
@@ -235,9 +239,9 @@ export async function benchRules(options: RuleBenchOptions = {}): Promise<RuleBe
   out(widths.map((w) => '─'.repeat(w)).join('  '));
   for (const cells of table) out(line(cells));
   out('');
-  out(`(decision columns: one pass over the ${events.length}-message corpus)`);
+  out(`(decision columns: one pass over the ${events.length}-message corpus; lifecycle on: the built-in recognisers read every accepted message, the rest is keyed by its normalised text)`);
 
-  const target = rows.find((row) => row.rules === 100);
+  const target = rows.find((row) => row.rules === 100 && !row.lifecycle);
   if (target) {
     const ok = target.messagesPerSecond >= 100_000;
     out(`target: ≥ 100,000 messages/s with 100 rules → ${ok ? 'MET' : 'MISSED'} (${fmt(target.messagesPerSecond)} messages/s, p99 ${fmt(target.p99Us, 2)} µs)`);
@@ -283,7 +287,7 @@ export async function benchHostile(options: { lengths?: number[]; out?: (line: s
       match: '(a+)+$', head: `[Hostile ${i + 1}]`, incident: 'APPS', ...(engine === 'backtracking' ? { backtracking: true } : {}),
     }));
     const later: Rule = { match: '[0-9]$', head: '[Later]', incident: 'APPS' };
-    const config = compileConfig({ ...base, rules: [...hostile, ...base.rules.slice(0, 98), later] }, { source: 'bench' });
+    const config = compileConfig({ ...base, lifecycle: { enabled: false }, rules: [...hostile, ...base.rules.slice(0, 98), later] }, { source: 'bench' });
     for (const chars of lengths) {
       const messages = engine === 'RE2' ? (chars > 10_000 ? 200 : 2000) : 40;
       let lines = 0;
