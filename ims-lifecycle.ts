@@ -271,3 +271,70 @@ function flappingChange(incident: IncidentStanding, before: KeyRecord[], after: 
   const lastChange = Math.max(...before.map((r) => secondsOf(r.changedTs)));
   return at - lastChange >= rule.stableMs ? 'stop' : undefined;
 }
+
+// ─── In memory, for --replay ─────────────────────────────────────────────────────────────────────
+
+/** What a replay's lifecycle came to for one key. */
+export interface KeyTally {
+  key: string;
+  title: string;
+  fires: number;
+  repeats: number;
+  recoveries: number;
+  reopenings: number;
+  flapped: boolean;
+}
+
+/**
+ * The lifecycle kept in memory: what the runtime keeps in its state, for `--replay` (and tests). Steps are planned
+ * exactly as the runtime plans them; opening an incident here only numbers it.
+ */
+export class MemoryLedger {
+  private readonly keys = new Map<string, KeyRecord>();
+  private readonly incidents = new Map<number, IncidentStanding & { lastSeenTs?: string }>();
+  private nextId = 1;
+  readonly tallies = new Map<string, KeyTally>();
+
+  constructor(private readonly settings: LifecycleSettings) {}
+
+  /** Plan and apply the step of one message's alerts; `opens` says whether a rule would open an incident for it. */
+  step(alerts: AlertIdentity[], ts: string, opens: boolean): Plan & { incidentId?: number } {
+    const members = (id: number) => [...this.keys.values()].filter((r) => r.incidentId === id);
+    const planned = plan(alerts, ts, (key) => this.keys.get(key), (id) => this.incidents.get(id), members, this.settings);
+    const { step } = planned;
+    let incidentId: number | undefined;
+    if (step.kind === 'open') {
+      if (!opens) return planned;
+      incidentId = this.nextId++;
+      this.incidents.set(incidentId, { id: incidentId, flapping: false });
+    } else if (step.kind !== 'seen') {
+      incidentId = step.incidentId;
+      const incident = this.incidents.get(incidentId)!;
+      if (step.kind === 'repeat' && step.note) incident.lastNoteTs = ts;
+      if (step.kind === 'recover' && step.resolves) incident.resolvedAt = secondsOf(ts);
+      if (step.kind === 'reopen') incident.resolvedAt = undefined;
+      if (planned.flapping) incident.flapping = planned.flapping === 'start';
+    }
+    for (const record of planned.records) this.keys.set(record.key, { ...record, incidentId: incidentId ?? record.incidentId });
+    for (const alert of alerts.filter((a) => a.state !== 'event')) {
+      const tally = this.tallies.get(alert.key) ?? { key: alert.key, title: alert.title, fires: 0, repeats: 0, recoveries: 0, reopenings: 0, flapped: false };
+      if (alert.state === 'firing') tally.fires++;
+      if (alert.state === 'resolved') tally.recoveries++;
+      if (step.kind === 'repeat' && alert.state === 'firing') tally.repeats++;
+      if (step.kind === 'reopen' && alert.state === 'firing') tally.reopenings++;
+      if (incidentId !== undefined && this.incidents.get(incidentId)?.flapping) tally.flapped = true;
+      this.tallies.set(alert.key, tally);
+    }
+    return { ...planned, incidentId };
+  }
+
+  /** Incidents still open: not resolved by a recovery. */
+  openIncidents(): number {
+    return [...this.incidents.values()].filter((i) => i.resolvedAt === undefined).length;
+  }
+
+  /** Incidents opened. */
+  opened(): number {
+    return this.nextId - 1;
+  }
+}
