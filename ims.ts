@@ -8,9 +8,10 @@
  *
  * Read top to bottom: public types → define helpers → config loading → rule engine → CLI/main. The
  * concerns that outgrew this file live beside it, named after them (the README's Development section maps
- * them): config files, IMS.ini, patterns, Slack text and time below it; the Slack runtime (`ims-runtime.ts`
- * and the units it wires) loaded lazily, only when IMS runs the bot. Imports run one way: siblings import
- * only types from this file.
+ * them): config files, IMS.ini, patterns, Slack text, time and alert lifecycles below it; the Slack runtime
+ * (`ims-runtime.ts` and the units it wires), re-exported here for tests and embedding, loads its heavy
+ * dependencies (the Slack SDK, Socket Mode, SQLite) only when IMS runs the bot. Imports run one way: siblings
+ * import only types from this file.
  */
 import { statSync, existsSync } from 'node:fs';
 import path from 'node:path';
