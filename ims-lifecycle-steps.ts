@@ -70,10 +70,7 @@ export class LifecycleSteps {
     const incident = state.incidentById(before.id)!;
     log.info(`${describeStep(step, incident)}${flapping ? `; flapping ${flapping === 'start' ? 'started' : 'stopped'}` : ''}`, where);
     const recovery = { channel: message.channel, ts: message.ts, permalink: this.inputs.permalink(message.channel, message.ts) };
-    await this.inputs.posts.show(incident, statusLines({
-      incident, timezone: config.timezone, recovery: step.kind === 'recover' && step.resolves ? recovery : undefined, reopened: step.kind === 'reopen',
-      stableMs: config.lifecycle.flapping?.stableMs,
-    }));
+    await this.inputs.posts.show(incident, this.status(config, incident, { reopened: step.kind === 'reopen' }));
     await this.threadNote(config, step, incident, message);
     this.runHooks(step, incident, message, recovery, flapping);
   }
@@ -129,6 +126,39 @@ export class LifecycleSteps {
     if (step.kind === 'recover' && step.resolves) void hooks.run('onResolve', () => ({ incident, user: message.poster, reaction: '', recovery }));
     if (step.kind === 'reopen') void hooks.run('onReopen', () => ({ incident, user: message.poster, reaction: '', recovery }));
     if (flapping) void hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
+  }
+
+  /**
+   * Incidents that stopped flapping without a message to say so: stable (no change of state) for
+   * `flapping.stableFor` by `now`. Their posts are edited, `onFlapping` fires; run every minute.
+   */
+  async sweepFlapping(config: CompiledConfig, now: number): Promise<void> {
+    const rule = config.lifecycle.flapping;
+    if (!config.lifecycle.enabled || !rule) return;
+    const { state } = this.inputs;
+    for (const incident of state.flappingIncidents()) {
+      const keys = state.keyRecords(incident.id);
+      const lastChange = Math.max(...keys.map((r) => tsToMs(r.changedTs)), 0);
+      if (now - lastChange < rule.stableMs) continue;
+      state.withinOneCommit(() => {
+        state.setFlapping(incident.id, false);
+        state.addIncidentEvent({ incidentId: incident.id, kind: 'flapping', detail: 'stop', at: now });
+      });
+      const calm = state.incidentById(incident.id)!;
+      this.inputs.log.info(`incident #${incident.id} stopped flapping: stable for ${Math.round((now - lastChange) / 60_000)} min`);
+      await this.inputs.posts.show(calm, this.status(config, calm));
+      void this.inputs.hooks.run('onFlapping', () => ({ incident: calm, flapping: false }));
+    }
+  }
+
+  /** The status lines of an incident's post; a resolution by the integration's recovery links to it. */
+  private status(config: CompiledConfig, incident: Incident, extra: { reopened?: boolean } = {}): string[] {
+    const events = incident.resolvedAt === undefined ? [] : this.inputs.state.incidentEvents(incident.id);
+    const recovery = events.filter((e) => e.kind === 'recovery' && e.user === incident.resolvedBy).at(-1);
+    return statusLines({
+      incident, timezone: config.timezone, reopened: extra.reopened, stableMs: config.lifecycle.flapping?.stableMs,
+      recovery: recovery?.detail ? { permalink: recovery.detail } : undefined,
+    });
   }
 
   private async seen(config: CompiledConfig, message: AlertMessage, why: string, where: Record<string, unknown>): Promise<void> {
