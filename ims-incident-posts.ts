@@ -12,6 +12,7 @@ import { errorText } from './ims-log.ts';
 import { escapeSlack } from './ims-text.ts';
 import { formatAge, formatDate, tsToMs } from './ims-time.ts';
 import type { ChannelQueues } from './ims-slack.ts';
+import { DigestEditor } from './ims-digests.ts';
 
 /** The post as IMS made it: what an edit starts from. */
 export interface KeptPost {
@@ -75,8 +76,16 @@ export class PostEditor {
 
   constructor(private readonly inputs: { slack: WebClient; queues: ChannelQueues; state: State; log: Logger }) {}
 
-  /** Show `lines` under the incident's post. Resolves when the edit is made (or failed: logged, never thrown). */
+  /** Edits of digests (posts listing several incidents). */
+  private digests?: DigestEditor;
+
+  /**
+   * Show `lines` under the incident's post. Resolves when the edit is made (or failed: logged, never thrown). When
+   * its post is a digest, the digest shows the state of each incident it lists instead.
+   */
   show(incident: Incident, lines: string[]): Promise<void> {
+    this.digests ??= new DigestEditor(this.inputs);
+    if (this.digests.holds(incident)) return this.digests.show(incident.incidentChannel, incident.incidentTs);
     const queued = this.waiting.get(incident.id);
     if (queued) { queued.lines = lines; return queued.done; }
     const entry = { lines, done: Promise.resolve() };

@@ -15,6 +15,7 @@ import { formatDate, tsToMs } from './ims-time.ts';
 import { listAll, slackCall, type ChannelQueues, type Poster, type PostSpec } from './ims-slack.ts';
 import { LifecycleSteps } from './ims-lifecycle-steps.ts';
 import { PostEditor } from './ims-incident-posts.ts';
+import { DigestPoster } from './ims-digests.ts';
 import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
@@ -63,9 +64,12 @@ export class IncidentLifecycle {
   private readonly steps: LifecycleSteps;
   /** Edits incident posts in place (lifecycle steps; the interactive features will too). */
   readonly posts: PostEditor;
+  /** Posts incidents at the channel's pace, several in one digest while the channel has a backlog. */
+  private readonly digests: DigestPoster;
 
   constructor(private readonly inputs: IncidentInputs) {
     this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log });
+    this.digests = new DigestPoster({ poster: inputs.poster, queues: inputs.queues, state: inputs.state, log: inputs.log });
     this.steps = new LifecycleSteps({
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
     });
@@ -76,11 +80,11 @@ export class IncidentLifecycle {
    * about an alert (`decision.alert`) takes its lifecycle step: a new alert opens an incident as ever, a repeat,
    * recovery or reopening changes the incident it belongs to.
    */
-  async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin): Promise<void> {
+  async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin, at = message.ts): Promise<void> {
     const { state, log } = this.inputs;
     if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
       const alertDecision = { ...decision, alert: decision.alert };
-      return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)));
+      return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)), at);
     }
     switch (decision.action) {
       case 'seen':
@@ -103,6 +107,11 @@ export class IncidentLifecycle {
         return;
       }
     }
+  }
+
+  /** Calm the incidents that stopped flapping by `now` without a message to say so (run every minute). */
+  sweepFlapping(now: number): Promise<void> {
+    return this.steps.sweepFlapping(this.inputs.config(), now);
   }
 
   /** Open the incident a rule decided on: post, page, record, then the plugins' `onMatch` / `onHotline`. */
@@ -149,19 +158,25 @@ export class IncidentLifecycle {
       return { incident: existing, opened: 'before' };
     }
     const [first, ...rest] = await render();
-    // A recovered message may have been posted before the crash: look first (its post names its source).
-    const ts = await poster.post({
+    // A recovered message may have been posted before the crash: look first (its post, or a digest listing it, names its source).
+    // In a storm, the post may go out listed in a digest with the others waiting for the channel.
+    const { ts, digest } = await this.digests.post({
       channel: target.channel, text: first.text, blocks: first.blocks, metadata: { event_type: 'ims_incident', event_payload: source },
       fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,
+    }, {
+      // What the alert says, from its start, as its own post would show it (a recogniser's title would drop the rest).
+      sourceChannel: message.channel, sourceTs: message.ts, head: target.head, title: message.text.replace(/\s+/g, ' ').trim(),
+      permalink, hotline: target.hotline, mentions: target.mentions,
     });
     // The message is finished only when the whole alert is in Slack: a stop or crash before the thread parts
-    // are posted leaves it pending, and the next start posts what is missing.
+    // are posted leaves it pending, and the next start posts what is missing. A digest lists the alert with a
+    // link to the original: nothing goes into its thread.
     const incident = state.addIncident({
       sourceChannel: message.channel, sourceTs: message.ts, incidentChannel: target.channel, incidentTs: ts, ruleNumber: target.ruleNumber,
       head: target.head, label: target.label, hotline: target.hotline, text: message.text, poster: message.poster, createdAt: this.inputs.now(), permalink,
-      groups: target.groups, finishesMessage: rest.length === 0, alertKey: target.alertKey, post: first,
+      groups: target.groups, finishesMessage: rest.length === 0 || digest, alertKey: target.alertKey, post: first,
     });
-    if (rest.length) {
+    if (rest.length && !digest) {
       // The page went out with the first post: the thread never holds it back (nor the plugins' hooks).
       try {
         for (const part of partsOf(rest, ts)) await poster.post(part);
@@ -176,20 +191,27 @@ export class IncidentLifecycle {
     return { incident, opened: 'now' };
   }
 
-  /** Thread replies on incident posts count as acknowledgement (MTTA) and feed the timeline. */
+  /** Thread replies on incident posts count as acknowledgement (MTTA) and feed the timeline; on a digest, of each incident it lists. */
   noteThreadReply(event: SlackMessageEvent): void {
     if (!event.thread_ts || event.thread_ts === event.ts || event.bot_id === this.inputs.self().botId) return;
-    const incident = this.inputs.state.incidentByPost(event.channel, event.thread_ts);
-    if (incident) this.inputs.state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
+    for (const incident of this.inputs.state.incidentsByPost(event.channel, event.thread_ts)) this.inputs.state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
   }
 
-  /** Resolved reactions on an incident post (or its original) resolve it; removing the last one reopens it. */
+  /**
+   * Resolved reactions on an incident post (or its original) resolve it; removing the last one reopens it. A
+   * reaction on a digest is one on every incident it lists.
+   */
   async onReaction(event: ReactionEvent, added: boolean): Promise<void> {
-    const { state, log, hooks } = this.inputs;
+    const { state } = this.inputs;
     if (event.user === this.inputs.self().userId) return;
     const { channel, ts } = event.item;
-    const incident = state.incidentByPost(channel, ts) ?? state.incidentBySource(channel, ts);
-    if (!incident) return;
+    const listed = state.incidentsByPost(channel, ts);
+    const incidents = listed.length ? listed : [state.incidentBySource(channel, ts)].filter((i): i is Incident => !!i);
+    for (const incident of incidents) await this.reactionOn(incident, event, added);
+  }
+
+  private async reactionOn(incident: Incident, event: ReactionEvent, added: boolean): Promise<void> {
+    const { state, log, hooks } = this.inputs;
     const at = event.event_ts ? tsToMs(event.event_ts) : this.inputs.now();
     if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
     if (!this.inputs.config().resolvedReactions.includes(event.reaction)) return;
@@ -240,18 +262,20 @@ export class IncidentLifecycle {
     const { state, log } = this.inputs;
     const windowStart = this.inputs.now() - this.inputs.config().report.windowMs;
     const open = state.listIncidents({ open: true }).filter((i) => tsToMs(i.incidentTs) >= windowStart);
-    const byChannel = new Map<string, Map<string, Incident>>();
+    // A digest's ts is the post of several incidents.
+    const byChannel = new Map<string, Map<string, Incident[]>>();
     for (const incident of open) {
       if (!byChannel.has(incident.incidentChannel)) byChannel.set(incident.incidentChannel, new Map());
-      byChannel.get(incident.incidentChannel)!.set(incident.incidentTs, incident);
+      const posts = byChannel.get(incident.incidentChannel)!;
+      posts.set(incident.incidentTs, [...(posts.get(incident.incidentTs) ?? []), incident]);
     }
     for (const [channel, posts] of byChannel) {
       const oldest = [...posts.keys()].reduce((a, b) => (tsAfter(a, b) ? b : a));
       try {
         for await (const m of listAll<{ ts: string; reactions?: { name: string; users?: string[] }[] }>(this.inputs.slack, log, 'conversations.history', { channel, oldest, inclusive: true, limit: 200 }, 'messages')) {
-          const incident = posts.get(m.ts);
-          const resolver = incident && this.resolversOf(m.reactions)[0];
-          if (incident && resolver) this.recordMissedResolution(incident, resolver);
+          const incidents = posts.get(m.ts) ?? [];
+          const resolver = incidents.length ? this.resolversOf(m.reactions)[0] : undefined;
+          if (resolver) for (const incident of incidents) this.recordMissedResolution(incident, resolver);
         }
       } catch (error) {
         log.warn(`could not read ${channel} for resolutions made while IMS was away: ${errorText(error)}`);

@@ -204,7 +204,8 @@ export class Intake {
     const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice);
     if (!changes.length) return unread();
     log.debug(`edit read: ${changes.map((a) => `${a.key} ${a.state}`).join(', ')}`, where);
-    await this.inputs.incidents.act(config, { ...decision, alert: { ...decision.alert, alerts: changes } }, message, 'live');
+    // The change happened when the message was edited (the edit's own ts), not when the alert first fired.
+    await this.inputs.incidents.act(config, { ...decision, alert: { ...decision.alert, alerts: changes } }, message, 'live', String(event.ts ?? edited.ts));
   }
 
   /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */

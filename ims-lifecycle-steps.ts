@@ -43,9 +43,32 @@ export class LifecycleSteps {
    * Carry out the step for a claimed message; the message is finished when done. `open` opens its incident as
    * for any incident decision (undefined when the decision is not one).
    */
-  async take(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>): Promise<void> {
+  async take(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at = message.ts): Promise<void> {
+    // Messages about the same alert take their steps one after the other: a repeat that arrives while its alert's
+    // incident is still being posted must find that incident, not open a second one.
+    return this.inTurn(decision.alert.alerts.map((a) => a.key), () => this.takeNow(config, decision, message, open, at));
+  }
+
+  /** Steps about the keys under way, by key: the last one's end. */
+  private readonly underWay = new Map<string, Promise<void>>();
+
+  private async inTurn(keys: string[], work: () => Promise<void>): Promise<void> {
+    const before = [...new Set(keys.map((key) => this.underWay.get(key)).filter((p): p is Promise<void> => !!p))];
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => { done = resolve; });
+    for (const key of keys) this.underWay.set(key, mine);
+    await Promise.all(before);
+    try {
+      await work();
+    } finally {
+      done();
+      for (const key of keys) if (this.underWay.get(key) === mine) this.underWay.delete(key);
+    }
+  }
+
+  private async takeNow(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at: string): Promise<void> {
     const { state, log } = this.inputs;
-    const { step, records, flapping } = this.planFor(config, decision.alert, message.ts);
+    const { step, records, flapping } = this.planFor(config, decision.alert, at);
     const where = { channel: message.channel, ts: message.ts, key: decision.alert.alerts[0]?.key };
     if (step.kind === 'open') {
       // Only a rule opens an incident: a recogniser's firing that no rule matched is only seen.
@@ -54,16 +77,21 @@ export class LifecycleSteps {
       if (incident) state.saveKeyRecords(records.map((r) => ({ ...r, incidentId: incident.id })));
       return;
     }
-    if (step.kind === 'seen') return this.seen(config, message, step.why, where);
+    if (step.kind === 'seen') {
+      await this.seen(config, message, step.why, where);
+      // A recovery of an incident already resolved may still end its flapping.
+      if (flapping && step.incidentId !== undefined) await this.flappingChanged(config, step.incidentId, flapping, records, at);
+      return;
+    }
     await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
     const before = state.incidentById(step.incidentId);
     if (!before) return this.seen(config, message, 'its incident is gone', where);
     state.withinOneCommit(() => {
       state.saveKeyRecords(records);
-      this.record(step, message, before);
+      this.record(step, message, before, at);
       if (flapping) {
         state.setFlapping(before.id, flapping === 'start');
-        state.addIncidentEvent({ incidentId: before.id, kind: 'flapping', detail: flapping, at: tsToMs(message.ts) });
+        state.addIncidentEvent({ incidentId: before.id, kind: 'flapping', detail: flapping, at: tsToMs(at) });
       }
       state.finishMessage(message.channel, message.ts);
     });
@@ -76,22 +104,22 @@ export class LifecycleSteps {
   }
 
   /** The state changes of a step (inside the caller's commit). */
-  private record(step: Exclude<Step, { kind: 'open' | 'seen' }>, message: AlertMessage, incident: Incident): void {
+  private record(step: Exclude<Step, { kind: 'open' | 'seen' }>, message: AlertMessage, incident: Incident, ts: string): void {
     const { state } = this.inputs;
-    const at = tsToMs(message.ts);
+    const at = tsToMs(ts);
     switch (step.kind) {
       case 'repeat':
-        state.noteRepeat(incident.id, message.ts, step.note);
+        state.noteRepeat(incident.id, ts, step.note);
         state.addIncidentEvent({ incidentId: incident.id, kind: 'repeat', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
         return;
       case 'recover':
-        state.noteSeen(incident.id, message.ts);
+        state.noteSeen(incident.id, ts);
         state.addIncidentEvent({ incidentId: incident.id, kind: 'recovery', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
         // On the alert's own time, but never before the incident was opened (a catch-up opens it after the alert).
         if (step.resolves) state.resolveIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
         return;
       case 'reopen':
-        state.noteSeen(incident.id, message.ts);
+        state.noteSeen(incident.id, ts);
         state.reopenIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
         return;
       case 'acknowledge':
@@ -143,12 +171,28 @@ export class LifecycleSteps {
       state.withinOneCommit(() => {
         state.setFlapping(incident.id, false);
         state.addIncidentEvent({ incidentId: incident.id, kind: 'flapping', detail: 'stop', at: now });
+        // Calm again: its earlier changes no longer count towards flapping.
+        state.saveKeyRecords(keys.map((r) => ({ ...r, changes: [] })));
       });
       const calm = state.incidentById(incident.id)!;
       this.inputs.log.info(`incident #${incident.id} stopped flapping: stable for ${Math.round((now - lastChange) / 60_000)} min`);
       await this.inputs.posts.show(calm, this.status(config, calm));
       void this.inputs.hooks.run('onFlapping', () => ({ incident: calm, flapping: false }));
     }
+  }
+
+  /** A flapping change without another step (a recovery of an incident already resolved): recorded, shown, hooked. */
+  private async flappingChanged(config: CompiledConfig, incidentId: number, flapping: 'start' | 'stop', records: KeyRecord[], ts: string): Promise<void> {
+    const { state } = this.inputs;
+    state.withinOneCommit(() => {
+      state.saveKeyRecords(records);
+      state.setFlapping(incidentId, flapping === 'start');
+      state.addIncidentEvent({ incidentId, kind: 'flapping', detail: flapping, at: tsToMs(ts) });
+    });
+    const incident = state.incidentById(incidentId);
+    if (!incident) return;
+    await this.inputs.posts.show(incident, this.status(config, incident));
+    void this.inputs.hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
   }
 
   /** The status lines of an incident's post; a resolution by the integration's recovery links to it. */

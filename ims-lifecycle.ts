@@ -172,7 +172,7 @@ export type Step =
   | { kind: 'recover'; incidentId: number; alerts: AlertIdentity[]; resolves: boolean }
   | { kind: 'reopen'; incidentId: number; alerts: AlertIdentity[]; page: boolean }
   | { kind: 'acknowledge'; incidentId: number; alerts: AlertIdentity[] }
-  | { kind: 'seen'; why: string };
+  | { kind: 'seen'; why: string; incidentId?: number };
 
 export interface Plan {
   step: Step;
@@ -237,17 +237,22 @@ export function plan(alerts: AlertIdentity[], ts: string, known: (key: string) =
   const touched = after.filter((r) => stateful.some((a) => a.key === r.key));
   const allResolved = after.every((r) => r.state === 'resolved');
   const flapping = flappingChange(incident, before, after, at, settings);
-  if (open) {
-    if (firing.length && !resolving.length || (!allResolved && changed === 0)) {
-      const note = settings.repeatNoteMs > 0 && (!incident.lastNoteTs || at - secondsOf(incident.lastNoteTs) >= settings.repeatNoteMs);
-      return { step: { kind: 'repeat', incidentId: incident.id, alerts: stateful, note }, records: touched, flapping };
+  // Calm again: what it did before no longer counts towards flapping (else its next change starts it once more).
+  if (flapping === 'stop') return stepWith(after.map((r) => ({ ...r, changes: r.changedTs === ts ? [ts] : [] })));
+  return stepWith(touched);
+  function stepWith(records: KeyRecord[]): Plan {
+    if (open) {
+      if (firing.length && !resolving.length || (!allResolved && changed === 0)) {
+        const note = settings.repeatNoteMs > 0 && (!incident.lastNoteTs || at - secondsOf(incident.lastNoteTs) >= settings.repeatNoteMs);
+        return { step: { kind: 'repeat', incidentId: incident.id, alerts: stateful, note }, records, flapping };
+      }
+      return { step: { kind: 'recover', incidentId: incident.id, alerts: stateful, resolves: allResolved }, records, flapping };
     }
-    return { step: { kind: 'recover', incidentId: incident.id, alerts: stateful, resolves: allResolved }, records: touched, flapping };
+    // Resolved, within the reopen window.
+    if (!firing.length) return { step: { kind: 'seen', why: 'a recovery of an incident already resolved', incidentId: incident.id }, records, flapping };
+    const calm = flapping === 'start' || (incident.flapping && flapping !== 'stop');
+    return { step: { kind: 'reopen', incidentId: incident.id, alerts: stateful, page: settings.pageOnReopen && !calm }, records, flapping };
   }
-  // Resolved, within the reopen window.
-  if (!firing.length) return { step: { kind: 'seen', why: 'a recovery of an incident already resolved' }, records: touched, flapping };
-  const calm = flapping === 'start' || (incident.flapping && flapping !== 'stop');
-  return { step: { kind: 'reopen', incidentId: incident.id, alerts: stateful, page: settings.pageOnReopen && !calm }, records: touched, flapping };
 }
 
 /**

@@ -433,27 +433,76 @@ export function isHuman(user: string | undefined, botUserId: string): user is st
   return !!user && user !== botUserId && !/^B[A-Z0-9]+$/.test(user);
 }
 
-/** How an incident was first acknowledged: when, by whom, and whether by a reaction, a thread reply or the resolution. */
+/**
+ * How an incident was first acknowledged by a person: when, by whom, and whether by a reaction, a thread reply,
+ * in the monitoring tool (`acknowledge`: the integration's acknowledgement notice, e.g. Nagios' ACKNOWLEDGEMENT;
+ * `user` is then the integration that relayed it) or by resolving it.
+ */
 export interface Acknowledgement {
   at: number;
   user?: string;
-  how: 'reaction' | 'reply' | 'resolve';
+  how: 'reaction' | 'reply' | 'acknowledge' | 'resolve';
 }
 
 /**
- * The first acknowledgement of an incident: the earliest human reaction or thread reply recorded for it,
- * or — when nothing came earlier — its (first) resolution.
+ * The integrations that spoke about an incident on their own: the posters of its repeats, recoveries and
+ * acknowledgement notices. What they do is never a person's acknowledgement.
+ */
+function integrationsOf(events: readonly IncidentEvent[]): Set<string> {
+  return new Set(events.flatMap((e) => (e.kind === 'repeat' || e.kind === 'recovery' || e.kind === 'acknowledge') && e.user ? [e.user] : []));
+}
+
+/**
+ * The first human acknowledgement of an incident: the earliest reaction or thread reply by a person, or an
+ * acknowledgement a person made in the monitoring tool (the integration's acknowledgement notice) — or, when
+ * nothing came earlier, a person's resolution. Repeats, the integration's recovery, bot replies and IMS's
+ * own notes never count: an incident its integration resolved that no person touched was not acknowledged.
  */
 export function acknowledgement(incident: Incident, events: readonly IncidentEvent[], botUserId: string): Acknowledgement | undefined {
+  const integrations = integrationsOf(events);
   let first: Acknowledgement | undefined;
   for (const event of events) {
-    if (event.kind !== 'reaction' && event.kind !== 'reply' && event.kind !== 'resolve') continue;
-    if (event.kind !== 'resolve' && !isHuman(event.user, botUserId)) continue;
+    if (event.kind !== 'reaction' && event.kind !== 'reply' && event.kind !== 'resolve' && event.kind !== 'acknowledge') continue;
+    if (event.kind === 'resolve' && event.user && integrations.has(event.user)) continue; // resolved by the recovery
+    if ((event.kind === 'reaction' || event.kind === 'reply') && (!isHuman(event.user, botUserId) || integrations.has(event.user))) continue;
     // The resolving reaction is recorded as a reaction too, at the same instant: call it the resolution.
     if (!first || event.at < first.at || (event.at === first.at && event.kind === 'resolve')) first = { at: event.at, user: event.user, how: event.kind };
   }
-  if (!first && incident.resolvedAt !== undefined) first = { at: incident.resolvedAt, user: incident.resolvedBy, how: 'resolve' };
+  if (!first && incident.resolvedAt !== undefined && !(incident.resolvedBy && integrations.has(incident.resolvedBy))) {
+    first = { at: incident.resolvedAt, user: incident.resolvedBy, how: 'resolve' };
+  }
   return first;
+}
+
+/** The integration's recovery that resolved an incident: its message's time (epoch ms), poster and link. */
+export interface Recovery {
+  at: number;
+  user?: string;
+  permalink?: string;
+}
+
+/**
+ * The recovery that resolved the incident, when its latest resolution was its integration's (alert lifecycles)
+ * and not a person's: the last recovery recorded by the poster the incident is resolved by. Undefined while
+ * it is open, when a person resolved it, and for incidents from before lifecycles.
+ */
+export function recoveryOf(incident: Incident, events: readonly IncidentEvent[]): Recovery | undefined {
+  if (incident.resolvedAt === undefined || !incident.resolvedBy) return undefined;
+  const last = events.filter((e) => e.kind === 'recovery' && e.user === incident.resolvedBy).at(-1);
+  return last && { at: last.at, user: last.user, permalink: last.detail };
+}
+
+/**
+ * Milliseconds from an incident's opening to its (latest) resolution; undefined while open. When its
+ * integration's recovery resolved it, measured on the alert's own clock (from the alert's `ts` to the
+ * recovery's), so an incident IMS opened late (a catch-up after downtime) still gets its true duration;
+ * otherwise from when IMS opened it to when a person resolved it.
+ */
+export function timeToResolve(incident: Incident, events: readonly IncidentEvent[]): number | undefined {
+  if (incident.resolvedAt === undefined) return undefined;
+  const recovery = recoveryOf(incident, events);
+  if (recovery) return Math.max(0, recovery.at - Number.parseFloat(incident.sourceTs) * 1000);
+  return Math.max(0, incident.resolvedAt - incident.createdAt);
 }
 
 /** `[Critical] DB` → `critical-db`: lowercase `[a-z0-9-]`, no leading, trailing or doubled dashes. */

@@ -7,7 +7,7 @@ import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Logger, NameService, Report, ReportItem, ReportSection, SlackAttachment, SlackMessageEvent } from './ims.ts';
 import type { State } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
-import { classifySlackFailure } from './ims-plugin-kit.ts';
+import { classifySlackFailure, formatDuration, recoveryOf, timeToResolve } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import { BLOCKS_PER_MESSAGE, SECTION_LIMIT, clipPieces, escapeSlack, messageText, mrkdwnPieces, plainText, renderPieces, splitText } from './ims-text.ts';
 import { dateParts, formatAge, formatDate, tsToMs } from './ims-time.ts';
@@ -29,6 +29,17 @@ export interface ReportInputs {
   permalink(channel: string, ts: string): string;
   post(spec: PostSpec): Promise<string>;
   hooks: HookRunner['run'];
+}
+
+/**
+ * A report item with what alert lifecycles add, set by `buildReport` on the items of incidents it knows (a plugin's
+ * `onReport` sees them too). Repeats and flapping are on `incident`.
+ */
+export interface LifecycleReportItem extends ReportItem {
+  /** Resolved by its integration's recovery: the recovery's link, who posted it, how long the alert fired. */
+  recovery?: { permalink?: string; by: string; afterMs?: number };
+  /** When an open incident was last reopened (epoch ms): by its alert firing again, or a person. */
+  reopenedAt?: number;
 }
 
 interface HistoryMessage {
@@ -61,11 +72,11 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
         messages.push(m);
         if (limit !== undefined && messages.length >= limit) break;
       }
-      for (const m of messages.slice(0, limit)) {
+      // A digest lists several incidents: each is a line of its own, linked to the digest.
+      for (const [m, incident] of messages.slice(0, limit).flatMap((m) => listedIn(ims.state, channel, m))) {
         if (m.subtype && m.subtype !== 'bot_message') continue;
         if (m.thread_ts && m.thread_ts !== m.ts) continue;
         const poster = m.bot_id || m.user || '';
-        const incident = ims.state.incidentByPost(channel, m.ts);
         if (config.report.onlyPosters ? !config.report.onlyPosters.has(poster) : !incident && poster !== ims.self.botId) continue;
         if (!incident && poster === ims.self.botId && !/^\*?\[/.test(m.text ?? '')) continue;
         const resolvers = ims.lifecycle.resolversOf(m.reactions);
@@ -85,6 +96,9 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
   }
   report.open.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
   report.resolved.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
+  await addLifecycles(ims, report);
+  const flapping = flappingSection(ims, now);
+  if (flapping) report.sections.push(flapping);
   // A page that could not be made must not stay only in the log: the report names each alert, with its link.
   const failed = ims.state.failedMessages(windowStart);
   if (failed.length) {
@@ -103,20 +117,73 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
   return report;
 }
 
+/**
+ * What alert lifecycles add to the listed items: the recovery that resolved an incident (verbose), and when an
+ * open one was reopened. The items are the ones the loop above made (their lookup is its business, not this one's).
+ */
+async function addLifecycles(ims: ReportInputs, report: Report): Promise<void> {
+  for (const item of report.resolved as LifecycleReportItem[]) {
+    const incident = item.incident;
+    if (!incident?.alertKey || incident.resolvedAt === undefined) continue;
+    const events = ims.state.incidentEvents(incident.id);
+    const recovery = recoveryOf(incident, events);
+    if (recovery) item.recovery = { permalink: recovery.permalink, by: recovery.user ? await ims.names.user(recovery.user) : 'its integration', afterMs: timeToResolve(incident, events) };
+  }
+  for (const item of report.open as LifecycleReportItem[]) {
+    const incident = item.incident;
+    if (!incident?.alertKey) continue;
+    const reopened = ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'reopen').at(-1);
+    if (reopened) item.reopenedAt = reopened.at;
+  }
+}
+
+/**
+ * The incidents whose alerts are flapping now: marked flapping, and not yet stable for `lifecycle.flapping.stableFor`
+ * (no state change since, judged by their keys' last change, else the last message about them). An alert that went
+ * quiet while flapping is stable; the next message about it clears the mark.
+ */
+function flappingSection(ims: ReportInputs, now: number): ReportSection | undefined {
+  const rule = ims.config.lifecycle?.flapping;
+  if (!rule) return undefined;
+  const lines: string[] = [];
+  for (const incident of ims.state.flappingIncidents()) {
+    const keys = ims.state.keyRecords(incident.id);
+    const lastChange = keys.length ? Math.max(...keys.map((k) => tsToMs(k.changedTs))) : tsToMs(incident.lastSeenTs ?? incident.sourceTs);
+    if (now - lastChange >= rule.stableMs) continue;
+    const changes = keys.reduce((n, k) => n + k.changes.filter((c) => tsToMs(c) >= now - rule.withinMs).length, 0);
+    const key = (incident.alertKey ?? keys[0]?.key ?? '').replace(/`/g, "'");
+    const state = incident.resolvedAt === undefined ? 'firing' : 'recovered';
+    lines.push(`• ${incident.head ? `*${escapeSlack(incident.head)}* ` : ''}\`${escapeSlack(key)}\` — ${changes} state change${changes === 1 ? '' : 's'} in the last ${formatDuration(rule.withinMs)}, the last ${formatAge(now - lastChange)} ago; ${state} <${ims.permalink(incident.incidentChannel, incident.incidentTs)}|post>`);
+  }
+  if (!lines.length) return undefined;
+  return { title: `Flapping (${lines.length}): nobody is paged again for these until they are stable for ${formatDuration(rule.stableMs)}`, lines };
+}
+
+/** Each incident a message is the post of (a digest lists several) with the message; the message alone when it is none's. */
+function listedIn<M extends { ts: string }>(state: State, channel: string, m: M): [M, ReturnType<State['incidentByPost']>][] {
+  const incidents = state.incidentsByPost(channel, m.ts);
+  return incidents.length ? incidents.map((incident) => [m, incident]) : [[m, undefined]];
+}
+
 /** The report as Block Kit: one message, or several only past Slack's 50-block limit. */
 export function reportMessages(report: Report, timezone?: string): { text: string; blocks: unknown[] }[] {
   const headline = `IMS report ${formatDate(report.generatedAt, timezone)}: ${report.open.length} open incident${report.open.length === 1 ? '' : 's'}`;
-  const line = (item: ReportItem, mark: string) => {
+  const line = (item: LifecycleReportItem, mark: string) => {
     const head = item.incident?.head ?? '';
     // Cut as the reader sees it (a link counts its label), never inside an entity, a link or an emoji.
     const snippet = renderPieces(clipPieces(mrkdwnPieces(item.text.replace(/\s+/g, ' '), false), 150));
     const age = formatAge(report.generatedAt - tsToMs(item.incident?.sourceTs ?? item.ts));
-    const who = item.resolvers?.length ? ` — resolved by ${escapeSlack(item.resolvers.join(', '))}` : '';
-    return `${mark}${age}  ${head ? `*${escapeSlack(head)}* ` : ''}${snippet} <${item.permalink}|open>${who}`;
+    const who = item.recovery ? ` — resolved by recovery (${item.recovery.permalink ? `<${item.recovery.permalink}|${escapeSlack(item.recovery.by)}>` : escapeSlack(item.recovery.by)})${item.recovery.afterMs === undefined ? '' : ` after ${formatDuration(item.recovery.afterMs)}`}`
+      : item.resolvers?.length ? ` — resolved by ${escapeSlack(item.resolvers.join(', '))}` : '';
+    return `${mark}${age}  ${head ? `*${escapeSlack(head)}* ` : ''}${snippet} <${item.permalink}|open>${who}${item.incident?.resolvedAt === undefined ? lifecycleNotes(item, report.generatedAt) : ''}`;
   };
+  const resolved = report.resolved as LifecycleReportItem[];
+  const recovered = resolved.filter((item) => item.recovery);
   const lines = [
     ...report.open.map((item) => line(item, report.resolved.length ? 'NG ' : '• ')),
-    ...report.resolved.map((item) => line(item, 'OK ')),
+    ...resolved.filter((item) => !item.recovery).map((item) => line(item, 'OK ')),
+    // Resolved by the integrations themselves: apart from what people resolved.
+    ...(recovered.length ? [`*Resolved by recovery (${recovered.length})*`, ...recovered.map((item) => line(item, 'OK '))] : []),
   ];
   if (!lines.length) lines.push('Nothing open. :tada:');
   const sections: unknown[] = [];
@@ -137,6 +204,17 @@ export function reportMessages(report: Report, timezone?: string): { text: strin
   return messages;
 }
 
+/** ` · repeated 4×, last 3m ago · reopened 20m ago · flapping` for an open incident with a lifecycle. */
+function lifecycleNotes(item: LifecycleReportItem, now: number): string {
+  const incident = item.incident;
+  if (!incident) return '';
+  const notes: string[] = [];
+  if (incident.repeats > 0) notes.push(`repeated ${incident.repeats}×${incident.lastSeenTs ? `, last ${formatAge(now - tsToMs(incident.lastSeenTs))} ago` : ''}`);
+  if (item.reopenedAt !== undefined) notes.push(`reopened ${formatAge(now - item.reopenedAt)} ago`);
+  if (incident.flapping) notes.push('flapping');
+  return notes.map((note) => ` · ${note}`).join('');
+}
+
 const FILE_THRESHOLD = 4;
 
 /** Build and post one report; false when posting failed. */
@@ -149,7 +227,7 @@ export async function runReport(ims: ReportInputs, options: { verbose?: boolean 
     if (messages.length > FILE_THRESHOLD) {
       // A very long list reads better as a file than as a dozen messages.
       const content = [messages[0].text, '', ...report.open.map((i) => `NG ${formatDate(tsToMs(i.ts), ims.config.timezone)} ${i.incident?.head ?? ''} ${i.text.replace(/\s+/g, ' ')} ${i.permalink}`),
-        ...report.resolved.map((i) => `OK ${formatDate(tsToMs(i.ts), ims.config.timezone)} ${i.incident?.head ?? ''} ${i.text.replace(/\s+/g, ' ')} [user] ${i.resolvers?.join(' ')}`)].join('\n');
+        ...(report.resolved as LifecycleReportItem[]).map((i) => `OK ${formatDate(tsToMs(i.ts), ims.config.timezone)} ${i.incident?.head ?? ''} ${i.text.replace(/\s+/g, ' ')} ${i.recovery ? `[recovery] ${i.recovery.by} ${i.recovery.permalink ?? ''}` : `[user] ${i.resolvers?.join(' ')}`}`)].join('\n');
       // The summary keeps what the file lacks: channels that could not be read and the plugins' sections.
       const extras = reportMessages({ ...report, open: [], resolved: [] }, ims.config.timezone)[0].blocks.slice(2);
       const blocks = [...messages[0].blocks.slice(0, 3), ...extras].slice(0, BLOCKS_PER_MESSAGE);

@@ -1,8 +1,8 @@
 /**
  * The running IMS: Socket Mode in, the Web API out, SQLite state underneath. `Ims` wires the units together —
- * intake, catch-up, the incident lifecycle, names, the hook runner, the outbox worker, the report — and owns
- * what spans them: start-up and stop, in-flight work, schedules and config reload. `runSlack` is the command
- * line's way in; `ims.ts` loads this module only when it runs the bot.
+ * intake, catch-up, the incident lifecycle, names, the hook runner, the outbox worker, the schedules, the report
+ * — and owns what spans them: start-up and stop, in-flight work and config reload. `runSlack` is the command
+ * line's way in (`ims.ts` reaches it with a lazy import; it re-exports `Ims` for tests and embedding).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -69,6 +69,10 @@ export interface RuntimeOptions {
   retryPendingMs?: number;
   /** Time source for tests. */
   now?: () => number;
+  /** Posts (and edits) IMS makes per second into one channel (default 1: Slack's limit for chat.postMessage). */
+  postsPerSecond?: number;
+  /** Posts that may go into one channel at once after a quiet spell (default 3: Slack allows short bursts). */
+  postBurst?: number;
 }
 
 /** A running IMS: Socket Mode in, Slack Web API out, SQLite state. */
@@ -127,7 +131,7 @@ export class Ims {
     const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.startDeadline, onAuthFailure: (method: string, code: string) => this.botTokenRefused(method, code) };
     this.slack = createSlackClient(options.botToken, web, policy);
     this.pluginSlack = createSlackClient(options.botToken, web, { retry, log, name: 'plugins', signal: this.halt.signal, waitOutThrottling: true });
-    this.queues = new ChannelQueues(log);
+    this.queues = new ChannelQueues(log, { perSecond: options.postsPerSecond, burst: options.postBurst });
     this.poster = new Poster({
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
@@ -164,7 +168,7 @@ export class Ims {
     this.schedules = new Schedules({
       config: config$, log, now: this.now, options, report: () => runReport(this), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
       retryPending: (before) => this.intake.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue) void this.track(this.catchUps.run()); },
-      prune: (before) => this.state.prune(before), track,
+      prune: (before) => this.state.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), track,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
@@ -419,6 +423,13 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     log.warn(`${name} must be a positive number of milliseconds, found '${value}': ignored`);
     return undefined;
   };
+  const positive = (name: string): number | undefined => {
+    const value = process.env[name];
+    if (value === undefined || value === '') return undefined;
+    if (Number.isFinite(Number(value)) && Number(value) > 0) return Number(value);
+    log.warn(`${name} must be a positive number, found '${value}': ignored`);
+    return undefined;
+  };
   // How the process ends: the first reason to stop wins (a signal, the parent gone, a refused token).
   let exitCode = 0;
   let stopping: string | undefined;
@@ -433,6 +444,8 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
       clientPingTimeoutMs: milliseconds('IMS_PING_TIMEOUT_MS'),
       retryConfig: process.env.IMS_HTTP_RETRIES ? { retries: Number(process.env.IMS_HTTP_RETRIES), minTimeout: 100, maxTimeout: 1000 } : undefined,
       startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
+      // A workspace whose posting limit differs from Slack's usual one (and tests of other things than storms).
+      postsPerSecond: positive('IMS_POSTS_PER_SECOND'), postBurst: positive('IMS_POST_BURST'),
       onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
     });
   } catch (error) {

@@ -1,7 +1,7 @@
 /**
  * What runs on a clock while IMS runs: the report (a cron schedule or every N hours) and the reminder, from the
- * config and replaced on reload; the outbox poll, the retry of pending messages and of failed catch-ups, and
- * pruning of old state.
+ * config and replaced on reload; the outbox poll, the retry of pending messages and of failed catch-ups, calming
+ * incidents that stopped flapping, and pruning of old state.
  */
 import type { CompiledConfig, Logger } from './ims.ts';
 import { DAY, HOUR, SECOND, cron } from './ims-time.ts';
@@ -22,6 +22,8 @@ export interface ScheduleInputs {
   /** Catch up again if the last catch-up failed somewhere. */
   retryCatchUp(): void;
   prune(before: number): void;
+  /** Calm incidents that stopped flapping without a message to say so. */
+  sweepFlapping(now: number): Promise<unknown>;
   track<T>(work: Promise<T>): Promise<T>;
 }
 
@@ -44,6 +46,7 @@ export class Schedules {
       inputs.retryCatchUp();
     }, retryEvery));
     this.fixed.push(setInterval(() => inputs.prune(inputs.now() - inputs.config().state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
+    this.fixed.push(setInterval(() => void inputs.track(inputs.sweepFlapping(inputs.now())), 60_000));
   }
 
   /** The config was reloaded: report and reminder timers from the new one. */

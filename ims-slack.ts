@@ -177,8 +177,11 @@ export class StoppedError extends Error {
   constructor() { super('stopped during start-up'); this.name = 'StoppedError'; }
 }
 
-/** Call Slack, waiting out 429s (only this call waits: other channels go on). */
-export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string, queues?: ChannelQueues): Promise<T> {
+/**
+ * Call Slack, waiting out 429s (only this call waits: other channels go on). `onRateLimited` hears of each 429
+ * (a channel's posting pace starts again from nothing).
+ */
+export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string, queues?: ChannelQueues, onRateLimited?: () => void): Promise<T> {
   for (;;) {
     try {
       return await call();
@@ -186,6 +189,7 @@ export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: st
       const delay = rateLimitDelay(error);
       if (delay === undefined) throw error;
       log.debug(`rate limited on ${what}; retrying in ${delay} ms`);
+      onRateLimited?.();
       queues?.throttled.add(what);
       queues?.onThrottled?.();
       await sleep(delay).finally(() => queues?.throttled.delete(what));
@@ -203,21 +207,137 @@ export async function* listAll<T>(slack: WebClient, log: Logger, method: string,
   } while (cursor);
 }
 
-/** One queue per channel: posts to a channel keep their order, and a 429 on one channel stalls only that channel. */
+/** How fast IMS posts into one channel (`RuntimeOptions.postsPerSecond` / `postBurst`). */
+export interface PostingPace {
+  /** Posts (and edits) per second and channel, over time. Default 1: Slack's limit for chat.postMessage. */
+  perSecond?: number;
+  /** Posts that may go at once after a quiet spell. Default 3: Slack allows short bursts. */
+  burst?: number;
+}
+
+/** Slack's documented posting limit: about one message per second per channel, short bursts allowed. */
+export const DEFAULT_PACE: Required<PostingPace> = { perSecond: 1, burst: 3 };
+
+/** The methods Slack limits per channel (chat.postMessage: about 1 per second per channel); IMS paces its edits with its posts. */
+const PACED_METHODS = new Set(['chat.postMessage', 'chat.update']);
+
+/**
+ * IMS spaces its posts this much wider than the pace (5 %: 50 ms at one post a second): a request that leaves a
+ * little late and the next one on time must not reach Slack closer together than the limit allows (network and
+ * event-loop jitter).
+ */
+const JITTER_MARGIN = 0.05;
+
+/** One channel's posting pace: a token bucket (one token a post, refilled at the pace, holding at most the burst). */
+class PostingBucket {
+  private tokens: number;
+  private at = Date.now();
+  private readonly perMs: number;
+
+  constructor(private readonly pace: Required<PostingPace>) {
+    this.tokens = pace.burst;
+    this.perMs = pace.perSecond / 1000 / (1 + JITTER_MARGIN);
+  }
+
+  private refill(): void {
+    const now = Date.now();
+    this.tokens = Math.min(this.pace.burst, this.tokens + (now - this.at) * this.perMs);
+    this.at = now;
+  }
+
+  /** Posts that may go now without waiting. */
+  available(): number {
+    this.refill();
+    return Math.max(0, Math.floor(this.tokens));
+  }
+
+  /** Wait for the turn of one post, and take it. */
+  async take(): Promise<void> {
+    for (;;) {
+      this.refill();
+      if (this.tokens >= 1) { this.tokens -= 1; return; }
+      await sleep(Math.ceil((1 - this.tokens) / this.perMs));
+    }
+  }
+
+  /** Slack answered 429: its own bucket is empty, and the retry after Retry-After spends the next token. */
+  rateLimited(): void {
+    this.refill();
+    this.tokens = Math.min(this.tokens, 0) - 1;
+  }
+}
+
+/**
+ * One queue per channel: posts to a channel keep their order, and a 429 on one channel stalls only that channel.
+ * Posts and edits (`PACED_METHODS`) keep to the channel's posting pace, so IMS does not provoke 429s: each
+ * waits for its turn before it starts (a 429 is still waited out as before, and the pace starts again from it).
+ */
 export class ChannelQueues {
   private readonly tails = new Map<string, Promise<unknown>>();
-  /** Calls waiting out a 429 right now, and who to tell when one starts to. */
+  private readonly buckets = new Map<string, PostingBucket>();
+  private readonly pace: Required<PostingPace>;
+  /** Calls waiting out a 429 right now, and channels waiting for their posting pace; and who to tell when one starts to. */
   readonly throttled = new Set<string>();
   onThrottled?: () => void;
-  constructor(private readonly log: Logger) {}
+
+  constructor(private readonly log: Logger, pace: PostingPace = {}) {
+    this.pace = { perSecond: pace.perSecond ?? DEFAULT_PACE.perSecond, burst: pace.burst ?? DEFAULT_PACE.burst };
+    if (!(this.pace.perSecond > 0) || !(this.pace.burst >= 1)) {
+      throw new Error(`posting pace: expected postsPerSecond > 0 and postBurst ≥ 1, found ${this.pace.perSecond} and ${this.pace.burst}`);
+    }
+  }
+
   run<T>(channel: string, what: string, task: () => Promise<T>): Promise<T> {
+    const paced = PACED_METHODS.has(what);
     const previous = this.tails.get(channel) ?? Promise.resolve();
-    const result = previous.then(() => slackCall(task, this.log, `${what} in ${channel}`, this));
+    const result = previous.then(async () => {
+      if (paced) await this.paced(channel);
+      return slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(channel) : undefined);
+    });
     const tail = result.catch(() => undefined);
     this.tails.set(channel, tail);
     void tail.then(() => { if (this.tails.get(channel) === tail) this.tails.delete(channel); });
     return result;
   }
+
+  /**
+   * Wait for a post's turn in `channel`. While it waits, the channel counts as throttled (as during a 429): the
+   * intake's admission is lifted, so alerts for other channels are not held up behind this one's storm.
+   */
+  private async paced(channel: string): Promise<void> {
+    const bucket = this.bucket(channel);
+    if (bucket.available() >= 1) return bucket.take();
+    const waiting = `posting pace of ${channel}`;
+    this.throttled.add(waiting);
+    this.onThrottled?.();
+    try {
+      await bucket.take();
+    } finally {
+      this.throttled.delete(waiting);
+    }
+  }
+
+  /** Posts that may go into `channel` now without waiting for the pace (after the one whose turn it is, from inside its task). */
+  available(channel: string): number {
+    return this.bucket(channel).available();
+  }
+
+  /** Posts that may go into a channel within `ms` at its pace, beyond those it may post now. */
+  postsWithin(ms: number): number {
+    return Math.floor((ms / 1000) * this.pace.perSecond);
+  }
+
+  /** Slack answered 429 to a post or edit in `channel`: the pace starts again from nothing. */
+  rateLimited(channel: string): void {
+    this.bucket(channel).rateLimited();
+  }
+
+  private bucket(channel: string): PostingBucket {
+    let bucket = this.buckets.get(channel);
+    if (!bucket) { bucket = new PostingBucket(this.pace); this.buckets.set(channel, bucket); }
+    return bucket;
+  }
+
   async drain(): Promise<void> {
     while (this.tails.size) await Promise.allSettled([...this.tails.values()]);
   }
@@ -281,8 +401,33 @@ export interface PostSpec {
   oldest?: string;
   /** Look for the post before the first attempt (a message recovered after a crash). */
   lookFirst?: boolean;
+  /**
+   * When looking: another post that carries this one counts as made (a digest whose metadata lists this alert).
+   * Given the metadata of each message looked at.
+   */
+  foundIn?: (metadata: PostMetadata) => boolean;
   /** What the post is for, in log lines (`incident (rule 3) of C123:1700000000.000100`). */
   what: string;
+}
+
+/** Message metadata as history shows it. */
+export interface PostMetadata {
+  event_type?: string;
+  event_payload?: Record<string, unknown>;
+}
+
+/** A post an earlier attempt made, as history shows it. */
+export interface FoundPost {
+  ts: string;
+  text?: string;
+  blocks?: unknown[];
+  metadata?: PostMetadata;
+}
+
+/** What became of a post: its ts, and the message found when an earlier attempt had made it (or a post carrying it). */
+export interface PostOutcome {
+  ts: string;
+  found?: FoundPost;
 }
 
 /**
@@ -307,7 +452,28 @@ export class Poster {
   }) {}
 
   post(spec: PostSpec): Promise<string> {
+    return this.postOutcome(spec).then((outcome) => outcome.ts);
+  }
+
+  /** Post (as `post`), telling also what an earlier attempt's post found in Slack was. */
+  postOutcome(spec: PostSpec): Promise<PostOutcome> {
     return this.deps.queues.run(spec.channel, 'chat.postMessage', () => this.attempts(spec));
+  }
+
+  /**
+   * Post from inside a task that runs in the channel's queue and took its posting turn there (a digest's turn):
+   * `post` from there would wait behind the task itself.
+   */
+  postInTask(spec: PostSpec): Promise<PostOutcome> {
+    return this.attempts(spec);
+  }
+
+  /**
+   * The post `spec` describes, if an earlier attempt made it (see `findPost`): looked for outside the channel's
+   * queue, as reading history is not posting (a recovered message spends no posting turn on it).
+   */
+  find(spec: PostSpec): Promise<FoundPost | undefined> {
+    return this.findPost(spec);
   }
 
   /** Add a reaction (in the channel's queue); one already there is fine. */
@@ -319,7 +485,7 @@ export class Poster {
     }
   }
 
-  private async attempts(spec: PostSpec): Promise<string> {
+  private async attempts(spec: PostSpec): Promise<PostOutcome> {
     const { log, queues, halt } = this.deps;
     const retry = this.deps.retry();
     const started = Date.now();
@@ -331,14 +497,14 @@ export class Poster {
           const earlier = await this.findPost(spec);
           lookFirst = false;
           if (earlier) {
-            log.info(`${spec.what}: already posted (${earlier}), not posting it again`, { channel: spec.channel });
-            return earlier;
+            log.info(`${spec.what}: already posted (${earlier.ts}), not posting it again`, { channel: spec.channel });
+            return { ts: earlier.ts, found: earlier };
           }
         }
         const base = { channel: spec.channel, thread_ts: spec.thread_ts, unfurl_links: false, unfurl_media: false, metadata: spec.metadata };
         const args = (plain ? { ...base, text: spec.fallback } : { ...base, text: spec.text, blocks: spec.blocks }) as Parameters<WebClient['chat']['postMessage']>[0];
-        const answer = await slackCall(() => this.deps.client.chat.postMessage(args), log, `chat.postMessage in ${spec.channel}`, queues);
-        return String(answer.ts);
+        const answer = await slackCall(() => this.deps.client.chat.postMessage(args), log, `chat.postMessage in ${spec.channel}`, queues, () => queues.rateLimited(spec.channel));
+        return { ts: String(answer.ts) };
       } catch (error) {
         const failure = classifySlackFailure(error);
         if (failure.kind === 'permanent' && !plain && spec.fallback && CONTENT_ERRORS.has(failure.code)) {
@@ -358,21 +524,21 @@ export class Poster {
   }
 
   /**
-   * The post `spec` describes, if an earlier attempt made it: searched by its metadata in its thread or in the
-   * channel's history since `spec.oldest`. When Slack cannot be read for good, undefined: a page twice is
-   * better than none.
+   * The post `spec` describes, if an earlier attempt made it: searched by its metadata (or `spec.foundIn`) in its
+   * thread or in the channel's history since `spec.oldest`. When Slack cannot be read for good, undefined: a
+   * page twice is better than none.
    */
-  private async findPost(spec: PostSpec): Promise<string | undefined> {
+  private async findPost(spec: PostSpec): Promise<FoundPost | undefined> {
     const { reader, log } = this.deps;
     const wanted = spec.metadata;
-    const same = (m: { metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }) => m.metadata?.event_type === wanted.event_type
-      && Object.entries(wanted.event_payload).every(([key, value]) => String(m.metadata?.event_payload?.[key]) === String(value));
-    type Posted = { ts: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } };
+    const same = (m: FoundPost) => (m.metadata?.event_type === wanted.event_type
+      && Object.entries(wanted.event_payload).every(([key, value]) => String(m.metadata?.event_payload?.[key]) === String(value)))
+      || (!!m.metadata && !!spec.foundIn?.(m.metadata));
     const messages = spec.thread_ts
-      ? listAll<Posted>(reader, log, 'conversations.replies', { channel: spec.channel, ts: spec.thread_ts, include_all_metadata: true, limit: 200 }, 'messages')
-      : listAll<Posted>(reader, log, 'conversations.history', { channel: spec.channel, oldest: spec.oldest, include_all_metadata: true, limit: 200 }, 'messages');
+      ? listAll<FoundPost>(reader, log, 'conversations.replies', { channel: spec.channel, ts: spec.thread_ts, include_all_metadata: true, limit: 200 }, 'messages')
+      : listAll<FoundPost>(reader, log, 'conversations.history', { channel: spec.channel, oldest: spec.oldest, include_all_metadata: true, limit: 200 }, 'messages');
     try {
-      for await (const m of messages) if (same(m)) return m.ts;
+      for await (const m of messages) if (same(m)) return m;
     } catch (error) {
       if (classifySlackFailure(error).kind !== 'permanent') throw error;
       log.warn(`${spec.what}: cannot look in ${spec.channel} for an earlier post (${errorText(error)}); posting it`);

@@ -150,6 +150,15 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   incidentBySource(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
   /** The incident whose repost is this message. */
   incidentByPost(channel: string, ts: string): StoreAnswer<Incident | undefined, Mode>;
+  /** Every incident this message is the post of: one for an incident post, each it lists for a digest; oldest first. */
+  incidentsByPost(channel: string, ts: string): StoreAnswer<Incident[], Mode>;
+  /**
+   * A digest post (several incidents listed in one message) and how IMS made it (`text` and `blocks`), to edit it
+   * in place; an existing record of the same post is kept.
+   */
+  addDigest(channel: string, ts: string, post: unknown, now?: number): StoreAnswer<void, Mode>;
+  /** The digest post as IMS made it; undefined when the message is no digest. */
+  digestPost(channel: string, ts: string): StoreAnswer<unknown, Mode>;
   incidentById(id: number): StoreAnswer<Incident | undefined, Mode>;
   /** Incidents in the order they were created. */
   listIncidents(filter?: IncidentFilter): StoreAnswer<Incident[], Mode>;
@@ -268,6 +277,10 @@ const MIGRATIONS: readonly Migration[] = [
       key TEXT PRIMARY KEY, incident_id INTEGER NOT NULL, state TEXT NOT NULL, changed_ts TEXT NOT NULL, changes TEXT NOT NULL,
       last_seen_ts TEXT NOT NULL, title TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS alert_keys_by_incident ON alert_keys (incident_id);` },
+  // A digest's incidents are the rows whose incident_ts is the digest's ts; this table says the post is a digest.
+  { version: 4, what: 'digest posts: several incidents listed in one message during a storm', sql: `
+    CREATE TABLE IF NOT EXISTS digests (
+      channel TEXT NOT NULL, ts TEXT NOT NULL, post TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (channel, ts));` },
 ];
 
 /** The schema version this IMS writes and reads. */
@@ -402,6 +415,9 @@ function prepareStatements(db: Database.Database) {
     incidentBySource: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE source_channel = ? AND source_ts = ?`),
     incidentByPost: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE incident_channel = ? AND incident_ts = ?`),
     incidentById: db.prepare<[id: number], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE id = ?`),
+    incidentsByPost: db.prepare<[channel: string, ts: string], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE incident_channel = ? AND incident_ts = ? ORDER BY id`),
+    addDigest: db.prepare<[channel: string, ts: string, post: string, createdAt: number]>('INSERT OR IGNORE INTO digests (channel, ts, post, created_at) VALUES (?, ?, ?, ?)'),
+    digestPost: db.prepare<[channel: string, ts: string], { post: string }>('SELECT post FROM digests WHERE channel = ? AND ts = ?'),
     resolve: db.prepare<[at: number, by: string, id: number]>('UPDATE incidents SET resolved_at = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL'),
     reopen: db.prepare<[id: number]>('UPDATE incidents SET resolved_at = NULL, resolved_by = NULL WHERE id = ? AND resolved_at IS NOT NULL'),
     addEvent: db.prepare<[incidentId: number, kind: IncidentEvent['kind'], user: string | null, detail: string | null, at: number]>(
@@ -590,6 +606,20 @@ export class State implements StateStore<'sync'> {
   incidentByPost(channel: string, ts: string): Incident | undefined {
     const row = this.statements.incidentByPost.get(channel, ts);
     return row && toIncident(row);
+  }
+
+  incidentsByPost(channel: string, ts: string): Incident[] {
+    return this.statements.incidentsByPost.all(channel, ts).map(toIncident);
+  }
+
+  addDigest(channel: string, ts: string, post: unknown, now = Date.now()): void {
+    this.statements.addDigest.run(channel, ts, JSON.stringify(post), now);
+  }
+
+  digestPost(channel: string, ts: string): unknown {
+    const stored = this.statements.digestPost.get(channel, ts)?.post;
+    if (!stored) return undefined;
+    try { return JSON.parse(stored); } catch { return undefined; }
   }
 
   incidentById(id: number): Incident | undefined {

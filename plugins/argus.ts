@@ -1,6 +1,7 @@
 // argus: export incidents to Argus (https://github.com/Uninett/Argus), the incident registry, as a "glue
-// service" does: a stateful Argus incident when IMS opens one, an END event when it is resolved in Slack
-// and a RES event when it is reopened, plus a heartbeat. See the Argus API reference (../shared/docs/argus-api.md beside the project).
+// service" does: a stateful Argus incident when IMS opens one, an END event when it is resolved (in Slack or
+// by its integration's recovery) and a RES event when it is reopened (or fires again), plus a heartbeat. See
+// the Argus API reference (../shared/docs/argus-api.md beside the project).
 //
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
 // answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
@@ -26,7 +27,11 @@ export interface ArgusOptions {
 
 type Payload =
   | { kind: 'create'; sourceIncidentId: string; body: ArgusIncidentBody }
-  | { kind: 'event'; sourceIncidentId: string; body: { timestamp: string; type: 'END' | 'RES'; description: string } };
+  | {
+    kind: 'event'; sourceIncidentId: string; body: { timestamp: string; type: 'END' | 'RES'; description: string };
+    /** For a RES: the incident to open instead on an Argus without `INCIDENT_RESTART` (every Argus release up to 2.9.1). */
+    restart?: ArgusIncidentBody;
+  };
 
 interface ArgusIncidentBody {
   start_time: string;
@@ -39,8 +44,11 @@ interface ArgusIncidentBody {
   metadata: Record<string, unknown>;
 }
 
-/** What the plugin remembers per incident (`ctx.store`, key `incident:<channel>:<ts>`): Argus's primary key. */
-interface Known { pk?: number }
+/**
+ * What the plugin remembers per incident (`ctx.store`, key `incident:<channel>:<ts>`): the primary key of the
+ * Argus incident its events go to (after a restart on an Argus without RES, the restart's), and those restarts.
+ */
+interface Known { pk?: number; restarts?: string[] }
 
 const OPTION_KEYS = ['url', 'token', 'level', 'hotlineLevel', 'tags', 'heartbeatMs'] as const;
 const TAG_KEY = /^[a-z0-9_]+$/;
@@ -49,8 +57,17 @@ const TOKEN_FLAG = 'token-rejected';
 const DEFAULT_HEARTBEAT_MS = 5 * 60_000;
 
 const sourceId = (channel: string, ts: string) => `${channel}:${ts}`;
+const tsMs = (ts: string) => Number.parseFloat(ts) * 1000;
 const iso = (epochMs: number) => new Date(epochMs).toISOString();
-const tsIso = (ts: string) => iso(Number.parseFloat(ts) * 1000);
+const tsIso = (ts: string) => iso(tsMs(ts));
+
+/**
+ * Argus answers a RES it does not know this way: every release up to 2.9.1 (`"RES" is not a valid choice.`, the
+ * event type did not exist) or one that lets no source post it (`A source system cannot post events of type 'RES'.`).
+ * Upstream Argus added `INCIDENT_RESTART` ("RES", for source systems) after 2.9.1 (Uninett/Argus 6718862b).
+ */
+const noRestart = (answer: { status: number; text: string }) =>
+  answer.status === 400 && /\bRES\b/.test(answer.text) && /not a valid choice|cannot post events of type/i.test(answer.text);
 
 /** This plugin instance's heartbeat: started by onStart, stopped by onStop (IMS calls both around a reload). */
 interface Heartbeat { timer?: NodeJS.Timeout; inflight?: AbortController; stopped?: boolean }
@@ -67,6 +84,15 @@ interface Heartbeat { timer?: NodeJS.Timeout; inflight?: AbortController; stoppe
  *   group per incident). Each also queues the creation first (a no-op when it was queued before), so the
  *   END can never overtake its incident, even when the resolution's hook runs before the match's, and an
  *   incident opened before the plugin was configured reaches Argus when it is resolved or reopened.
+ *   With alert lifecycles, the integration's recovery ends the Argus incident (its END at the recovery's
+ *   time, describing it with its link) and the alert firing again within the reopen window restarts it (RES
+ *   at the firing message's time); repeats and flapping change nothing in Argus. Each resolution and
+ *   reopening is sent once (idempotency keys count them, so two on the same instant, as a catch-up makes,
+ *   are still two).
+ * - A RES is Argus's `INCIDENT_RESTART`, the one event that lets a source system reopen its incident; Argus
+ *   releases up to 2.9.1 lack it (sources may post STA, END, CHI, OTH, LES; REO is for people) and answer 400.
+ *   There, the reopening opens a new stateful Argus incident instead (`source_incident_id`
+ *   `<channel>:<ts>:restart:<n>`, the same tags, metadata `restart_of`), and the incident's later END closes that one.
  * - `deliver` does the HTTP. A 400 for a duplicate `source_incident_id` (a creation that reached Argus but
  *   whose answer was lost) is looked up in `/incidents/mine/` and counts as created. A 401 (token expired
  *   or revoked) logs ONE `ARGUS TOKEN REJECTED` error line and posts ONE message to the report channel per
@@ -187,8 +213,8 @@ export function argus(options: ArgusOptions = {}) {
   const isDuplicate = (answer: { status: number; text: string }) =>
     answer.status === 400 && /duplicate key|already exists|unique constraint/i.test(answer.text) && /source_incident_id/i.test(answer.text);
 
-  /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored); tags from the groups IMS kept with the incident. */
-  const enqueueCreate = (ctx: HookContext, incident: Incident) => {
+  /** The Argus incident of an IMS incident: the alert's time and text, the post's link, level, tags from the groups IMS kept with it. */
+  const createBody = (ctx: HookContext, incident: Incident): ArgusIncidentBody => {
     const groups = incident.groups ?? {};
     const id = sourceId(incident.sourceChannel, incident.sourceTs);
     const tags = [`rule=${incident.ruleNumber || 'none'}`, `label=${incident.label}`, `channel=${incident.sourceChannel}`];
@@ -196,7 +222,7 @@ export function argus(options: ArgusOptions = {}) {
       if (TAG_KEY.test(key) && !RESERVED_TAGS.has(key) && typeof value === 'string' && value.trim()) tags.push(`${key}=${value.trim()}`);
     }
     for (const [key, value] of Object.entries(extraTags)) tags.push(`${key}=${value}`);
-    const body: ArgusIncidentBody = {
+    return {
       start_time: tsIso(incident.sourceTs), end_time: 'infinity', source_incident_id: id,
       description: `${incident.head} ${incident.text}`.trim(),
       details_url: ctx.permalink(incident.incidentChannel, incident.incidentTs),
@@ -207,14 +233,45 @@ export function argus(options: ArgusOptions = {}) {
         incident_channel: incident.incidentChannel, incident_ts: incident.incidentTs, alert_permalink: incident.permalink,
       },
     };
-    ctx.outbox.enqueue({ key: `create:${id}`, group: id, payload: { kind: 'create', sourceIncidentId: id, body } satisfies Payload });
   };
 
+  /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored). */
+  const enqueueCreate = (ctx: HookContext, incident: Incident) => {
+    const id = sourceId(incident.sourceChannel, incident.sourceTs);
+    ctx.outbox.enqueue({ key: `create:${id}`, group: id, payload: { kind: 'create', sourceIncidentId: id, body: createBody(ctx, incident) } satisfies Payload });
+  };
+
+  /**
+   * Queue an END or a RES. Its idempotency key counts the incident's resolutions (or reopenings) so far: a
+   * redelivered one is sent once, and two on the same instant (a catch-up opens, resolves and reopens at the
+   * time it reads them) are still two.
+   */
   const enqueueEvent = (ctx: HookContext, incident: Incident, type: 'END' | 'RES', at: number, description: string) => {
     const id = sourceId(incident.sourceChannel, incident.sourceTs);
     enqueueCreate(ctx, incident);
-    const payload: Payload = { kind: 'event', sourceIncidentId: id, body: { timestamp: iso(at), type, description } };
-    ctx.outbox.enqueue({ key: `${type === 'END' ? 'end' : 'res'}:${id}:${at}`, group: id, payload });
+    const nth = ctx.incidents.events(incident.id).filter((e) => e.kind === (type === 'END' ? 'resolve' : 'reopen')).length;
+    const restart = type === 'RES'
+      ? { ...createBody(ctx, incident), start_time: iso(at), source_incident_id: `${id}:restart:${nth}` }
+      : undefined;
+    if (restart) restart.metadata = { ...restart.metadata, restart_of: id };
+    const payload: Payload = { kind: 'event', sourceIncidentId: id, body: { timestamp: iso(at), type, description }, ...(restart ? { restart } : {}) };
+    ctx.outbox.enqueue({ key: `${type === 'END' ? 'end' : 'res'}:${id}:${nth}`, group: id, payload });
+  };
+
+  /** Create an Argus incident from `body` (a duplicate `source_incident_id` counts as created): its pk. */
+  const create = async (ctx: HookContext, body: ArgusIncidentBody, what: string): Promise<{ pk: number; existed: boolean }> => {
+    const answer = await request('POST', '/incidents/', body, ctx.signal);
+    if (answer.status === 201 || answer.status === 200) {
+      tokenAccepted(ctx);
+      return { pk: (answer.json as { pk: number }).pk, existed: false };
+    }
+    if (isDuplicate(answer)) {
+      tokenAccepted(ctx);
+      const pk = await lookUp(ctx, body.source_incident_id, ctx.signal);
+      if (pk === undefined) throw new PermanentDeliveryError(`${what}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
+      return { pk, existed: true };
+    }
+    return fail(ctx, what, answer);
   };
 
   const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {
@@ -223,22 +280,10 @@ export function argus(options: ArgusOptions = {}) {
     const known = ctx.store.get<Known>(`incident:${id}`) ?? {};
     if (payload.kind === 'create') {
       if (known.pk) return;
-      const answer = await request('POST', '/incidents/', payload.body, ctx.signal);
-      if (answer.status === 201 || answer.status === 200) {
-        tokenAccepted(ctx);
-        ctx.store.set(`incident:${id}`, { ...known, pk: (answer.json as { pk: number }).pk } satisfies Known);
-        ctx.log.info(`Argus incident ${(answer.json as { pk: number }).pk} created for ${id}`);
-        return;
-      }
-      if (isDuplicate(answer)) {
-        tokenAccepted(ctx);
-        const pk = await lookUp(ctx, id, ctx.signal);
-        if (pk === undefined) throw new PermanentDeliveryError(`creating ${id}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
-        ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
-        ctx.log.info(`Argus incident ${pk} already existed for ${id} (an earlier attempt reached Argus); using it`);
-        return;
-      }
-      return fail(ctx, `creating ${id}`, answer);
+      const { pk, existed } = await create(ctx, payload.body, `creating ${id}`);
+      ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
+      ctx.log.info(existed ? `Argus incident ${pk} already existed for ${id} (an earlier attempt reached Argus); using it` : `Argus incident ${pk} created for ${id}`);
+      return;
     }
     let pk = known.pk;
     if (!pk) {
@@ -250,6 +295,13 @@ export function argus(options: ArgusOptions = {}) {
     if (answer.status === 201 || answer.status === 200) {
       tokenAccepted(ctx);
       ctx.log.info(`Argus incident ${pk}: ${payload.body.type} posted`);
+      return;
+    }
+    if (payload.body.type === 'RES' && payload.restart && noRestart(answer)) {
+      // An Argus without INCIDENT_RESTART: the reopening is a new incident, which the next END closes.
+      const restarted = await create(ctx, payload.restart, `restarting ${id} as ${payload.restart.source_incident_id}`);
+      ctx.store.set(`incident:${id}`, { ...known, pk: restarted.pk, restarts: [...new Set([...(known.restarts ?? []), payload.restart.source_incident_id])] } satisfies Known);
+      ctx.log.info(`Argus refused RES for ${id} (${detailOf(answer)}: this Argus has no INCIDENT_RESTART, as releases up to 2.9.1): reopened as Argus incident ${restarted.pk} (${payload.restart.source_incident_id})`);
       return;
     }
     return fail(ctx, `${payload.body.type} for ${id} (Argus incident ${pk})`, answer);
@@ -301,10 +353,21 @@ export function argus(options: ArgusOptions = {}) {
       if (incident) enqueueCreate(ctx, incident);
     },
     onResolve: (ctx) => {
+      const { incident, recovery } = ctx;
+      if (recovery) {
+        // On the alert's clock, as start_time is; an edit (Zabbix, Sentry) carries its alert's ts, not the edit's time.
+        const at = recovery.ts !== incident.sourceTs ? tsMs(recovery.ts) : incident.resolvedAt ?? Date.now();
+        enqueueEvent(ctx, incident, 'END', at, `Recovered: the integration's recovery ${recovery.permalink}`);
+        return;
+      }
       const by = ctx.user ? ` by ${ctx.user}` : '';
-      enqueueEvent(ctx, ctx.incident, 'END', ctx.incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
+      enqueueEvent(ctx, incident, 'END', incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
     },
     onReopen: (ctx) => {
+      if (ctx.recovery) {
+        enqueueEvent(ctx, ctx.incident, 'RES', tsMs(ctx.recovery.ts), `Fired again within the reopen window: ${ctx.recovery.permalink}`);
+        return;
+      }
       const reopened = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').at(-1)?.at ?? Date.now();
       const by = ctx.user ? ` by ${ctx.user}` : '';
       enqueueEvent(ctx, ctx.incident, 'RES', reopened, `Reopened in Slack${by} (:${ctx.reaction}: removed)`);

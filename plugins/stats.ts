@@ -1,7 +1,7 @@
 // stats: mean and p90 time to acknowledge (MTTA) and to resolve (MTTR), per label and overall, added to every report.
 // Scopes: none beyond IMS's own — it reads only IMS's durable state (incidents and their recorded events).
 import {
-  acknowledgement, definePlugin, escapeSlack, formatDuration, parseDuration, pluginOptions, type Duration, type Incident, type IncidentEvent, type ReportContext,
+  acknowledgement, definePlugin, escapeSlack, formatDuration, parseDuration, pluginOptions, timeToResolve, type Duration, type Incident, type IncidentEvent, type ReportContext,
 } from '../ims.ts';
 
 /** The plugin toolkit's (`ims.ts`), still exported here for code that imported them from this file. */
@@ -26,13 +26,17 @@ const OPTIONS = ['window', 'groupBy'] as const;
  * A report section with response times: for each label (rule head by default) and overall, the number of
  * incidents opened in the window, MTTA and MTTR as mean and p90, and how many are still open for how long.
  *
- * - **Acknowledged** = the first reaction or thread reply on the incident post (or its original alert) by a
- *   human, i.e. anyone but IMS's own bot user and other bots (`B…`). When nothing came before it, the
- *   resolution itself counts as the acknowledgement (resolving is the strongest sign someone looked).
+ * - **Acknowledged** = the first human acknowledgement (`acknowledgement` in the toolkit): a reaction or thread
+ *   reply on the incident post (or its original alert) by a person, i.e. anyone but IMS's own bot user, other
+ *   bots (`B…`) and the integration itself, or an acknowledgement a person made in the monitoring tool (its
+ *   ACKNOWLEDGEMENT notice). When nothing came before it, a person's resolution counts as the
+ *   acknowledgement (resolving is the strongest sign someone looked). Repeats and the integration's recovery
+ *   are not acknowledgements: an incident its integration resolved that nobody touched has no MTTA.
  *   Open incidents that were acknowledged count toward MTTA; open, unacknowledged ones do not.
- * - **Resolved** = `resolvedAt - createdAt` (the latest resolution of an incident reopened and resolved
- *   again). Incidents still open never count toward MTTR: they make the "N open for …" figure instead
- *   (the age of the oldest open one at report time).
+ * - **Resolved** = from the alert to its integration's recovery, on the alert's own clock, when the recovery
+ *   resolved it; else `resolvedAt - createdAt` (a person's resolution; `timeToResolve` in the toolkit). The
+ *   latest resolution of an incident reopened and resolved again counts. Incidents still open never count
+ *   toward MTTR: they make the "N open for …" figure instead (the age of the oldest open one at report time).
  * - **p90** is the nearest-rank 90th percentile: the ceil(0.9·n)-th smallest value (with fewer than ten
  *   values, the slowest one).
  *
@@ -71,17 +75,13 @@ interface Measured {
   incident: Incident;
   /** Milliseconds from opening to the first acknowledgement, when there was one. */
   tta?: number;
-  /** Milliseconds from opening to resolution, when resolved. */
+  /** Milliseconds from opening (the alert, for a recovery) to resolution, when resolved. */
   ttr?: number;
 }
 
 function measure(incident: Incident, events: IncidentEvent[], botUserId: string): Measured {
   const ack = acknowledgement(incident, events, botUserId);
-  return {
-    incident,
-    tta: ack && Math.max(0, ack.at - incident.createdAt),
-    ttr: incident.resolvedAt === undefined ? undefined : Math.max(0, incident.resolvedAt - incident.createdAt),
-  };
+  return { incident, tta: ack && Math.max(0, ack.at - incident.createdAt), ttr: timeToResolve(incident, events) };
 }
 
 function statsLine(name: string, rows: Measured[], now: number): string {

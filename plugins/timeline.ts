@@ -1,15 +1,17 @@
 // timeline: when an incident is resolved, a Markdown post-mortem timeline uploaded into the incident thread
 // (and written to a directory): the alert, the repost, hotline pages, reactions and thread replies with
-// authors and times, the war room's messages, and the resolution with MTTA and MTTR.
+// authors and times, the war room's messages, and the resolution with MTTA and MTTR. With alert lifecycles,
+// also its repeats (counted, one line per run), acknowledgements made in the monitoring tool, flapping, the
+// alert firing again, and the integration's recovery with its link.
 // Scopes: files:write (files v2 upload), channels:history + groups:history (conversations.replies of the
 // incident thread, conversations.history of the war room), reactions:read (reactions.get), users:read
 // (authors' real names), channels:read + groups:read (channel names).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PermanentDeliveryError, WAR_ROOM_PLUGIN, acknowledgement, dateParts, decodeEntities, definePlugin, formatDuration, pluginOptions, retryOrGiveUp,
-  serialPerKey, slackErrorCode, slackList, slug, tsToMs, warRoomKey, type HookContext, type Incident, type OutboxDelivery, type ResolutionContext,
-  type WarRoomRecord,
+  PermanentDeliveryError, WAR_ROOM_PLUGIN, acknowledgement, dateParts, decodeEntities, definePlugin, formatDuration, pluginOptions, recoveryOf, retryOrGiveUp,
+  serialPerKey, slackErrorCode, slackList, slug, timeToResolve, tsToMs, warRoomKey, type HookContext, type Incident, type IncidentEvent, type OutboxDelivery,
+  type ResolutionContext, type WarRoomRecord,
 } from '../ims.ts';
 
 export interface TimelineOptions {
@@ -98,7 +100,11 @@ interface SlackMessage {
   text?: string;
   reply_count?: number;
   files?: { name?: string; title?: string }[];
+  metadata?: { event_type?: string };
 }
+
+/** IMS's own thread notes about an alert's lifecycle (repeats, firing again): the timeline tells those from its events. */
+const LIFECYCLE_NOTE = 'ims_lifecycle_note';
 
 async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ markdown: string; summary: string }> {
   const zone = ctx.config.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -119,6 +125,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   entries.push({ at: tsToMs(incident.sourceTs), who: incident.poster, what: `Alert posted in ${sourceName} ([link](${alertLink}))` });
   entries.push({ at: tsToMs(incident.incidentTs), who: ctx.botUserId, what: `Reposted to ${incidentChannelName} as ${incident.head} ([link](${postLink}))` });
 
+  entries.push(...lifecycleEntries(incident, events, ctx.botUserId, (ms) => when(ms).slice(11, 16)));
   for (const event of events) {
     if (event.kind === 'hotline') {
       const members = ctx.compiled.hotlines.get(event.detail ?? '') ?? [];
@@ -130,7 +137,8 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
     } else if (event.kind === 'resolve') {
       entries.push({ at: event.at, who: event.user, what: '**Resolved** the incident' });
     } else if (event.kind === 'reopen') {
-      entries.push({ at: event.at, who: event.user, what: '**Reopened** the incident' });
+      const firedAgain = !!event.user && (event.user === incident.poster || events.some((e) => e.kind === 'recovery' && e.user === event.user));
+      entries.push({ at: event.at, who: event.user, what: firedAgain ? '**Reopened** the incident: its alert fired again within the reopen window' : '**Reopened** the incident' });
     } else if (event.kind === 'note') {
       entries.push({ at: event.at, who: event.user, what: `Note: ${event.detail ?? ''}` });
     }
@@ -157,8 +165,8 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   // The incident thread, from Slack (complete, with the bots' posts), merged with the replies IMS recorded.
   const fetched = new Set<string>();
   try {
-    for (const m of await readAll(ctx, 'conversations.replies', { channel: incident.incidentChannel, ts: incident.incidentTs, limit: 200 })) {
-      if (m.ts === incident.incidentTs || m.subtype === 'file_share') continue;
+    for (const m of await readAll(ctx, 'conversations.replies', { channel: incident.incidentChannel, ts: incident.incidentTs, limit: 200, include_all_metadata: true })) {
+      if (m.ts === incident.incidentTs || m.subtype === 'file_share' || m.metadata?.event_type === LIFECYCLE_NOTE) continue;
       const who = m.user ?? m.bot_id;
       fetched.add(`${who}:${Math.round(tsToMs(m.ts))}`);
       entries.push({ at: tsToMs(m.ts), who, what: `Replied in the incident thread: ${await people.text(m.text ?? '')}` });
@@ -195,9 +203,15 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   // The resolution and the figures.
   const ack = acknowledgement(incident, events, ctx.botUserId);
   const mtta = ack ? formatDuration(Math.max(0, ack.at - incident.createdAt)) : undefined;
-  const mttr = incident.resolvedAt !== undefined ? formatDuration(Math.max(0, incident.resolvedAt - incident.createdAt)) : undefined;
-  const resolver = incident.resolvedBy ? await people.name(incident.resolvedBy) : 'someone';
-  const ackHow = ack ? { reaction: 'reaction', reply: 'thread reply', resolve: 'the resolution itself' }[ack.how] : '';
+  const ttr = timeToResolve(incident, events);
+  const mttr = ttr === undefined ? undefined : formatDuration(ttr);
+  const recovery = recoveryOf(incident, events);
+  const resolver = recovery
+    ? `its integration's recovery${recovery.permalink ? ` ([link](${recovery.permalink}))` : ''}`
+    : incident.resolvedBy ? await people.name(incident.resolvedBy) : 'someone';
+  // A recovery resolves on the alert's clock (IMS may have read it later, as a catch-up does).
+  const resolvedAt = recovery?.at ?? incident.resolvedAt;
+  const ackHow = ack ? { reaction: 'reaction', reply: 'thread reply', acknowledge: 'acknowledgement in the monitoring tool', resolve: 'the resolution itself' }[ack.how] : '';
 
   entries.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
   const line = async (entry: Entry) => `- ${entry.at === undefined ? '(time not recorded)' : when(entry.at)} — **${await people.name(entry.who)}**: ${indent(entry.what)}`;
@@ -209,7 +223,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   if (incident.hotline) out.push(`- **Hotline:** ${incident.hotline}`);
   out.push(`- **Opened:** ${when(incident.createdAt)}`);
   if (ack) out.push(`- **Acknowledged:** ${when(ack.at)} by ${await people.name(ack.user)} (${ackHow}) — MTTA ${mtta}`);
-  if (incident.resolvedAt !== undefined) out.push(`- **Resolved:** ${when(incident.resolvedAt)} by ${resolver} — MTTR ${mttr}`);
+  if (resolvedAt !== undefined) out.push(`- **Resolved:** ${when(resolvedAt)} by ${resolver} — MTTR ${mttr}`);
   out.push(`- **Original alert:** ${alertLink}`);
   out.push(`- **Incident post:** ${postLink}`);
   if (roomLine) out.push(`- **War room:** ${roomLine}`);
@@ -221,13 +235,50 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
     for (const entry of untimed) out.push(await line(entry));
   }
   out.push('', '## Resolution', '');
-  if (incident.resolvedAt !== undefined) out.push(`- Resolved by **${resolver}** at ${when(incident.resolvedAt)}.`);
+  if (resolvedAt !== undefined) out.push(recovery ? `- Resolved by ${resolver} at ${when(resolvedAt)}.` : `- Resolved by **${resolver}** at ${when(resolvedAt)}.`);
   out.push(`- Time to acknowledge (MTTA): ${mtta ?? 'not acknowledged'}${ack ? ` — first ${ackHow} by ${await people.name(ack.user)}` : ''}.`);
   out.push(`- Time to resolve (MTTR): ${mttr ?? 'not resolved'}.`);
   const reopenings = events.filter((e) => e.kind === 'reopen').length;
   if (reopenings) out.push(`- Reopened ${reopenings} time${reopenings === 1 ? '' : 's'} before this resolution.`);
+  if (incident.repeats) out.push(`- Its alert repeated ${incident.repeats} time${incident.repeats === 1 ? '' : 's'} (folded into this incident: no new post, no new page).`);
+  const flaps = events.filter((e) => e.kind === 'flapping' && e.detail === 'start').length;
+  if (flaps) out.push(`- Its alert flapped ${flaps === 1 ? 'once' : `${flaps} times`}: nobody was paged again while it did.`);
   out.push('');
   return { markdown: out.join('\n'), summary: `MTTA ${mtta ?? '—'} · MTTR ${mttr ?? '—'}` };
+}
+
+/**
+ * The entries of an alert's lifecycle: each run of repeats as one line (`Repeated 12× between 10:02 and 10:40`,
+ * a run ending at any change of the incident's state), the integration's recoveries and acknowledgements with
+ * their links, flapping starting and stopping. `clock` writes a time of day.
+ */
+function lifecycleEntries(incident: Incident, events: readonly IncidentEvent[], botUserId: string, clock: (ms: number) => string): Entry[] {
+  const entries: Entry[] = [];
+  let run: IncidentEvent[] = [];
+  const link = (event: IncidentEvent) => (event.detail ? ` ([link](${event.detail}))` : '');
+  const endRun = () => {
+    if (!run.length) return;
+    const [first, last] = [run[0], run[run.length - 1]];
+    entries.push({
+      at: first.at, who: first.user ?? incident.poster,
+      what: run.length === 1 ? `Fired again (a repeat, folded into the incident)${link(first)}` : `Repeated ${run.length}× between ${clock(first.at)} and ${clock(last.at)} (the last${link(last)})`,
+    });
+    run = [];
+  };
+  for (const event of events) {
+    if (event.kind === 'repeat') { run.push(event); continue; }
+    if (event.kind === 'recovery' || event.kind === 'resolve' || event.kind === 'reopen' || event.kind === 'acknowledge' || event.kind === 'flapping') endRun();
+    if (event.kind === 'recovery') entries.push({ at: event.at, who: event.user, what: `Posted the alert's **recovery**${link(event)}` });
+    else if (event.kind === 'acknowledge') entries.push({ at: event.at, who: event.user, what: `Acknowledged the alert in the monitoring tool${link(event)}` });
+    else if (event.kind === 'flapping') {
+      entries.push({
+        at: event.at, who: botUserId,
+        what: event.detail === 'start' ? 'Its alert started **flapping**: the post is edited in place and nobody is paged again until it is stable' : 'Its alert stopped flapping: stable again',
+      });
+    }
+  }
+  endRun();
+  return entries;
 }
 
 async function describeMessage(people: Names, m: SlackMessage): Promise<string> {
@@ -244,9 +295,13 @@ function readAll(ctx: HookContext, method: string, args: Record<string, unknown>
 class Names {
   constructor(private readonly ctx: HookContext) {}
 
-  name(id: string | undefined): Promise<string> {
-    if (!id) return Promise.resolve('someone');
-    if (/^B[A-Z0-9]+$/.test(id)) return Promise.resolve(`bot ${id}`);
+  async name(id: string | undefined): Promise<string> {
+    if (!id) return 'someone';
+    if (/^B[A-Z0-9]+$/.test(id)) {
+      // An integration by the name Slack knows it under (bots.info), else its ID.
+      const name = await this.ctx.names.user(id);
+      return name === id ? `bot ${id}` : name;
+    }
     return this.ctx.names.user(id);
   }
 

@@ -1,5 +1,6 @@
 // war-room: a dedicated Slack channel per incident — created, staffed, described, linked from the incident
-// thread, told who resolved it and archived on resolve, unarchived on reopen.
+// thread, told who resolved it (or that its integration's recovery did) and archived on resolve, unarchived on
+// reopen (or when its alert fires again). Repeats of an alert open no room: they are no new incident.
 // Scopes: channels:manage (create/archive/unarchive public rooms, set topic/purpose, invite; the narrower
 // channels:write.topic / channels:write.invites also do for those two), groups:write (the same for private rooms), channels:read + groups:read (conversations.list to find a room after
 // name_taken), channels:join (join an existing public room found by name), chat:write, pins:write,
@@ -69,10 +70,13 @@ const TOPIC_LIMIT = 250;
 /** A delivery still failing after this many attempts is given up (logged); a permanent Slack answer at once. */
 const MAX_ATTEMPTS = 12;
 
+/** The integration's message that resolved (or reopened) an incident: its link and its time on the alert's clock (epoch ms). */
+interface AlertLink { permalink: string; at: number }
+
 type Op =
   | { op: 'open'; incidentId: number }
-  | { op: 'resolve'; incidentId: number; resolvedAt: number; user: string }
-  | { op: 'reopen'; incidentId: number; user: string }
+  | { op: 'resolve'; incidentId: number; resolvedAt: number; user: string; recovery?: AlertLink }
+  | { op: 'reopen'; incidentId: number; user: string; firedAgain?: AlertLink }
   | { op: 'archive'; incidentId: number; due: number };
 
 /**
@@ -326,9 +330,11 @@ export function warRoom(options: WarRoomOptions = {}) {
     const channel = room.channel;
     const due = op.resolvedAt + archiveAfterMs;
     if (room.resolvedPosted !== op.resolvedAt) {
-      const after = formatDuration(op.resolvedAt - incident.createdAt);
+      // A recovery is timed on the alert's clock (from the alert to its recovery), a person's resolution on IMS's.
+      const after = formatDuration(op.recovery ? op.recovery.at - Number.parseFloat(incident.sourceTs) * 1000 : op.resolvedAt - incident.createdAt);
       const plan = !archiveOnResolve ? '' : archiveAfterMs > 0 ? ` This channel will be archived in ${formatDuration(archiveAfterMs)}.` : ' Archiving this channel.';
-      const text = `:white_check_mark: Incident #${incident.id} was resolved by <@${op.user}> after ${after}.${plan}`;
+      const by = op.recovery ? `its integration's <${op.recovery.permalink}|recovery>` : `<@${op.user}>`;
+      const text = `:white_check_mark: Incident #${incident.id} was resolved by ${by} after ${after}.${plan}`;
       let archivedByHand = false;
       if (!room.archived) {
         try {
@@ -384,7 +390,12 @@ export function warRoom(options: WarRoomOptions = {}) {
       room = save(ctx, incident.id, { archived: false });
       ctx.log.info(`war room #${room.name ?? channel} unarchived (incident #${incident.id} reopened)`, { channel });
     }
-    await ctx.slack.chat.postMessage({ channel, text: `:leftwards_arrow_with_hook: Incident #${incident.id} was reopened by <@${op.user}>.` });
+    await ctx.slack.chat.postMessage({
+      channel, unfurl_links: false,
+      text: op.firedAgain
+        ? `:rotating_light: Incident #${incident.id} was reopened: its alert <${op.firedAgain.permalink}|fired again> within the reopen window.`
+        : `:leftwards_arrow_with_hook: Incident #${incident.id} was reopened by <@${op.user}>.`,
+    });
     save(ctx, incident.id, { resolvedPosted: undefined });
   };
 
@@ -428,14 +439,23 @@ export function warRoom(options: WarRoomOptions = {}) {
       enqueue(ctx, `open:${ctx.incident.id}`, { op: 'open', incidentId: ctx.incident.id });
     },
     onResolve(ctx: ResolutionContext) {
-      const { incident } = ctx;
+      const { incident, recovery } = ctx;
       if (incident.resolvedAt === undefined || !(selected(incident) || record(ctx, incident.id))) return;
-      enqueue(ctx, `resolve:${incident.id}:${incident.resolvedAt}`, { op: 'resolve', incidentId: incident.id, resolvedAt: incident.resolvedAt, user: ctx.user });
+      // Counted, not timed: a catch-up resolves, reopens and resolves again on one instant, and each is its own.
+      const resolutions = ctx.incidents.events(incident.id).filter((e) => e.kind === 'resolve').length;
+      enqueue(ctx, `resolve:${incident.id}:${resolutions}`, {
+        op: 'resolve', incidentId: incident.id, resolvedAt: incident.resolvedAt, user: ctx.user,
+        ...(recovery ? { recovery: { permalink: recovery.permalink, at: Number.parseFloat(recovery.ts) * 1000 } } : {}),
+      });
     },
     onReopen(ctx: ResolutionContext) {
-      if (!(selected(ctx.incident) || record(ctx, ctx.incident.id))) return;
-      const reopenings = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').length;
-      enqueue(ctx, `reopen:${ctx.incident.id}:${reopenings}`, { op: 'reopen', incidentId: ctx.incident.id, user: ctx.user });
+      const { incident, recovery } = ctx;
+      if (!(selected(incident) || record(ctx, incident.id))) return;
+      const reopenings = ctx.incidents.events(incident.id).filter((e) => e.kind === 'reopen').length;
+      enqueue(ctx, `reopen:${incident.id}:${reopenings}`, {
+        op: 'reopen', incidentId: incident.id, user: ctx.user,
+        ...(recovery ? { firedAgain: { permalink: recovery.permalink, at: Number.parseFloat(recovery.ts) * 1000 } } : {}),
+      });
     },
     async deliver(delivery: OutboxDelivery, ctx: HookContext) {
       const op = delivery.payload as Op;

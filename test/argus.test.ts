@@ -94,6 +94,77 @@ test('creates a stateful Argus incident with the alert time, text, link, level a
   assert.equal(bot.ims.state.outboxStats().depth, 0);
 });
 
+// ─── Alert lifecycles ───
+
+/** Alerts' own times, hours back (lifecycle windows are measured on them), so every offset used is in the past. */
+const T0 = Math.floor(Date.now() / 1000) - 4 * 3600;
+const at = (seconds: number) => (T0 + seconds).toFixed(6);
+const isoAt = (seconds: number) => new Date((T0 + seconds) * 1000).toISOString();
+
+/** Nagios Core's default service notification (`notify-service-by-email`), as its Slack relays post it. */
+const nagios = (fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY', seconds: number) => fake.post(ALERTS, {
+  bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', ts: at(seconds),
+  text: `** ${kind} Service Alert: web-03/HTTP is ${kind === 'PROBLEM' ? 'CRITICAL' : 'OK'} **\nNotification Type: ${kind}\nHost: web-03\nService: HTTP\nState: ${kind === 'PROBLEM' ? 'CRITICAL' : 'OK'}\nInfo: check output`,
+});
+const LIFECYCLE_RULES: Partial<Config> = { rules: [{ match: 'CRITICAL', head: '[Critical]', incident: 'INFRA', hotline: 'OnCall' }] };
+
+test("the integration's recovery ends the Argus incident at the recovery's time, firing again within the reopen window restarts it, and repeats change nothing in Argus", async (t) => {
+  const { fake, server, bot } = await setup(t, { config: LIFECYCLE_RULES });
+  const problem = nagios(fake, 'PROBLEM', 0);
+  const sid = `${ALERTS}:${problem.ts}`;
+  const incident = await fake.waitFor(() => server.incidents.find((i) => i.source_incident_id === sid), 'the Argus incident', WAIT);
+  const repeat = nagios(fake, 'PROBLEM', 300);
+  await fake.waitFor(() => bot.ims.state.listIncidents()[0]?.repeats === 1 && repeat.reactions?.length, 'the repeat folded in', WAIT);
+
+  const recovery = nagios(fake, 'RECOVERY', 1380);
+  await fake.waitFor(() => !incident.open, 'the END', WAIT);
+  assert.equal(incident.end_time, isoAt(1380), "ended at the recovery's time");
+  assert.equal(incident.events.at(-1)!.description, `Recovered: the integration's recovery ${bot.ims.permalink(ALERTS, recovery.ts)}`);
+
+  const again = nagios(fake, 'PROBLEM', 1800);
+  await fake.waitFor(() => incident.open, 'the RES', WAIT);
+  assert.equal(incident.end_time, 'infinity');
+  assert.deepEqual(incident.events.at(-1), { pk: incident.events.at(-1)!.pk, timestamp: isoAt(1800), type: 'RES', description: `Fired again within the reopen window: ${bot.ims.permalink(ALERTS, again.ts)}` });
+
+  // IMS read these alerts hours after their time: its resolutions and reopenings fall on one instant, and are still each sent.
+  nagios(fake, 'RECOVERY', 2400);
+  await fake.waitFor(() => !incident.open, 'the second END', WAIT);
+  await fake.waitFor(() => bot.ims.state.outboxStats().depth === 0, 'nothing left queued', WAIT);
+  await settle(bot);
+  assert.deepEqual(eventTypes(server, sid), ['STA', 'END', 'RES', 'END']);
+  assert.equal(incident.end_time, isoAt(2400));
+  assert.equal(creates(server, sid), 1);
+  assert.equal(server.incidents.length, 1);
+});
+
+test('on an Argus without INCIDENT_RESTART (releases up to 2.9.1 answer RES with 400), an alert firing again opens a new Argus incident, which its next recovery ends', async (t) => {
+  const { fake, server, bot } = await setup(t, { config: LIFECYCLE_RULES });
+  const problem = nagios(fake, 'PROBLEM', 0);
+  const sid = `${ALERTS}:${problem.ts}`;
+  const first = await fake.waitFor(() => server.incidents.find((i) => i.source_incident_id === sid), 'the Argus incident', WAIT);
+  nagios(fake, 'RECOVERY', 600);
+  await fake.waitFor(() => !first.open, 'the END', WAIT);
+  await fake.waitFor(() => bot.ims.state.outboxStats().depth === 0, 'the END delivered', WAIT);
+
+  // What Argus 2.9.1 answers a RES: the event type does not exist there (its serializer's choice field).
+  server.failNext(1, 400, { type: ['"RES" is not a valid choice.'] });
+  nagios(fake, 'PROBLEM', 1200);
+  const restarted = await fake.waitFor(() => server.incidents.find((i) => i.source_incident_id === `${sid}:restart:1`), 'the restart incident', WAIT);
+  assert.equal(restarted.open, true);
+  assert.equal(restarted.start_time, isoAt(1200));
+  assert.equal(restarted.metadata.restart_of, sid);
+  assert.deepEqual(restarted.tags.map((tg) => tg.tag).sort(), first.tags.map((tg) => tg.tag).sort(), 'the same tags');
+  assert.ok(server.requests.some((r) => r.body?.type === 'RES' && r.status === 400), 'the RES was tried first');
+  assert.ok(bot.logs.some((l) => /refused RES for .*reopened as Argus incident/.test(l)));
+
+  nagios(fake, 'RECOVERY', 1500);
+  await fake.waitFor(() => !restarted.open, "the restart incident ended by the next recovery", WAIT);
+  await fake.waitFor(() => bot.ims.state.outboxStats().depth === 0, 'nothing left queued', WAIT);
+  assert.deepEqual(eventTypes(server, `${sid}:restart:1`), ['STA', 'END']);
+  assert.deepEqual(eventTypes(server, sid), ['STA', 'END'], 'the first stays as it ended');
+  assert.ok(!bot.logs.some((l) => /gave up/.test(l)));
+});
+
 test('exports reverse-mode reposts as incidents tagged label=DEFAULT', async (t) => {
   const { fake, server } = await setup(t, { reverse: true });
   const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: 'something new happened' });

@@ -14,7 +14,7 @@
  * Add further sections (e.g. an end-to-end Slack burst) as exported async functions and call them from
  * `main()` at the bottom.
  */
-import { benchEndToEnd, printEndToEnd } from './bench-e2e.ts';
+import { benchEndToEnd, benchStorm, printEndToEnd, printStorm } from './bench-e2e.ts';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -338,8 +338,11 @@ async function main(): Promise<void> {
   await benchRules();
   process.stdout.write('\n');
   await benchHostile();
-  // `npm run bench -- --rules-only` skips the end-to-end burst (about 20 s).
-  if (!process.argv.includes('--rules-only')) printEndToEnd(await benchEndToEnd());
+  // `npm run bench -- --rules-only` skips the end-to-end burst (about 20 s) and the storm (about 35 s).
+  if (!process.argv.includes('--rules-only')) {
+    printEndToEnd(await benchEndToEnd());
+    printStorm(await benchStorm());
+  }
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

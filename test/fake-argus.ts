@@ -64,7 +64,7 @@ const SOURCE_USER_PK = 2;
 const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$/;
 const TAG_KEY = /^[a-z0-9_]+$/;
 const EVENT_TYPES = ['STA', 'END', 'CHI', 'CLO', 'REO', 'ACK', 'OTH', 'LES', 'RES'];
-// The project's Argus contract; upstream Argus has no RES and lets sources post STA/LES too.
+// The project's Argus contract (../shared/docs/argus-api.md). Upstream, RES (INCIDENT_RESTART) came after 2.9.1 (Uninett/Argus 6718862b); sources may post STA/LES too.
 const SOURCE_EVENT_TYPES = ['END', 'CHI', 'RES', 'OTH'];
 const EVENT_DISPLAY: Record<string, string> = {
   STA: 'Incident start', END: 'Incident end', CHI: 'Incident change', CLO: 'Close',

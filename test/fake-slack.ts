@@ -119,6 +119,14 @@ export interface FakeSlackOptions {
   pageSize?: number;
   /** Drop, instead of queueing, deliveries that find no connected socket (for catch-up tests). Default false. */
   dropWhileDisconnected?: boolean;
+  /**
+   * Slack's posting limit, off by default. Slack documents chat.postMessage as "1 per second per channel, short
+   * bursts >1 allowed" (docs.slack.dev/apis/web-api/rate-limits): here a token bucket per channel and method for
+   * chat.postMessage (thread replies included) and chat.update, refilled at `perSecond` and holding at most
+   * `burst`. A call over it is answered as Slack answers: HTTP 429, `{ok:false, error:'ratelimited'}` and
+   * `Retry-After` in whole seconds (until a token is back); it does no work and is counted in `postRateLimited`.
+   */
+  postRateLimit?: { perSecond: number; burst: number };
 }
 
 type Params = Record<string, any>;
@@ -337,6 +345,10 @@ export class FakeSlack {
   private readonly pendingFiles = new Map<string, PendingFile>();
   private readonly rateLimits: RateLimitRule[] = [];
   private readonly failures: FailureRule[] = [];
+  private readonly postRateLimit?: { perSecond: number; burst: number };
+  /** Token buckets of the posting limit, by `method channel`. */
+  private readonly postBuckets = new Map<string, { tokens: number; at: number }>();
+  private postLimitHits = 0;
   private lastMicros = 0;
   private idCounter = 0;
   private closed = false;
@@ -366,6 +378,10 @@ export class FakeSlack {
     this.maxRedeliveries = opts.maxRedeliveries ?? 3;
     this.pageSize = opts.pageSize ?? 100;
     this.dropWhileDisconnected = opts.dropWhileDisconnected ?? false;
+    if (opts.postRateLimit && !(opts.postRateLimit.perSecond > 0 && opts.postRateLimit.burst >= 1)) {
+      throw new Error(`FakeSlack: postRateLimit needs perSecond > 0 and burst ≥ 1, found ${JSON.stringify(opts.postRateLimit)}`);
+    }
+    this.postRateLimit = opts.postRateLimit;
     this.users.set(this.botUserId, { id: this.botUserId, name: 'ims', real_name: 'IMS', is_bot: true });
 
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -477,6 +493,11 @@ export class FakeSlack {
 
   callsTo(method: string): ApiCall[] {
     return this.calls.filter((call) => call.method === method);
+  }
+
+  /** How many calls the posting limit (`postRateLimit`) answered with 429 (the ones `rateLimit` injects are not counted). */
+  get postRateLimited(): number {
+    return this.postLimitHits;
   }
 
   /** Oldest first, top-level messages and replies (replies have thread_ts !== ts). */
@@ -811,7 +832,7 @@ export class FakeSlack {
     const revoked = this.revoked.get(token);
     if (revoked) return { status: 200, response: { ok: false, error: revoked } };
     if (token !== expected) return { status: 200, response: { ok: false, error: token ? 'invalid_auth' : 'not_authed' } };
-    const retryAfter = this.takeRateLimit(method, params);
+    const retryAfter = this.takeRateLimit(method, params) ?? this.takePostingToken(method, params);
     if (retryAfter !== undefined) {
       return { status: 429, response: { ok: false, error: 'ratelimited' }, headers: { 'Retry-After': String(retryAfter) } };
     }
@@ -832,6 +853,25 @@ export class FakeSlack {
     if (!rule) return undefined;
     rule.count--;
     return rule.retryAfterSec;
+  }
+
+  /** The posting limit: undefined when the call may go (its token taken), else the Retry-After seconds of its 429. */
+  private takePostingToken(method: string, params: Params): number | undefined {
+    const limit = this.postRateLimit;
+    const channel = params.channel ?? params.channel_id;
+    if (!limit || (method !== 'chat.postMessage' && method !== 'chat.update') || typeof channel !== 'string') return undefined;
+    const key = `${method} ${channel}`;
+    const now = Date.now();
+    const bucket = this.postBuckets.get(key) ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * limit.perSecond);
+    bucket.at = now;
+    this.postBuckets.set(key, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return undefined;
+    }
+    this.postLimitHits++;
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / limit.perSecond));
   }
 
   private takeFailure(method: string): string | undefined {

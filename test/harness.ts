@@ -79,7 +79,9 @@ export async function startBot(fake: FakeSlack, config: Config, options: Partial
   const log = createLogger({ level: 'debug', write: (line) => logs.push(line), secrets: ['xapp-test', 'xoxb-test'] });
   const ims = new Ims(compiled, {
     appToken: 'xapp-test', botToken: 'xoxb-test', apiUrl: fake.apiUrl, log, autoReload: false, reports: false,
-    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options,
+    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50,
+    // Suites about other things than storms post every alert on its own, unpaced (test/storm.test.ts keeps Slack's pace).
+    postsPerSecond: 1000, postBurst: 1000, ...options,
   });
   let stopped = false;
   const bot: Bot = { ims, logs, config: compiled, stop: async () => { if (!stopped) { stopped = true; await ims.stop(); } } };

@@ -311,6 +311,105 @@ test('the legacy loop posts the first report at start-up', async (t) => {
   assert.ok(bot.logs.some((l) => l.includes('reports every 24 h, the first now')));
 });
 
+// ─── Alert lifecycles in the report ───
+
+/** Nagios Core's default service notification (`notify-service-by-email`), as its Slack relays post it, at `at` (epoch ms). */
+function nagios(fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY', subject: string, at: number): FakeMessage {
+  const state = kind === 'RECOVERY' ? 'OK' : 'CRITICAL';
+  const [host, service] = subject.split('/');
+  return fake.post(ALERTS, {
+    bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', ts: (at / 1000).toFixed(6),
+    text: `** ${kind} Service Alert: ${subject} is ${state} **\nNotification Type: ${kind}\nHost: ${host}\nService: ${service}\nState: ${state}\nInfo: check output`,
+  });
+}
+
+/** A clock IMS reads (incident times, the report's time) set by the test; the alerts carry their own ts. */
+function clock(now: number) {
+  const c = { now, fn: () => c.now };
+  return c;
+}
+
+test('an open incident shows how often its alert repeated and when it was last seen, and one that fired again after its recovery since when it is reopened', async (t) => {
+  const base = Math.floor(Date.now() / 1000) * 1000;
+  const time = clock(base - 4 * HOUR);
+  const { fake, bot } = await setup(t, baseConfig(), { now: time.fn });
+  nagios(fake, 'PROBLEM', 'web-03/HTTP', base - 2 * HOUR - 5 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents().length === 1, 'the incident');
+  for (const ago of [61, 30, 10, 3]) nagios(fake, 'PROBLEM', 'web-03/HTTP', base - ago * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents()[0].repeats === 4, 'four repeats folded in');
+  nagios(fake, 'PROBLEM', 'db-01/Disk', base - 90 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents().length === 2, 'the second incident');
+  nagios(fake, 'RECOVERY', 'db-01/Disk', base - 60 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 1, 'recovered');
+  nagios(fake, 'PROBLEM', 'db-01/Disk', base - 20 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 2, 'reopened within the reopen window');
+  await settle(bot, 20);
+
+  time.now = base;
+  assert.equal(await runReport(bot.ims), true);
+  const posted = reports(fake);
+  assert.match(posted[0].text, /: 2 open incidents$/);
+  const lines = reportText(posted[0]).split('\n').filter((l) => l.includes('|open>'));
+  assert.equal(lines.length, 2, lines.join('\n'));
+  assert.match(lines[0], /^• 2h 5m +\*\[Critical\]\* .*web-03\/HTTP.*\|open> · repeated 4×, last 3m ago$/);
+  assert.match(lines[1], /^• 1h 30m +\*\[Critical\]\* .*db-01\/Disk.*\|open> · reopened 20m ago$/);
+});
+
+test("verbose reports list the incidents their integration's recovery resolved apart from those people resolved, with the recovery's link and how long the alert fired", async (t) => {
+  const { fake, bot } = await setup(t, baseConfig(), { verbose: true });
+  fake.addBot({ id: NAGIOS, name: 'Nagios' });
+  const start = Math.floor(Date.now() / 1000) * 1000 - 3 * HOUR;
+  const problem = nagios(fake, 'PROBLEM', 'web-03/HTTP', start);
+  await fake.waitFor(() => bot.ims.state.incidentBySource(ALERTS, problem.ts), 'the incident');
+  const recovery = nagios(fake, 'RECOVERY', 'web-03/HTTP', start + 23 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.incidentBySource(ALERTS, problem.ts)?.resolvedAt, 'resolved by the recovery');
+  const byHand = await alert(fake, bot, 'search error one', INC_APPS);
+  fake.react(INC_APPS, byHand.post.ts, 'white_check_mark', HUMAN);
+  await fake.waitFor(() => bot.ims.state.incidentBySource(ALERTS, byHand.source.ts)?.resolvedAt, 'resolved by a person');
+  await alert(fake, bot, 'cart error spike', INC_APPS);
+
+  assert.equal(await runReport(bot.ims), true);
+  const text = reportText(reports(fake)[0]);
+  const lines = text.split('\n');
+  const heading = lines.indexOf('*Resolved by recovery (1)*');
+  assert.ok(heading > 0, text);
+  const byPeople = lines.slice(0, heading).filter((l) => l.startsWith('OK '));
+  const byRecovery = lines.slice(heading + 1).filter((l) => l.startsWith('OK '));
+  assert.equal(lines.filter((l) => l.startsWith('NG ')).length, 1, text);
+  assert.equal(byPeople.length, 1, text);
+  assert.match(byPeople[0], /search error one .*resolved by Hugo Human$/);
+  assert.equal(byRecovery.length, 1, text);
+  assert.match(byRecovery[0], /^OK 3h 0m +\*\[Critical\]\* .*web-03\/HTTP/);
+  assert.ok(byRecovery[0].endsWith(` — resolved by recovery (<${bot.ims.permalink(ALERTS, recovery.ts)}|Nagios>) after 23m`), byRecovery[0]);
+});
+
+test('a flapping alert is listed in a section of its own while it keeps changing state, and no longer once it has been stable for stableFor', async (t) => {
+  const base = Math.floor(Date.now() / 1000) * 1000;
+  const time = clock(base - 2 * HOUR);
+  const { fake, bot } = await setup(t, baseConfig({ lifecycle: { flapping: { changes: 3, within: '1h', stableFor: '30m' } } }), { now: time.fn });
+  nagios(fake, 'PROBLEM', 'web-03/HTTP', base - 50 * MINUTE);
+  await fake.waitFor(() => bot.ims.state.listIncidents().length === 1, 'the incident');
+  for (const [ago, kind] of [[48, 'RECOVERY'], [46, 'PROBLEM'], [44, 'RECOVERY'], [42, 'PROBLEM']] as const) {
+    const m = nagios(fake, kind, 'web-03/HTTP', base - ago * MINUTE);
+    await fake.waitFor(() => m.reactions?.length, `the ${kind} ${ago} minutes ago marked seen`);
+  }
+  await settle(bot, 20);
+  const [incident] = bot.ims.state.listIncidents();
+  assert.equal(incident.flapping, true);
+
+  time.now = base - 20 * MINUTE;
+  assert.equal(await runReport(bot.ims), true);
+  const text = reportText(reports(fake)[0]);
+  const post = bot.ims.permalink(INC_INFRA, incident.incidentTs);
+  assert.ok(text.includes('*Flapping (1): nobody is paged again for these until they are stable for 30m*\n'
+    + `• *[Critical]* \`nagios:web-03/HTTP\` — 5 state changes in the last 1h, the last 22m ago; firing <${post}|post>`), text);
+
+  time.now = base;
+  assert.equal(await runReport(bot.ims), true);
+  assert.ok(!reportText(reports(fake)[1]).includes('Flapping'), 'stable for 42 minutes: no longer listed');
+  assert.equal(bot.ims.state.flappingIncidents().length, 1, 'the mark stays until the next message about the alert');
+});
+
 // ─── --only-report, spawned as cron or a systemd timer would ───
 
 const INI = [

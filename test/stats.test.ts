@@ -109,6 +109,60 @@ test('honours its own window and groups by incident label; a resolution with not
   assert.equal(fake.messagesIn(INC_INFRA).length, 2, 'two INFRA incidents exist, one outside the window');
 });
 
+/** Nagios Core's default service notification (`notify-service-by-email`), as its Slack relays post it. */
+function nagios(fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY' | 'ACKNOWLEDGEMENT', subject: string, at: number) {
+  const state = kind === 'RECOVERY' ? 'OK' : 'CRITICAL';
+  const [host, service] = subject.split('/');
+  return fake.post(ALERTS, {
+    bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', ts: tsOf(at),
+    text: `** ${kind} Service Alert: ${subject} is ${state} **\nNotification Type: ${kind}\nHost: ${host}\nService: ${service}\nState: ${state}\nInfo: check output`,
+  });
+}
+
+test("MTTR runs from the alert to its integration's recovery on the alerts' own clock, even for an incident IMS opened late; MTTA counts only people, and an acknowledgement made in the monitoring tool", async (t) => {
+  const fake = await startFake();
+  const t0 = Math.floor((Date.now() - 6 * HOUR) / 1000) * 1000;
+  const time = clock(t0 + HOUR); // IMS reads the first alert an hour late (a catch-up after downtime)
+  const bot = await startBot(fake, baseConfig({ plugins: [stats()] }), { now: time.fn });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  const incidentOf = (ts: string) => fake.waitFor(() => bot.ims.state.incidentBySource(ALERTS, ts), `the incident of ${ts}`);
+  const resolved = (incident: Incident) => fake.waitFor(() => bot.ims.state.incidentById(incident.id)?.resolvedAt, `incident #${incident.id} resolved`);
+
+  // Opened late, repeated, recovered after 23 minutes: nobody acknowledged it.
+  const late = await incidentOf(nagios(fake, 'PROBLEM', 'web-01/HTTP', t0).ts);
+  assert.equal(late.createdAt, t0 + HOUR);
+  nagios(fake, 'PROBLEM', 'web-01/HTTP', t0 + 5 * MIN);
+  await fake.waitFor(() => bot.ims.state.incidentById(late.id)?.repeats === 1, 'the repeat folded');
+  nagios(fake, 'RECOVERY', 'web-01/HTTP', t0 + 23 * MIN);
+  await resolved(late);
+
+  // A bot's reply is no acknowledgement; the acknowledgement made in Nagios 6 minutes in is.
+  time.now = t0 + 2 * HOUR;
+  const acked = await incidentOf(nagios(fake, 'PROBLEM', 'db-01/Disk', t0 + 2 * HOUR).ts);
+  replyAt(fake, acked, { bot_id: 'B0OTHER01' }, 'auto-diagnostics attached', t0 + 2 * HOUR + MIN);
+  nagios(fake, 'ACKNOWLEDGEMENT', 'db-01/Disk', t0 + 2 * HOUR + 6 * MIN);
+  await fake.waitFor(() => bot.ims.state.incidentEvents(acked.id).some((e) => e.kind === 'acknowledge'), 'the acknowledgement recorded');
+  nagios(fake, 'RECOVERY', 'db-01/Disk', t0 + 2 * HOUR + 40 * MIN);
+  await resolved(acked);
+
+  // A person's reaction 2 minutes in; recovered after 10.
+  time.now = t0 + 3 * HOUR;
+  const watched = await incidentOf(nagios(fake, 'PROBLEM', 'app-01/Queue', t0 + 3 * HOUR).ts);
+  reactAt(fake, watched, 'eyes', HUMAN, t0 + 3 * HOUR + 2 * MIN);
+  await fake.waitFor(() => bot.ims.state.incidentEvents(watched.id).some((e) => e.kind === 'reaction'), 'the reaction recorded');
+  nagios(fake, 'RECOVERY', 'app-01/Queue', t0 + 3 * HOUR + 10 * MIN);
+  await resolved(watched);
+  assert.deepEqual([late, acked, watched].map((i) => bot.ims.state.incidentById(i.id)!.resolvedBy), [NAGIOS, NAGIOS, NAGIOS], 'all three resolved by the recovery');
+
+  time.now = t0 + 5 * HOUR;
+  assert.equal(await runReport(bot.ims), true);
+  assert.deepEqual(statsSection(fake), [
+    '*Response times (last 7d)*',
+    // MTTA: 6m and 2m (the late one had none); MTTR: 23m, 40m, 10m.
+    '[Critical] 3 incidents · MTTA mean 4m p90 6m · MTTR mean 24m 20s p90 40m',
+  ]);
+});
+
 test('formats durations for people: seconds, minutes and seconds, hours and minutes, days and hours', () => {
   assert.deepEqual([0, 45_000, 250_000, 4 * MIN, HOUR + 2 * MIN, 3 * HOUR, 2 * HOUR + 5 * MIN + 59_000, 3 * 24 * HOUR + 4 * HOUR].map(formatDuration),
     ['0s', '45s', '4m 10s', '4m', '1h 2m', '3h', '2h 5m', '3d 4h']);

@@ -117,6 +117,81 @@ test('one timeline per resolution across a restart; a reopen and a new resolutio
   assert.deepEqual(bots.flatMap(problems), []);
 });
 
+// ─── Alert lifecycles ───
+
+/** Alerts' own times, on a whole minute hours back (lifecycle windows are measured on them). */
+const T0 = Math.floor(Date.now() / 60_000) * 60 - 4 * 3600;
+const MIN = 60;
+const nagios = (fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY' | 'ACKNOWLEDGEMENT', seconds: number) => {
+  const state = kind === 'RECOVERY' ? 'OK' : 'CRITICAL';
+  return fake.post(ALERTS, {
+    bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', ts: (T0 + seconds).toFixed(6),
+    text: `** ${kind} Service Alert: web-03/HTTP is ${state} **\nNotification Type: ${kind}\nHost: web-03\nService: HTTP\nState: ${state}\nInfo: check output`,
+  });
+};
+const utc = (seconds: number) => new Date((T0 + seconds) * 1000).toISOString().replace('T', ' ').slice(0, 19);
+
+test("an incident its integration resolved: repeats counted in one line, the acknowledgement made in the monitoring tool, the recovery with its link, MTTA and MTTR from the alert's own times", async (t) => {
+  const fake = await startFake();
+  fake.addBot({ id: NAGIOS, name: 'Nagios' });
+  // IMS's clock at the alert's time, as when it reads alerts live.
+  const bot = await startBot(fake, baseConfig({ timezone: 'UTC', plugins: [timeline()] }), { now: () => T0 * 1000 });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+
+  nagios(fake, 'PROBLEM', 0);
+  const incident = await fake.waitFor(() => bot.ims.state.listIncidents()[0], 'the incident');
+  const repeats = Array.from({ length: 12 }, (_, i) => nagios(fake, 'PROBLEM', 2 * MIN * (i + 1)));
+  await fake.waitFor(() => bot.ims.state.incidentById(incident.id)!.repeats === 12, 'twelve repeats folded in');
+  const ack = nagios(fake, 'ACKNOWLEDGEMENT', 25 * MIN);
+  await fake.waitFor(() => bot.ims.state.incidentEvents(incident.id).some((e) => e.kind === 'acknowledge'), 'the acknowledgement');
+  const recovery = nagios(fake, 'RECOVERY', 40 * MIN);
+
+  const upload = await fake.waitFor(() => fake.uploads.find((u) => u.filename === 'incident-1-critical.md'), 'the timeline', 10_000);
+  const md = upload.content;
+  const lines = md.split('\n');
+  const link = (m: { ts: string }) => bot.ims.permalink(ALERTS, m.ts);
+  assert.equal(lines.filter((l) => /Fired again|Repeated/.test(l)).length, 1, `the repeats are one line, not twelve:\n${md}`);
+  assert.ok(lines.includes(`- ${utc(2 * MIN)} — **Nagios**: Repeated 12× between ${utc(2 * MIN).slice(11, 16)} and ${utc(24 * MIN).slice(11, 16)} (the last ([link](${link(repeats[11])})))`), md);
+  assert.ok(lines.includes(`- ${utc(25 * MIN)} — **Nagios**: Acknowledged the alert in the monitoring tool ([link](${link(ack)}))`), md);
+  assert.ok(lines.includes(`- ${utc(40 * MIN)} — **Nagios**: Posted the alert's **recovery** ([link](${link(recovery)}))`), md);
+  assert.ok(lines.includes(`- ${utc(40 * MIN)} — **Nagios**: **Resolved** the incident`), md);
+  assert.ok(lines.includes(`- **Acknowledged:** ${utc(25 * MIN)} by Nagios (acknowledgement in the monitoring tool) — MTTA 25m`), md);
+  assert.ok(lines.includes(`- **Resolved:** ${utc(40 * MIN)} by its integration's recovery ([link](${link(recovery)})) — MTTR 40m`), md);
+  assert.ok(lines.includes('- Time to resolve (MTTR): 40m.'), md);
+  assert.ok(lines.includes('- Its alert repeated 12 times (folded into this incident: no new post, no new page).'), md);
+  assert.ok(!md.includes(':repeat:'), "IMS's own repeat notes in the thread are not listed again");
+  assert.match(upload.initial_comment ?? '', /\(MTTA 25m · MTTR 40m\)/);
+});
+
+test('a flapping alert: its timeline shows flapping start and stop and the alert firing again, after the resolution that ends it', async (t) => {
+  const fake = await startFake();
+  const bot = await startBot(fake, baseConfig({ timezone: 'UTC', plugins: [timeline()], lifecycle: { flapping: { changes: 3, within: '1h', stableFor: '30m' } } }), { now: () => T0 * 1000 });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  nagios(fake, 'PROBLEM', 0);
+  const incident = await fake.waitFor(() => bot.ims.state.listIncidents()[0], 'the incident');
+  for (const [minute, kind] of [[1, 'RECOVERY'], [2, 'PROBLEM'], [3, 'RECOVERY']] as const) {
+    const m = nagios(fake, kind, minute * MIN);
+    await fake.waitFor(() => m.reactions?.length, `the ${kind} at ${minute}m`);
+  }
+  await fake.waitFor(() => bot.ims.state.incidentById(incident.id)!.flapping, 'flapping');
+  nagios(fake, 'PROBLEM', 40 * MIN); // stable for 37 minutes: no longer flapping, and firing again
+  await fake.waitFor(() => !bot.ims.state.incidentById(incident.id)!.flapping, 'stable again');
+  nagios(fake, 'RECOVERY', 70 * MIN); // the one change within the hour before it: no flapping
+  const last = await fake.waitFor(() => fake.uploads.find((u) => u.content.includes('stopped flapping')), 'the timeline after the last resolution', 10_000);
+  const lines = last.content.split('\n');
+  const index = (pattern: RegExp) => {
+    const i = lines.findIndex((l) => pattern.test(l));
+    assert.ok(i >= 0, `a line matching ${pattern}:\n${last.content}`);
+    return i;
+  };
+  const started = index(new RegExp(`^- ${utc(3 * MIN)} — \\*\\*IMS\\*\\*: Its alert started \\*\\*flapping\\*\\*`));
+  const stopped = index(new RegExp(`^- ${utc(40 * MIN)} — \\*\\*IMS\\*\\*: Its alert stopped flapping: stable again$`));
+  const reopened = index(new RegExp(`^- ${utc(40 * MIN)} — \\*\\*bot ${NAGIOS}\\*\\*: \\*\\*Reopened\\*\\* the incident: its alert fired again within the reopen window$`));
+  assert.ok(started < stopped && stopped < reopened, 'in time order');
+  assert.ok(lines.includes('- Reopened 2 times before this resolution.'), last.content);
+  assert.ok(lines.includes('- Its alert flapped once: nobody was paged again while it did.'), last.content);
+});
+
 test('retries a failed upload and still uploads exactly one timeline', async (t) => {
   const fake = await startFake();
   const bot = await startBot(fake, baseConfig({ plugins: [timeline()] }));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, type AlertMessage, type Incident } from '../ims.ts';
+import { ConfigError, definePlugin, loadConfig, type AlertMessage, type Incident } from '../ims.ts';
 import { warRoom, type WarRoomRecord } from '../plugins/war-room.ts';
 import type { FakeChannel, FakeSlack } from './fake-slack.ts';
 import { ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, baseConfig, guardSocketModeShutdownBug, settle, startBot, startFake, tempDir, type Bot } from './harness.ts';
@@ -159,6 +159,51 @@ test('a reopen unarchives the room and says who reopened it; an archive answered
   assert.deepEqual(fake.callsTo('conversations.archive').map((c) => c.response.error), [undefined, 'already_archived']);
   assert.equal(fake.messagesIn(room.id).filter((m) => /resolved by/.test(m.text)).length, 2, 'each resolution is announced');
   assert.equal(bot.ims.state.outboxStats().depth, 0, 'nothing left to retry');
+  assert.deepEqual(problems(bot), []);
+});
+
+/** Nagios Core's default service notification (`notify-service-by-email`) at T0 + `seconds`, as its Slack relays post it. */
+const T0 = Math.floor(Date.now() / 1000) - 4 * 3600;
+const nagios = (fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY', seconds: number) => fake.post(ALERTS, {
+  bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', ts: (T0 + seconds).toFixed(6),
+  text: `** ${kind} Service Alert: web-03/HTTP is ${kind === 'PROBLEM' ? 'CRITICAL' : 'OK'} **\nNotification Type: ${kind}\nHost: web-03\nService: HTTP\nState: ${kind === 'PROBLEM' ? 'CRITICAL' : 'OK'}\nInfo: check output`,
+});
+
+test("repeats of an alert open no room (no onMatch); its integration's recovery archives the room, and the alert firing again unarchives it", async (t) => {
+  const fake = await startFake();
+  const hooks = { match: 0, repeat: 0 };
+  const watch = definePlugin({ name: 'watch', onMatch: () => { hooks.match++; }, onRepeat: () => { hooks.repeat++; } });
+  const bot = await startBot(fake, baseConfig({ plugins: [warRoom(), watch], lifecycle: { flapping: false } }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+
+  nagios(fake, 'PROBLEM', 0);
+  const incident = await fake.waitFor(() => bot.ims.state.listIncidents()[0], 'the incident');
+  await fake.waitFor(() => linkReply(fake, incident), 'the room');
+  const room = roomNamed(fake, 'inc-1-critical')!;
+  for (const seconds of [300, 600]) {
+    const repeat = nagios(fake, 'PROBLEM', seconds);
+    await fake.waitFor(() => repeat.reactions?.length, 'the repeat marked seen');
+  }
+  await settle(bot, 300);
+  assert.equal(bot.ims.state.incidentById(incident.id)!.repeats, 2);
+  assert.deepEqual(hooks, { match: 1, repeat: 2 }, 'a repeat is no match');
+  assert.equal(fake.callsTo('conversations.create').length, 1, 'one room for the alert');
+  assert.deepEqual(roomsLike(fake, 'inc-2'), [], 'no room for a second incident');
+
+  const recovery = nagios(fake, 'RECOVERY', 1380);
+  await fake.waitFor(() => room.is_archived, 'the room archived on the recovery');
+  const resolved = fake.messagesIn(room.id).find((m) => /was resolved by/.test(m.text))!;
+  assert.equal(resolved.text, `:white_check_mark: Incident #1 was resolved by its integration's <${bot.ims.permalink(ALERTS, recovery.ts)}|recovery> after 23m. Archiving this channel.`);
+
+  const again = nagios(fake, 'PROBLEM', 1800);
+  await fake.waitFor(() => !room.is_archived && fake.messagesIn(room.id).some((m) => /reopened/.test(m.text)), 'the room unarchived');
+  assert.equal(fake.messagesIn(room.id).at(-1)!.text, `:rotating_light: Incident #1 was reopened: its alert <${bot.ims.permalink(ALERTS, again.ts)}|fired again> within the reopen window.`);
+  nagios(fake, 'RECOVERY', 2400);
+  await fake.waitFor(() => room.is_archived, 'archived again on the next recovery');
+  await settle(bot);
+  assert.equal(fake.messagesIn(room.id).filter((m) => /was resolved by/.test(m.text)).length, 2, 'each recovery is announced, though IMS read both on one instant');
+  assert.equal(fake.callsTo('conversations.create').length, 1);
+  assert.equal(bot.ims.state.outboxStats().depth, 0);
   assert.deepEqual(problems(bot), []);
 });
 
