@@ -5,6 +5,7 @@
  * normalised text. A recogniser reads the message's shape only: whether the poster may raise alerts at all
  * (a person quoting an alert is not an alert) is the lifecycle's decision.
  */
+import { createHash } from 'node:crypto';
 import type { SlackMessageEvent } from './ims.ts';
 
 /**
@@ -86,7 +87,8 @@ export function plainLine(text: string): string {
 
 /**
  * The key of an alert nothing recognised: its text with what changes between repeats of the same alert taken out
- * (dates, times, UUIDs, links), lower case, spaces collapsed; at most 200 characters. Numbers stay: `alert 7` and
+ * (dates, times, UUIDs, links), lower case, spaces collapsed; a text longer than 200 characters is its first 160
+ * and a hash of the whole. Numbers stay: `alert 7` and
  * `alert 8`, `CPU 91%` and `CPU 97%` are different alerts to IMS unless the rule's `key` says otherwise.
  */
 export function normalisedTextKey(text: string): string {
@@ -98,7 +100,8 @@ export function normalisedTextKey(text: string): string {
     .replace(/\b(mon|tue|wed|thu|fri|sat|sun)\w* (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w* \d{1,2}\b/g, '<date>')
     .replace(/\s+/g, ' ')
     .trim();
-  return `text:${normal.slice(0, 200)}`;
+  // Long texts keep their start readable and the rest as a digest: two alerts that differ only past the start stay two.
+  return normal.length <= 200 ? `text:${normal}` : `text:${normal.slice(0, 160)}…#${createHash('sha256').update(normal).digest('hex').slice(0, 16)}`;
 }
 
 // ═══ Metrics and error tracking ═══════════════════════════════════════════════════════════════════
