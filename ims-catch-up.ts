@@ -30,6 +30,7 @@ export interface CatchUpInputs {
   afterwards(): Promise<void>;
 }
 
+/** Reads back, in order, what was said while IMS was not listening; holds live messages of those channels meanwhile. */
 export class CatchUp {
   /** Channels whose history is being read, and their live messages waiting meanwhile. */
   private readonly holding = new Map<string, SlackMessageEvent[]>();

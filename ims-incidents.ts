@@ -60,6 +60,7 @@ interface IncidentTarget {
   alertKey?: string;
 }
 
+/** Carries decisions out: the seen reaction, incident posts (once) with their pages, resolutions and reopenings. */
 export class IncidentLifecycle {
   private readonly steps: LifecycleSteps;
   /** Edits incident posts in place (lifecycle steps; the interactive features will too). */

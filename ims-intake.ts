@@ -46,6 +46,7 @@ export interface IntakeInputs {
   track<T>(work: Promise<T>): Promise<T>;
 }
 
+/** Takes Socket Mode events in: acks, de-duplicates, admits, decides and claims each message, then hands it on. */
 export class Intake {
   /** Acked events not yet taken, in arrival order (`takenUpTo` is the next). */
   private readonly acked: ({ eventId?: string; event: Record<string, unknown> } | undefined)[] = [];

@@ -20,6 +20,7 @@ export interface OutboxInputs {
   track<T>(work: Promise<T>): Promise<T>;
 }
 
+/** Delivers the plugins' queued deliveries, in order per group, with backoff; durable across restarts. */
 export class OutboxWorker {
   private running?: Promise<void>;
 

@@ -223,6 +223,16 @@ export class Ims {
     return `${this.self.teamUrl.replace(/\/?$/, '/')}archives/${channel}/p${ts.replace('.', '')}`;
   }
 
+  /** Real names by user (and bot) ID, as looked up so far (`names.userNames`). */
+  get userNames(): Map<string, string> {
+    return this.names.userNames;
+  }
+
+  /** Channel names by ID, as looked up so far (`names.channelNames`). */
+  get channelNames(): Map<string, string> {
+    return this.names.channelNames;
+  }
+
   /** Run a hook (or, per plugin, a sequence of hooks) of every plugin with a full context; see `HookRunner.run`. */
   hooks<K extends HookName>(hooks: K | readonly K[], extra: (hook: K) => HookExtra<Parameters<NonNullable<Plugin[K]>>[0]>,
     plugins?: readonly Plugin[]): Promise<PluginHookErrors | undefined> {

@@ -27,6 +27,7 @@ export interface ScheduleInputs {
   track<T>(work: Promise<T>): Promise<T>;
 }
 
+/** The timers of a running IMS: started after start-up, reconfigured on reload, stopped on stop. */
 export class Schedules {
   private readonly fixed: Timer[] = [];
   /** Report and reminder timers: replaced when a reload changes the schedule. */

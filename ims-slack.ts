@@ -88,14 +88,7 @@ export interface ClientPolicy {
   onAuthFailure?: (method: string, code: string) => void;
 }
 
-/**
- * A WebClient whose retries IMS decides: the SDK's are off. A call that failed on the way (network, time-out,
- * 5xx) is tried again only when Slack cannot have done the work (connection refused) or when doing it twice
- * is harmless (`repeatable`); Slack's own refusals (`ok: false`) are left to the caller, except at start-up.
- * Everything it gives up on is thrown stamped with its `slackFailure`. Text is made well-formed before it
- * is sent (every path: posts, plugins, reports), since the SDK's form encoding throws on a lone surrogate.
- */
-/** The Web API clients IMS builds: its own, the posting one and the plugins' share one policy shape. */
+/** The constructor options every Web API client IMS builds shares: the API URL, the transport, the time-out, the quiet logger. */
 export type WebClientOptions = NonNullable<ConstructorParameters<typeof WebClient>[1]>;
 
 let SlackClient: ReturnType<typeof defineSlackClient> | undefined;
@@ -109,6 +102,13 @@ export function createSlackClient(token: string | undefined, options: WebClientO
   return new SlackClient(token, options, policy);
 }
 
+/**
+ * A WebClient whose retries IMS decides: the SDK's are off. A call that failed on the way (network, time-out,
+ * 5xx) is tried again only when Slack cannot have done the work (connection refused) or when doing it twice
+ * is harmless (`repeatable`); Slack's own refusals (`ok: false`) are left to the caller, except at start-up.
+ * Everything it gives up on is thrown stamped with its `slackFailure`. Text is made well-formed before it
+ * is sent (every path: posts, plugins, reports), since the SDK's form encoding throws on a lone surrogate.
+ */
 function defineSlackClient(Base: typeof WebClient) {
   return class SlackClient extends Base {
     constructor(token: string | undefined, options: WebClientOptions, readonly policy: ClientPolicy) {
@@ -343,14 +343,14 @@ export class ChannelQueues {
   }
 }
 
+const keepAlive = { http: new http.Agent({ keepAlive: true, maxSockets: 32 }), https: new https.Agent({ keepAlive: true, maxSockets: 32 }) };
+
 /**
  * The Web API transport (the SDK's `fetch` option). Slack calls are small form posts, and WHATWG fetch
  * spends twice the CPU and garbage of a keep-alive `node:http` request on them, which matters on a small VM
  * during an alert storm. Anything beyond a string or form body (multipart uploads, streams) goes to the
  * standard fetch.
  */
-const keepAlive = { http: new http.Agent({ keepAlive: true, maxSockets: 32 }), https: new https.Agent({ keepAlive: true, maxSockets: 32 }) };
-
 export function slackFetch(input: string | URL, init: { method?: string; headers?: Record<string, string> | Headers; body?: unknown; signal?: AbortSignal | null } = {}): Promise<Response> {
   const body = typeof init.body === 'string' ? init.body : init.body instanceof URLSearchParams ? init.body.toString() : init.body === undefined || init.body === null ? '' : undefined;
   const url = new URL(String(input));

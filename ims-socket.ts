@@ -42,6 +42,7 @@ export interface SocketInputs {
   onDropped(lostMs: number): void;
 }
 
+/** One Socket Mode connection, repaired (see the module comment); tells its owner of envelopes, connections and drops. */
 export class SocketConnection {
   private socket?: SocketModeClient;
   private connections = 0;
