@@ -17,6 +17,8 @@ import type { HookRunner } from './ims-hooks.ts';
 
 /** Messages worked on at once; more wait as acked events (memory stays flat in a storm). */
 export const MAX_MESSAGES_IN_FLIGHT = 128;
+/** Messages worked on at once while a channel is held back by its posting pace or a 429. */
+const MAX_MESSAGES_WHILE_HELD_BACK = 8 * MAX_MESSAGES_IN_FLIGHT;
 
 /** A Socket Mode envelope as the SDK hands it over. */
 export interface Envelope {
@@ -90,11 +92,14 @@ export class Intake {
   }
 
   /**
-   * Take more only while fewer than `MAX_MESSAGES_IN_FLIGHT` messages are in the works; lifted while a channel
-   * waits out a 429, so a throttled channel never holds up the others.
+   * Take more only while fewer than `MAX_MESSAGES_IN_FLIGHT` messages are in the works; lifted (up to
+   * `MAX_MESSAGES_WHILE_HELD_BACK`) while a channel waits for its pace or out a 429, so it never holds up the others.
    */
   private admitting(): boolean {
-    return this.messagesInWork < MAX_MESSAGES_IN_FLIGHT || this.inputs.queues.throttled.size > 0;
+    if (this.messagesInWork < MAX_MESSAGES_IN_FLIGHT) return true;
+    // A channel held back (its pace, a 429) must not hold up the others, but in a storm every channel may be held
+    // back at once: the lift is bounded too, so memory and the acks of new frames stay in hand.
+    return this.inputs.queues.throttled.size > 0 && this.messagesInWork < MAX_MESSAGES_WHILE_HELD_BACK;
   }
 
   /** Work through acked events in arrival order, yielding every few milliseconds so new frames get acked. */
@@ -116,7 +121,7 @@ export class Intake {
         this.messagesInWork++;
         this.inputs.track(this.dispatch(event, 'live').finally(() => {
           this.messagesInWork--;
-          if (this.draining && this.messagesInWork === MAX_MESSAGES_IN_FLIGHT - 1) setImmediate(() => this.drain());
+          if (this.draining && (this.messagesInWork === MAX_MESSAGES_IN_FLIGHT - 1 || this.messagesInWork === MAX_MESSAGES_WHILE_HELD_BACK - 1)) setImmediate(() => this.drain());
         }));
       }
     });
