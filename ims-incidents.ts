@@ -44,6 +44,8 @@ export interface IncidentInputs {
   permalink(channel: string, ts: string): string;
   /** The channel queues, for edits in place (they keep their order with the channel's posts). */
   queues: ChannelQueues;
+  /** Keep work in IMS's in-flight work (a stop waits for it). */
+  track<T>(work: Promise<T>): Promise<T>;
 }
 
 /** Where an incident goes and what its post says. */
@@ -73,6 +75,7 @@ export class IncidentLifecycle {
     this.digests = new DigestPoster({ poster: inputs.poster, queues: inputs.queues, state: inputs.state, log: inputs.log });
     this.steps = new LifecycleSteps({
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
+      heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
     });
   }
 
@@ -223,6 +226,8 @@ export class IncidentLifecycle {
       await hooks.run('onResolve', () => ({ incident: resolved, user: event.user, reaction: event.reaction }));
     } else {
       if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
+      // Resolved by its integration's recovery: a person taking their reaction back does not make the alert fire again.
+      if (state.incidentEvents(incident.id).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
       if (!state.reopenIncident(incident.id, at, event.user)) return;
       log.info(`incident #${incident.id} reopened by ${event.user}`);
       await hooks.run('onReopen', () => ({ incident: state.incidentById(incident.id)!, user: event.user, reaction: event.reaction }));

@@ -140,7 +140,7 @@ export class Intake {
     const { state, log } = this.inputs;
     try {
       if (event.type === 'message' && event.subtype === 'message_changed') {
-        await this.handleEdit(event);
+        await this.handleEdit(event, origin);
       } else if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
         await this.handleMessage(event as SlackMessageEvent, origin);
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
@@ -193,7 +193,7 @@ export class Intake {
    * integration that resolves by editing its alert), never as a new alert, and not claimed (the message it edits
    * was); a redelivery is caught by its event_id, and a step taken twice changes nothing the second time.
    */
-  private async handleEdit(event: Record<string, unknown>): Promise<void> {
+  private async handleEdit(event: Record<string, unknown>, origin: MessageOrigin): Promise<void> {
     const { log } = this.inputs;
     const inner = event.message as Record<string, unknown> | undefined;
     if (!inner || typeof inner !== 'object' || typeof inner.ts !== 'string' || typeof event.channel !== 'string') return;
@@ -206,12 +206,27 @@ export class Intake {
     // An edit that changes no alert's state is what it was before lifecycles: a hidden subtype, not an alert.
     const unread = () => log.debug(decisionLine({ action: 'ignore', reason: 'hidden subtype' }, event as unknown as SlackMessageEvent), where);
     if (decision.action === 'ignore' || !message || !('alert' in decision) || !decision.alert) return unread();
-    // An edit says what changed: a recovery or a notice. An alert still firing after an edit is not a repeat.
-    const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice);
+    // An edit says what changed: a recovery, a notice, or firing again for an alert resolved before (Sentry's
+    // re-opened). An alert that still fires after an edit is not a repeat.
+    const { state } = this.inputs;
+    const resolvedBefore = (key: string) => { const record = state.keyRecord(key); return record?.state === 'resolved'; };
+    const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice || (a.state === 'firing' && resolvedBefore(a.key)));
     if (!changes.length) return unread();
+    // The edit is claimed under its own ts: one that fails on the way stays pending and is retried, like a message.
+    const editTs = String(event.ts ?? event.event_ts ?? '');
+    const claim = editTs ? state.claimMessage(edited.channel, editTs, event, this.inputs.now(), false) : 'new';
+    if (claim === 'done' || claim === 'failed' || (claim === 'pending' && origin !== 'recovery')) return;
     log.debug(`edit read: ${changes.map((a) => `${a.key} ${a.state}`).join(', ')}`, where);
     // The change happened when the message was edited (the edit's own ts), not when the alert first fired.
-    await this.inputs.incidents.act(config, { ...decision, alert: { ...decision.alert, alerts: changes } }, message, 'live', String(event.ts ?? edited.ts));
+    const seen = { action: 'seen' as const, match: 'match' in decision ? decision.match : undefined, reaction: config.seenReaction };
+    try {
+      await this.inputs.incidents.act(config, { ...seen, alert: { ...decision.alert, alerts: changes } }, message, 'live', editTs || edited.ts);
+      if (editTs) state.finishMessage(edited.channel, editTs);
+    } catch (error) {
+      if (classifySlackFailure(error).kind !== 'permanent' || !state.isOpen || !editTs) throw error;
+      state.failMessage(edited.channel, editTs, this.inputs.now());
+      log.error(`the edit of ${edited.channel}:${edited.ts} could not be acted on: Slack refused it for good (${errorText(error)}); recorded as failed`, where);
+    }
   }
 
   /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */
@@ -220,7 +235,11 @@ export class Intake {
     const pending = state.pendingMessages(claimedBefore).filter(({ channel, ts }) => !this.beingHandled.has(`${channel}:${ts}`));
     if (!pending.length) return;
     log.warn(claimedBefore === Infinity ? `finishing ${pending.length} message(s) interrupted by the last stop` : `retrying ${pending.length} message(s) whose handling failed`);
-    for (const { event } of pending) await this.handleMessage(event as SlackMessageEvent, 'recovery').catch((error) => log.error(`retry failed: ${errorText(error)}`));
+    for (const { event } of pending) {
+      const retry = (event as { subtype?: unknown }).subtype === 'message_changed'
+        ? this.handleEdit(event as Record<string, unknown>, 'recovery') : this.handleMessage(event as SlackMessageEvent, 'recovery');
+      await retry.catch((error) => log.error(`retry failed: ${errorText(error)}`));
+    }
   }
 
   /**

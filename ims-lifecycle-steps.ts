@@ -22,6 +22,10 @@ export interface LifecycleStepInputs {
   log: Logger;
   hooks: HookRunner;
   permalink(channel: string, ts: string): string;
+  /** Keep work in IMS's in-flight work (a stop waits for it). */
+  track<T>(work: Promise<T>): Promise<T>;
+  /** Whether a channel's posting pace holds its posts back now (a storm): repeat notes then wait for calmer times. */
+  heldBack(channel: string): boolean;
 }
 
 type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
@@ -79,8 +83,10 @@ export class LifecycleSteps {
     }
     if (step.kind === 'seen') {
       await this.seen(config, message, step.why, where);
-      // A recovery of an incident already resolved may still end its flapping.
+      // A recovery of an incident already resolved (by a person) still records its alert as recovered, as --replay
+      // does, and may end its flapping.
       if (flapping && step.incidentId !== undefined) await this.flappingChanged(config, step.incidentId, flapping, records, at);
+      else if (records.length && step.incidentId !== undefined) state.saveKeyRecords(records);
       return;
     }
     await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
@@ -98,9 +104,13 @@ export class LifecycleSteps {
     const incident = state.incidentById(before.id)!;
     log.info(`${describeStep(step, incident)}${flapping ? `; flapping ${flapping === 'start' ? 'started' : 'stopped'}` : ''}`, where);
     const recovery = { channel: message.channel, ts: message.ts, permalink: this.inputs.permalink(message.channel, message.ts) };
-    await this.inputs.posts.show(incident, this.status(config, incident, { reopened: step.kind === 'reopen' }));
-    await this.threadNote(config, step, incident, message);
+    // The step is recorded: the next message about this alert need not wait for Slack to show it (in a storm the
+    // edit waits for its channel's pace). What shows it is kept in IMS's in-flight work, so a stop waits for it.
     this.runHooks(step, incident, message, recovery, flapping);
+    void this.inputs.track((async () => {
+      await this.inputs.posts.show(incident, this.status(config, incident, { reopened: step.kind === 'reopen' }));
+      await this.threadNote(config, step, incident, message);
+    })());
   }
 
   /** The state changes of a step (inside the caller's commit). */
@@ -132,7 +142,8 @@ export class LifecycleSteps {
   private async threadNote(config: CompiledConfig, step: Step, incident: Incident, message: AlertMessage): Promise<void> {
     let text: string | undefined;
     const link = `<${this.inputs.permalink(message.channel, message.ts)}|${step.kind === 'repeat' ? 'repeat' : 'alert'}>`;
-    if (step.kind === 'repeat' && step.note) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
+    // In a storm a note per repeat would queue ahead of new alerts: the post's status line says it already.
+    if (step.kind === 'repeat' && step.note && !this.inputs.heldBack(incident.incidentChannel)) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
     if (step.kind === 'reopen') {
       const members = step.page && incident.hotline ? config.hotlines.get(incident.hotline) ?? [] : [];
       text = `:rotating_light: Fired again within the reopen window: reopened (${link})${members.length ? ` — *Hotline ${escapeSlack(incident.hotline!)}*: ${members.map(mentionOf).join(' ')}` : ''}`;

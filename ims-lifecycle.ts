@@ -192,6 +192,12 @@ const secondsOf = (ts: string) => Number.parseFloat(ts) * 1000;
 export function plan(alerts: AlertIdentity[], ts: string, known: (key: string) => KeyRecord | undefined,
   standing: (id: number) => IncidentStanding | undefined, members: (id: number) => KeyRecord[], settings: LifecycleSettings): Plan {
   const at = secondsOf(ts);
+  // A message older than its alert's last change of state (one retried late, a catch-up behind a live one) says
+  // nothing new about it: a repeat that failed and is retried after the recovery must not reopen the incident.
+  const stale = (a: AlertIdentity) => { const r = known(a.key); return !!r && at < secondsOf(r.changedTs); };
+  const current = alerts.filter((a) => !stale(a));
+  if (alerts.length && !current.length) return { step: { kind: 'seen', why: 'older than its alert\'s last change' }, records: [] };
+  alerts = current;
   const stateful = alerts.filter((a) => a.state !== 'event');
   const notices = alerts.filter((a) => a.state === 'event' && a.notice);
   // The incident this message is about: the newest one any of its keys points at, if still open or recently resolved.

@@ -75,8 +75,9 @@ export function recognise(message: RecognisableMessage, recognisers: readonly Re
 /** Slack mrkdwn made plain for keys and titles: `<url|label>` → label, `*bold*`/`_it_`/`~s~`/backticks dropped, spaces collapsed. */
 export function plainLine(text: string): string {
   return text
-    .replace(/<([^|>]+)\|([^>]+)>/g, '$2')
-    .replace(/<(?:mailto:)?([^>]+)>/g, '$1')
+    // Each link stops at the next `<`: a text of thousands of `<` is read in linear time.
+    .replace(/<([^|<>]+)\|([^<>]+)>/g, '$2')
+    .replace(/<(?:mailto:)?([^<>]+)>/g, '$1')
     // Emphasis marks at word edges only: `db_primary` keeps its underscore.
     .replace(/(^|[\s(])[*_~]+(?=\S)/g, '$1')
     .replace(/(\S)[*_~]+(?=$|[\s).,:;!?])/g, '$1')
@@ -123,7 +124,7 @@ const decode = (text: string): string => text.replace(/&lt;/g, '<').replace(/&gt
 
 /** Links reduced to their label, bold and code marks dropped; unlike `plainLine`, underscores stay (label names have them). */
 const unmark = (text: string): string =>
-  decode(text).replace(/<([^|>]+)\|([^>]+)>/g, '$2').replace(/<([^>]+)>/g, '$1').replace(/[*`]/g, '').trim();
+  decode(text).replace(/<([^|<>]+)\|([^<>]+)>/g, '$2').replace(/<([^<>]+)>/g, '$1').replace(/[*`]/g, '').trim();
 
 /** The message's own attachments: not link unfurls nor shared messages (a person pasting or sharing an alert is not one). */
 function attachmentsOf(message: RecognisableMessage): Attachment[] {
@@ -479,12 +480,12 @@ function eventAttachments(event: SlackEvent): Attachment[] {
  * `*`, which host and service names contain (`db_primary`), so keys keep the names as the monitor spells them.
  */
 function label(mrkdwn: string): string {
-  return decode(mrkdwn.replace(/<([^|>]*)\|([^>]*)>/g, '$2').replace(/<([^|>]*)>/g, '$1')).trim();
+  return decode(mrkdwn.replace(/<([^|<>]*)\|([^<>]*)>/g, '$2').replace(/<([^|<>]*)>/g, '$1')).trim();
 }
 
 /** A query parameter of the first link in `mrkdwn` (`host` of `<…/show?host=web-01&amp;service=http|HTTP>`). */
 function linkParam(mrkdwn: string, name: string): string | undefined {
-  const url = /<([^|>]+)\|/.exec(mrkdwn)?.[1];
+  const url = /<([^|<>]+)\|/.exec(mrkdwn)?.[1];
   const value = url && new RegExp(`[?&]${name}=([^&]+)`).exec(decode(url))?.[1];
   if (!value) return undefined;
   try { return decodeURIComponent(value).trim(); } catch { return value.trim(); }

@@ -153,7 +153,7 @@ export class Ims {
     });
     this.lifecycle = new IncidentLifecycle({
       state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
-      permalink: (channel, ts) => this.permalink(channel, ts), queues: this.queues,
+      permalink: (channel, ts) => this.permalink(channel, ts), queues: this.queues, track,
     });
     this.catchUps = new CatchUp({
       state: this.state, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,

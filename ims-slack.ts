@@ -275,6 +275,8 @@ class PostingBucket {
 export class ChannelQueues {
   private readonly tails = new Map<string, Promise<unknown>>();
   private readonly buckets = new Map<string, PostingBucket>();
+  /** Tasks queued per lane (a channel's posts, its edits) and not yet settled. */
+  private readonly queued = new Map<string, number>();
   private readonly pace: Required<PostingPace>;
   /** Calls waiting out a 429 right now, and channels waiting for their posting pace; and who to tell when one starts to. */
   readonly throttled = new Set<string>();
@@ -289,14 +291,19 @@ export class ChannelQueues {
 
   run<T>(channel: string, what: string, task: () => Promise<T>): Promise<T> {
     const paced = PACED_METHODS.has(what);
-    const previous = this.tails.get(channel) ?? Promise.resolve();
+    // Edits go in a lane of their own, at their own pace (Slack limits chat.update apart from posts): a storm's
+    // edits in place never hold up a new alert's post, and an edit always concerns a post already made.
+    const lane = what === 'chat.update' ? `${channel} (edits)` : channel;
+    this.queued.set(lane, (this.queued.get(lane) ?? 0) + 1);
+    const previous = this.tails.get(lane) ?? Promise.resolve();
     const result = previous.then(async () => {
-      if (paced) await this.paced(channel);
-      return slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(channel) : undefined);
+      if (paced) await this.paced(lane);
+      return slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(lane) : undefined);
     });
     const tail = result.catch(() => undefined);
-    this.tails.set(channel, tail);
-    void tail.then(() => { if (this.tails.get(channel) === tail) this.tails.delete(channel); });
+    void tail.then(() => this.queued.set(lane, (this.queued.get(lane) ?? 1) - 1));
+    this.tails.set(lane, tail);
+    void tail.then(() => { if (this.tails.get(lane) === tail) this.tails.delete(lane); });
     return result;
   }
 
@@ -320,6 +327,11 @@ export class ChannelQueues {
   /** Posts that may go into `channel` now without waiting for the pace (after the one whose turn it is, from inside its task). */
   available(channel: string): number {
     return this.bucket(channel).available();
+  }
+
+  /** Posts (not edits) queued in `channel` and not yet done: more than none means new posts wait behind them. */
+  queuedPosts(channel: string): number {
+    return this.queued.get(channel) ?? 0;
   }
 
   /** Posts that may go into a channel within `ms` at its pace, beyond those it may post now. */

@@ -1185,6 +1185,12 @@ export function decide(config: CompiledConfig, event: SlackMessageEvent, options
   const alert = identify({ event, text: message.text, edited: options.edited, threadOf }, lifecycle, decision.action === 'incident' ? decision.match : undefined, person ? 'person' : 'integration');
   if (alert === 'quoted') return { decision: { action: 'ignore', reason: 'quoted alert' } };
   if (!alert) return options.edited || threadOf ? { decision: { action: 'ignore', reason: 'talk about an alert' } } : decided;
+  if (threadOf && !options.edited) {
+    // A reply in an alert's thread is never a new alert: only what it says of a state (a recovery, a notice) is read.
+    const changes = alert.alerts.filter((a) => a.state === 'resolved' || a.notice);
+    if (!changes.length) return { decision: { action: 'ignore', reason: 'talk about an alert' } };
+    return { decision: { action: 'seen', match: 'match' in decision ? decision.match : undefined, reaction: config.seenReaction, alert: { ...alert, alerts: changes } }, message };
+  }
   return { decision: { ...decision, alert }, message };
 }
 
