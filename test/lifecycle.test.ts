@@ -230,3 +230,66 @@ test('a config read from IMS.ini keeps one incident per message, unless it turns
   assert.equal(compileConfig({ ...legacy, lifecycle: { enabled: true } }).lifecycle.enabled, true);
   assert.equal(compileConfig(baseConfig()).lifecycle.enabled, true, 'on by default in ims.config.ts');
 });
+
+test('a repeat retried after its alert recovered (its handling failed on the way) does not reopen the incident', async (t) => {
+  const fake = await startFake();
+  const bot = await startBot(fake, baseConfig(), { retryPendingMs: 1500 });
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  postNagios(fake, 0, 'PROBLEM');
+  await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
+  await settle(bot);
+  fake.outage(500, 800, { methods: ['reactions.add'] });
+  postNagios(fake, 300, 'PROBLEM');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const recovery = postNagios(fake, 600, 'RECOVERY');
+  await fake.waitFor(() => seen(recovery), 'the recovery read');
+  await fake.waitFor(() => bot.ims.state.pendingMessages().length === 0, 'the late repeat retried', 8000);
+  await settle(bot);
+  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 0, 'still resolved');
+});
+
+test('a person taking back their resolved reaction does not reopen an incident its integration resolved', async (t) => {
+  const fake = await startFake();
+  const bot = await startBot(fake, baseConfig());
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  postNagios(fake, 0, 'PROBLEM');
+  const post = await fake.waitFor(() => topLevel(fake, INC_INFRA)[0], 'the incident post');
+  postNagios(fake, 600, 'RECOVERY');
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the recovery');
+  fake.react(INC_INFRA, post.ts, 'white_check_mark', HUMAN);
+  await settle(bot);
+  fake.unreact(INC_INFRA, post.ts, 'white_check_mark', HUMAN);
+  await settle(bot, 300);
+  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 0);
+});
+
+test('an integration\'s reply in an alert\'s thread is read for a recovery, and never opens an incident', async (t) => {
+  const fake = await startFake();
+  const bot = await startBot(fake, baseConfig());
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  const alert = postNagios(fake, 0, 'PROBLEM');
+  await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
+  const firingReply = fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', thread_ts: alert.ts, text: nagios('PROBLEM', 'db-09', 'Disk', 'CRITICAL'), ts: at(60) });
+  const recoveryReply = fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', thread_ts: alert.ts, text: nagios('RECOVERY', 'web-03', 'HTTP', 'OK'), ts: at(120) });
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the reply');
+  await settle(bot);
+  assert.equal(topLevel(fake, INC_INFRA).length, 1, 'the firing reply opened nothing');
+  assert.ok(firingReply && seen(recoveryReply));
+});
+
+test('Sentry re-opening its issue by editing the alert reopens the incident its Resolve closed', async (t) => {
+  const fake = await startFake();
+  const bot = await startBot(fake, baseConfig({ rules: [{ match: 'TypeError', head: '[Sentry]', incident: 'APPS' }] }));
+  t.after(async () => { await bot.stop(); await fake.close(); });
+  const block = (suffix: string) => [
+    { type: 'section', block_id: '{"issue":4429537441,"rule":232}', text: { type: 'mrkdwn', text: ':red_circle: <https://acme.sentry.io/issues/4429537441/?referrer=slack|*TypeError: undefined is not a function*>' } },
+    ...(suffix ? [{ type: 'context', elements: [{ type: 'mrkdwn', text: suffix }] }] : []),
+  ];
+  const alert = fake.post(ALERTS, { bot_id: 'B0SENTRY1', text: '[checkout] TypeError: undefined is not a function', blocks: block('') });
+  await fake.waitFor(() => topLevel(fake, INC_APPS).length === 1, 'the incident post');
+  fake.edit(ALERTS, alert.ts, { blocks: block(`*Issue resolved by <@${HUMAN}>*`) });
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit');
+  fake.edit(ALERTS, alert.ts, { blocks: block(`*Issue re-opened by <@${HUMAN}>*`) });
+  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 1, 'reopened by the edit');
+  assert.equal(topLevel(fake, INC_APPS).length, 1);
+});
