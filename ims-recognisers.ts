@@ -236,7 +236,10 @@ function groupedAlerts(source: string, attachment: Attachment, subject: RegExpEx
   // The group labels (before the common labels' parentheses) are the group's identity: which common labels
   // show changes as alerts join and leave the group, so they are in the title, not the key.
   const whole = oneLine(subject[2]);
-  const group = /^(.*?)\s*(?:\((.*)\))?$/.exec(whole)?.[1] || whole;
+  // Before the first `(` when the subject ends with the common labels' `(…)` (read without a regex: a hostile title of
+  // thousands of `(` stays linear).
+  const open = whole.endsWith(')') ? whole.indexOf('(') : -1;
+  const group = (open >= 0 ? whole.slice(0, open).trimEnd() : whole) || whole;
   return whole ? [{ source, key: `${source}:${group}`, state, title: whole }] : undefined;
 }
 
