@@ -287,6 +287,39 @@ export class IncidentLifecycle {
         log.warn(`could not read ${channel} for resolutions made while IMS was away: ${errorText(error)}`);
       }
     }
+    await this.readMissedEdits(open.filter((i) => i.alertKey !== undefined));
+  }
+
+  /**
+   * Edits are not replayed after downtime either: an integration that resolved its alert by editing it (Zabbix,
+   * Sentry) while IMS was away shows only the edited form in history. Read the alerts of open incidents that were
+   * edited, and take the change of state they now say (dated at the edit, when Slack says when).
+   */
+  private async readMissedEdits(open: Incident[]): Promise<void> {
+    const { log } = this.inputs;
+    const bySource = new Map<string, Map<string, Incident>>();
+    for (const incident of open) {
+      if (!bySource.has(incident.sourceChannel)) bySource.set(incident.sourceChannel, new Map());
+      bySource.get(incident.sourceChannel)!.set(incident.sourceTs, incident);
+    }
+    for (const [channel, alerts] of bySource) {
+      const oldest = [...alerts.keys()].reduce((a, b) => (tsAfter(a, b) ? b : a));
+      try {
+        for await (const m of listAll<SlackMessageEvent & { edited?: { ts?: string } }>(this.inputs.slack, log, 'conversations.history', { channel, oldest, inclusive: true, limit: 200 }, 'messages')) {
+          if (!m.edited || !alerts.has(m.ts)) continue;
+          const config = this.inputs.config();
+          const { decision, message } = config.engine.decide(config, { ...m, type: 'message', channel }, { self: this.inputs.self(), edited: true });
+          if (!message || !('alert' in decision) || !decision.alert) continue;
+          const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice);
+          if (!changes.length) continue;
+          log.info(`an edit made while IMS was away changes ${changes.map((a) => `${a.key} to ${a.state}`).join(', ')}`, { channel, ts: m.ts });
+          const seen = { action: 'seen' as const, reaction: config.seenReaction, alert: { ...decision.alert, alerts: changes } };
+          await this.act(config, seen, message, 'catch-up', m.edited.ts ?? m.ts);
+        }
+      } catch (error) {
+        log.warn(`could not read ${channel} for edits made while IMS was away: ${errorText(error)}`);
+      }
+    }
   }
 }
 

@@ -471,13 +471,13 @@ export class FakeSlack {
    * Someone else (an integration) edits their message, as Zabbix and Sentry do when an alert resolves: the stored
    * message changes and, like Slack, a hidden `message_changed` event carries the new and the previous message.
    */
-  edit(channel: string, ts: string, changes: { text?: string; attachments?: any[]; blocks?: any[] }): FakeMessage {
+  edit(channel: string, ts: string, changes: { text?: string; attachments?: any[]; blocks?: any[] }, opts: { emit?: boolean } = {}): FakeMessage {
     const ch = this.channelOrThrow(channel);
     const message = this.findMessage(ch, ts);
     const previous = this.messageJson(message, false);
     Object.assign(message, defined(changes));
     message.edited = { user: message.user ?? message.bot_id ?? '', ts: this.nextTs() };
-    if (ch.is_member) this.emitChange(ch, { subtype: 'message_changed', message: this.messageJson(message, false), previous_message: previous });
+    if (ch.is_member && opts.emit !== false) this.emitChange(ch, { subtype: 'message_changed', message: this.messageJson(message, false), previous_message: previous });
     return message;
   }
 

@@ -293,3 +293,26 @@ test('Sentry re-opening its issue by editing the alert reopens the incident its 
   await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 1, 'reopened by the edit');
   assert.equal(topLevel(fake, INC_APPS).length, 1);
 });
+
+test('an integration that resolved its alert by editing it while IMS was away: the next start reads the edit and resolves the incident', async (t) => {
+  const fake = await startFake();
+  const statePath = path.join(tempDir(), 'ims.db');
+  const config = baseConfig({ rules: [{ match: 'Problem', head: '[Zabbix]', incident: 'APPS' }] });
+  const first = await startBot(fake, config, { statePath });
+  const url = 'https://zabbix.example.com/tr_events.php?triggerid=24713&eventid=4829103';
+  const title = 'Problem: High CPU utilization (over 90% for 5m)';
+  const problem = fake.post(ALERTS, {
+    bot_id: 'B0ZABBIX1', user: 'U0ZABBIXB', text: '', bot_profile: { id: 'B0ZABBIX1', name: 'Zabbix' },
+    attachments: [{ color: 'E97659', fallback: title, title, title_link: url, text: 'Problem started at 10:12:44 on 2026.11.16\nProblem name: High CPU utilization (over 90% for 5m)\nHost: web-02\nSeverity: High\n' }],
+  });
+  await fake.waitFor(() => topLevel(fake, INC_APPS).length === 1, 'the incident post');
+  await settle(first);
+  await first.stop();
+  const resolved = 'Resolved in 9m 41s: High CPU utilization (over 90% for 5m)';
+  fake.edit(ALERTS, problem.ts, { attachments: [{ color: '009900', fallback: resolved, title: resolved, title_link: url,
+    text: 'Problem has been resolved in 9m 41s at 10:22:25 on 2026.11.16\nProblem name: High CPU utilization (over 90% for 5m)\nHost: web-02\nSeverity: High\n' }] }, { emit: false });
+  const second = await startBot(fake, config, { statePath });
+  t.after(async () => { await second.stop(); await fake.close(); });
+  await fake.waitFor(() => second.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit read back');
+  assert.equal(topLevel(fake, INC_APPS).length, 1);
+});
