@@ -282,7 +282,12 @@ export class DigestPoster {
       // Recorded before any member: a member's message stays pending until its incident is (a crash between finds the digest by its metadata).
       state.addDigest(channel, outcome.ts, post);
       log.info(`digest of ${members.length} incidents → ${channel} (Slack's posting limit holds the channel back)`, { ts: outcome.ts });
-      for (const w of taken) w.resolve({ ts: outcome.ts, digest: true });
+      // Each member's incident is recorded when its promise settles: a turn of the event loop every few members,
+      // so a digest of 150 does not hold up the acks of new frames while they are recorded.
+      for (const [i, w] of taken.entries()) {
+        w.resolve({ ts: outcome.ts, digest: true });
+        if (i % 8 === 7) await new Promise((resolve) => setImmediate(resolve));
+      }
     } catch (error) {
       for (const w of taken) w.reject(error);
     }
