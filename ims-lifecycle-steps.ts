@@ -8,6 +8,7 @@
 import type { AlertMessage, CompiledConfig, Decision, Incident, Logger } from './ims.ts';
 import type { State } from './ims-state.ts';
 import { plan, type Identification, type IncidentStanding, type KeyRecord, type Step } from './ims-lifecycle.ts';
+import { normalisedTextKey, recognise, type AlertIdentity } from './ims-recognisers.ts';
 import { tsToMs } from './ims-time.ts';
 import { escapeSlack, mentionOf } from './ims-text.ts';
 import type { Poster } from './ims-slack.ts';
@@ -40,7 +41,36 @@ export class LifecycleSteps {
       const incident = state.incidentById(id);
       return incident && { id, resolvedAt: incident.resolvedAt, flapping: incident.flapping, lastNoteTs: incident.lastNoteTs };
     };
+    const planned = plan(alert.alerts, ts, (key) => state.keyRecord(key), standing, (id) => state.keyRecords(id), config.lifecycle);
+    if (planned.step.kind !== 'open' || !this.adoptOpenedBeforeKeys(config, planned.step.alerts, ts)) return planned;
     return plan(alert.alerts, ts, (key) => state.keyRecord(key), standing, (id) => state.keyRecords(id), config.lifecycle);
+  }
+
+  /** No open incident without a key is left (they came from before schema 3, or from a run with lifecycles off). */
+  private noKeylessLeft = false;
+
+  /**
+   * An incident opened before IMS kept keys (an `ims.db` upgraded to schema 3, or lifecycles turned on later) has
+   * none: the first alert that reads like it — by the recogniser over its text, or by its normalised text — is
+   * its repeat, not a second incident. The incident is given the key; true when one was.
+   */
+  private adoptOpenedBeforeKeys(config: CompiledConfig, alerts: AlertIdentity[], ts: string): boolean {
+    if (this.noKeylessLeft) return false;
+    const { state } = this.inputs;
+    // Within the report's window, as the report lists them: older ones are left to a person.
+    const keyless = state.listIncidents({ open: true }).filter((i) => i.alertKey === undefined && i.ruleNumber > 0 && tsToMs(ts) - tsToMs(i.sourceTs) <= config.report.windowMs);
+    if (!keyless.length) { this.noKeylessLeft = true; return false; }
+    for (const incident of keyless) {
+      const event = { type: 'message' as const, channel: incident.sourceChannel, ts: incident.sourceTs, text: incident.text, bot_id: 'B0KEYLESS', subtype: 'bot_message' };
+      const read = recognise({ event, text: incident.text }, config.lifecycle.recognisers);
+      const keys = read ? read.alerts.map((a) => a.key) : [normalisedTextKey(incident.text)];
+      const alert = alerts.find((a) => keys.includes(a.key));
+      if (!alert) continue;
+      state.saveKeyRecords([{ key: alert.key, incidentId: incident.id, state: 'firing', changedTs: incident.sourceTs, changes: [], lastSeenTs: incident.sourceTs, title: alert.title }]);
+      this.inputs.log.info(`incident #${incident.id}, opened before IMS kept alert keys, is ${alert.key}: this alert is its repeat`);
+      return true;
+    }
+    return false;
   }
 
   /**

@@ -316,3 +316,23 @@ test('an integration that resolved its alert by editing it while IMS was away: t
   await fake.waitFor(() => second.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit read back');
   assert.equal(topLevel(fake, INC_APPS).length, 1);
 });
+
+test('an incident opened before IMS kept alert keys (lifecycles off, or an older ims.db) takes the next repeat of its alert instead of a second incident', async (t) => {
+  const fake = await startFake();
+  const statePath = path.join(tempDir(), 'ims.db');
+  const before = await startBot(fake, baseConfig({ lifecycle: { enabled: false } }), { statePath });
+  postNagios(fake, 0, 'PROBLEM');
+  await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
+  await settle(before);
+  assert.equal(before.ims.state.listIncidents()[0].alertKey, undefined);
+  await before.stop();
+  const after = await startBot(fake, baseConfig(), { statePath });
+  t.after(async () => { await after.stop(); await fake.close(); });
+  const repeat = postNagios(fake, 300, 'PROBLEM');
+  await fake.waitFor(() => seen(repeat), 'the repeat read');
+  await settle(after);
+  assert.equal(topLevel(fake, INC_INFRA).length, 1, 'no second incident');
+  const [incident] = after.ims.state.listIncidents();
+  assert.equal(incident.repeats, 1);
+  assert.equal(incident.alertKey, 'nagios:web-03/HTTP');
+});
