@@ -9,8 +9,7 @@ import Database from 'better-sqlite3';
 import { WebClient } from '@slack/web-api';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
 import {
-  ALERTS, ALERTS2, INC_APPS, NAGIOS, baseConfig, guardSocketModeShutdownBug, messageEventOf, settle, setup, tempDir,
-} from './harness.ts';
+  ALERTS, ALERTS2, INC_APPS, NAGIOS, baseConfig, guardSocketModeShutdownBug, messageEventOf, settle, setup, tempDir, UNPACED } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -66,11 +65,11 @@ test('alerts that reach IMS both as queued events and through catch-up after a r
 test('catch-up reads every page of a long history and waits out a 429 on conversations.history', async (t) => {
   const { fake, start } = await setup(t, { pageSize: 10 });
   const statePath = path.join(tempDir(), 'ims.db');
-  const first = await start(baseConfig(), { statePath });
+  const first = await start(baseConfig(), { statePath, ...UNPACED });
   await first.stop();
   const missed = Array.from({ length: 230 }, (_, n) => fake.post(ALERTS, { bot_id: NAGIOS, text: n % 10 === 0 ? `ERROR: alert ${n}` : `ok ${n}` }, { emit: false }));
   fake.rateLimit('conversations.history', { count: 1, retryAfterSec: 1, channel: ALERTS });
-  const second = await start(baseConfig(), { statePath });
+  const second = await start(baseConfig(), { statePath, ...UNPACED });
   await fake.waitFor(() => reposts(fake, INC_APPS).length >= 23 && missed.every((m) => m.text.startsWith('ERROR') || m.reactions), 'all 230 handled', 10_000);
   await settle(second);
   assert.deepEqual(reposts(fake, INC_APPS).map(label), Array.from({ length: 23 }, (_, i) => `alert ${i * 10}`));

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { messageEventOf, guardSocketModeShutdownBug, INC_APPS } from './harness.ts';
-import { Alerts, assertSurvived, fakeSlack, startBot, until, waitHandled, writeSuiteConfig } from './faults.ts';
+import { Alerts, assertSurvived, fakeSlack, startBot, until, waitHandled, writeSuiteConfig, UNPACED_ENV } from './faults.ts';
 
 guardSocketModeShutdownBug();
 
@@ -100,7 +100,7 @@ test('a 5xx outage of the Web API for a few seconds mid-burst, with the socket c
 test('answers lost after Slack made the post, its continuation or the reaction (connection cut, no answer) make no second post and lose nothing', async (t) => {
   const fake = await fakeSlack(t);
   const { file } = writeSuiteConfig();
-  const run = await startBot(t, fake, file);
+  const run = await startBot(t, fake, file, { env: UNPACED_ENV });
   const alerts = new Alerts(fake);
   await alerts.warmUp(run);
   const stackTrace = (m: string) => `ERROR ${m} java.lang.IllegalStateException\n${Array.from({ length: 300 }, (_, i) => `\tat com.example.Service${i}.call(Service.java:${i})`).join('\n')}`;

@@ -69,10 +69,14 @@ export async function exitOf(run: BotRun, ms = 15_000): Promise<{ code: number |
 
 /** The environment a user gives the bot, pointed at the fake; a short ping timeout so dead links are noticed fast. */
 export function botEnv(fake: FakeSlack, extra: Record<string, string> = {}): Record<string, string> {
-  // These suites are about faults, not storms: the bot posts every alert on its own, at a pace the fake does not limit
-  // (the storm suite keeps Slack's pace and its digests).
-  return { SLACK_APP_TOKEN: APP_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_API_URL: fake.apiUrl, IMS_PING_TIMEOUT_MS: '400', IMS_POSTS_PER_SECOND: '1000', IMS_POST_BURST: '1000', ...extra };
+  return { SLACK_APP_TOKEN: APP_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_API_URL: fake.apiUrl, IMS_PING_TIMEOUT_MS: '400', ...extra };
 }
+
+/**
+ * For the fault suites' bursts, which test faults, not storms: every alert its own post, at a pace the fake does not
+ * limit (`botEnv(fake, UNPACED_ENV)`). By default the bot keeps Slack's pace, as in production.
+ */
+export const UNPACED_ENV = { IMS_POSTS_PER_SECOND: '1000', IMS_POST_BURST: '1000' };
 
 /** A fake Slack (the harness's workspace) that accepts the suite's tokens; closed when the test ends. */
 export async function fakeSlack(t: Parameters<typeof setup>[0], options: FakeSlackOptions = {}): Promise<FakeSlack> {

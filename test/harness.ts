@@ -71,6 +71,12 @@ export interface Bot {
   stop(): Promise<void>;
 }
 
+/**
+ * For suites that post bursts into one channel to test something else than storms: every alert its own post,
+ * at a pace the fake does not limit. By default the bot keeps Slack's pace, as in production (digests in a storm).
+ */
+export const UNPACED: Partial<RuntimeOptions> = { postsPerSecond: 1000, postBurst: 1000 };
+
 /** Start a real IMS against the fake. Stop it (or let the test's `after` do it) before closing the fake. */
 export async function startBot(fake: FakeSlack, config: Config, options: Partial<RuntimeOptions> & { statePath?: string; start?: boolean } = {}): Promise<Bot> {
   const statePath = options.statePath ?? path.join(tempDir(), 'ims.db');
@@ -79,9 +85,7 @@ export async function startBot(fake: FakeSlack, config: Config, options: Partial
   const log = createLogger({ level: 'debug', write: (line) => logs.push(line), secrets: ['xapp-test', 'xoxb-test'] });
   const ims = new Ims(compiled, {
     appToken: 'xapp-test', botToken: 'xoxb-test', apiUrl: fake.apiUrl, log, autoReload: false, reports: false,
-    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50,
-    // Suites about other things than storms post every alert on its own, unpaced (test/storm.test.ts keeps Slack's pace).
-    postsPerSecond: 1000, postBurst: 1000, ...options,
+    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options,
   });
   let stopped = false;
   const bot: Bot = { ims, logs, config: compiled, stop: async () => { if (!stopped) { stopped = true; await ims.stop(); } } };

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FakeSlack } from './fake-slack.ts';
-import { ALERTS, ALERTS2, INC_APPS, INC_INFRA, NAGIOS, baseConfig, guardSocketModeShutdownBug, settle, setup } from './harness.ts';
+import { ALERTS, ALERTS2, INC_APPS, INC_INFRA, NAGIOS, baseConfig, guardSocketModeShutdownBug, settle, setup, UNPACED } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -20,7 +20,7 @@ const numbers = (fake: FakeSlack, channel: string) => reposts(fake, channel).map
 
 test('a 429 storm on one incident channel does not delay another, drops nothing and keeps the order', async (t) => {
   const { fake, start } = await setup(t);
-  const bot = await start(config);
+  const bot = await start(config, UNPACED);
   fake.rateLimit('chat.postMessage', { count: 5, retryAfterSec: 1, channel: INC_INFRA });
   for (let n = 1; n <= 20; n++) fake.post(ALERTS, { bot_id: NAGIOS, text: `infra alert #${n}` });
   await fake.waitFor(() => fake.callsTo('chat.postMessage').some((c) => c.params.channel === INC_INFRA && c.status === 429), 'the first 429');
@@ -82,7 +82,7 @@ test('a 429 without a channel scope (the whole method) still delivers every aler
 
 test('hundreds of alerts stuck behind a throttled channel do not hold up an alert for another channel', async (t) => {
   const { fake, start } = await setup(t);
-  const bot = await start(config);
+  const bot = await start(config, UNPACED);
   fake.rateLimit('chat.postMessage', { count: 1, retryAfterSec: 3, channel: INC_INFRA });
   // More than IMS keeps in the works at once (128): the intake must not wait for the throttled channel.
   for (let n = 1; n <= 300; n++) fake.post(ALERTS, { bot_id: NAGIOS, text: `infra alert #${n}` });

@@ -9,8 +9,7 @@ import { definePlugin, escapeSlack, messageText, runReport, splitText } from '..
 import type { FakeMessage } from './fake-slack.ts';
 import {
   ALERTS, ALERTS2, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, textObjects,
-  unescapeSlack,
-} from './harness.ts';
+  unescapeSlack, UNPACED } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -142,7 +141,7 @@ const contextOf = (post: FakeMessage) => textObjects(post.blocks!.filter((b) => 
 test("the context line names the poster — the integration's name or the person's — looked up once per ID, escaped", async (t) => {
   const { fake, start } = await setup(t);
   fake.addBot({ id: 'B0ZABBIX1', name: 'Zabbix' });
-  const bot = await start(baseConfig());
+  const bot = await start(baseConfig(), UNPACED);
   const sent = [
     // An incoming webhook posts under its `username`; an app's bot carries `bot_profile`; else bots.info knows it.
     fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', text: 'ERROR one' }),
@@ -267,7 +266,7 @@ test('the report never cuts an escaped entity, a link or an emoji in half, in it
   // A plugin section longer than a block, full of links and entities.
   const long = Array.from({ length: 120 }, (_, i) => `• <https://stats.example.com/r/${i}?a=1&amp;b=2|row ${i} &amp; more> &lt;${i}&gt; 😀`);
   const plugin = definePlugin({ name: 'long-section', onReport: ({ addSection }) => addSection({ title: 'Statistics & more', lines: long }) });
-  const bot = await start(baseConfig({ report: { channel: REPORT }, plugins: [plugin] }));
+  const bot = await start(baseConfig({ report: { channel: REPORT }, plugins: [plugin] }), UNPACED);
   // Alerts whose entity, link or emoji falls where the report shortens its line (150 characters).
   for (let shift = 0; shift < 8; shift++) {
     fake.post(ALERTS, { bot_id: NAGIOS, text: escapeSlack(`ERROR ${'x'.repeat(136 + shift)}&<>😀😀 https://example.com/q?a=1&b=2 tail`) });
