@@ -426,20 +426,15 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     reportRefusal(`ims: ${(error as Error).message}`, options, io);
     return 2;
   }
-  const milliseconds = (name: string): number | undefined => {
+  /** A positive number from the environment (`what` names its unit in the warning); a bad one is ignored with a warning. */
+  const positive = (name: string, what = 'a positive number'): number | undefined => {
     const value = process.env[name];
     if (value === undefined || value === '') return undefined;
     if (Number.isFinite(Number(value)) && Number(value) > 0) return Number(value);
-    log.warn(`${name} must be a positive number of milliseconds, found '${value}': ignored`);
+    log.warn(`${name} must be ${what}, found '${value}': ignored`);
     return undefined;
   };
-  const positive = (name: string): number | undefined => {
-    const value = process.env[name];
-    if (value === undefined || value === '') return undefined;
-    if (Number.isFinite(Number(value)) && Number(value) > 0) return Number(value);
-    log.warn(`${name} must be a positive number, found '${value}': ignored`);
-    return undefined;
-  };
+  const milliseconds = (name: string) => positive(name, 'a positive number of milliseconds');
   // How the process ends: the first reason to stop wins (a signal, the parent gone, a refused token).
   let exitCode = 0;
   let stopping: string | undefined;
