@@ -8,17 +8,20 @@ import type { WebClient } from '@slack/web-api';
 import type { AlertMessage, CompiledConfig, Decision, Incident, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
 import type { State } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
-import { classifySlackFailure } from './ims-plugin-kit.ts';
+import { classifySlackFailure, isHuman } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import { alertPieces, decodeEntities, incidentMessages, mentionOf, plainText } from './ims-text.ts';
 import { formatDate, tsToMs } from './ims-time.ts';
 import { listAll, slackCall, type ChannelQueues, type Poster, type PostSpec } from './ims-slack.ts';
 import { LifecycleSteps } from './ims-lifecycle-steps.ts';
-import { PostEditor } from './ims-incident-posts.ts';
+import { PostEditor, actionsBlock } from './ims-incident-posts.ts';
 import { DigestPoster } from './ims-digests.ts';
 import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
+import type { Silencing } from './ims-silencing.ts';
+import { describeMatcher } from './ims-silences.ts';
+import { normalisedTextKey } from './ims-recognisers.ts';
 
 /** A `reaction_added` / `reaction_removed` event, as far as IMS reads it. */
 export interface ReactionEvent {
@@ -46,6 +49,10 @@ export interface IncidentInputs {
   queues: ChannelQueues;
   /** Keep work in IMS's in-flight work (a stop waits for it). */
   track<T>(work: Promise<T>): Promise<T>;
+  /** Silences in force take alerts before they are posted. */
+  silencing: Silencing;
+  /** An incident changed (the App Home shows it). */
+  changed(): void;
 }
 
 /** Where an incident goes and what its post says. */
@@ -71,11 +78,14 @@ export class IncidentLifecycle {
   private readonly digests: DigestPoster;
 
   constructor(private readonly inputs: IncidentInputs) {
-    this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log });
+    this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log, config: () => inputs.config(), now: () => inputs.now(), changed: () => inputs.changed() });
     this.digests = new DigestPoster({ poster: inputs.poster, queues: inputs.queues, state: inputs.state, log: inputs.log });
     this.steps = new LifecycleSteps({
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
+      silenced: (incident) => !!inputs.silencing.silenceFor({
+        head: incident.head, label: incident.label, keys: incident.alertKey ? [incident.alertKey] : [], textKey: normalisedTextKey(incident.text), text: incident.text,
+      }),
     });
   }
 
@@ -86,6 +96,10 @@ export class IncidentLifecycle {
    */
   async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin, at = message.ts): Promise<void> {
     const { state, log } = this.inputs;
+    // A recovery ends the firing of the alerts silences kept quiet (their summaries say which are still firing).
+    for (const alert of decision.action === 'incident' || decision.action === 'seen' ? decision.alert?.alerts ?? [] : []) {
+      if (alert.state === 'resolved') this.inputs.silencing.noteRecovery(alert.key, message.ts);
+    }
     if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
       const alertDecision = { ...decision, alert: decision.alert };
       return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)), at);
@@ -119,9 +133,21 @@ export class IncidentLifecycle {
   }
 
   /** Open the incident a rule decided on: post, page, record, then the plugins' `onMatch` / `onHotline`. */
-  private async openFor(config: CompiledConfig, decision: Extract<Decision, { action: 'incident' }>, message: AlertMessage, origin: MessageOrigin): Promise<Incident> {
-    const { state, log, hooks } = this.inputs;
+  private async openFor(config: CompiledConfig, decision: Extract<Decision, { action: 'incident' }>, message: AlertMessage, origin: MessageOrigin): Promise<Incident | undefined> {
+    const { state, log, hooks, silencing } = this.inputs;
     const rule = decision.match.rule;
+    const keys = decision.alert?.alerts.map((a) => a.key) ?? [];
+    // A silence in force takes it: seen, not reposted, not paged, counted (a message recovered after a crash was decided before).
+    const silence = origin === 'recovery' && state.incidentBySource(message.channel, message.ts) ? undefined : silencing.silenceFor(silencing.subjectOf(message, rule, keys));
+    if (silence) {
+      await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
+      state.withinOneCommit(() => {
+        silencing.noteSilenced(silence, message, keys[0]);
+        state.finishMessage(message.channel, message.ts);
+      });
+      log.info(`silenced by silence #${silence.id} (${describeMatcher(silence.matcher)}): reaction :${config.seenReaction}:`, { channel: message.channel, ts: message.ts, rule: rule.number });
+      return undefined;
+    }
     const members = decision.hotline ? config.hotlines.get(decision.hotline) ?? [] : [];
     const { incident, opened } = await this.open(config, message, {
       channel: decision.channel, head: rule.head, label: rule.incident, ruleNumber: rule.number, hotline: decision.hotline, mentions: members.map(mentionOf),
@@ -129,6 +155,7 @@ export class IncidentLifecycle {
     }, origin);
     // Opened before a stop, its page and hooks went then (hooks are at most once); this run only finished its thread.
     if (opened === 'before') return incident;
+    this.inputs.changed();
     log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
     if (decision.hotline) state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
     // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
@@ -164,8 +191,10 @@ export class IncidentLifecycle {
     const [first, ...rest] = await render();
     // A recovered message may have been posted before the crash: look first (its post, or a digest listing it, names its source).
     // In a storm, the post may go out listed in a digest with the others waiting for the channel.
+    // Its buttons from the start; they name the incident once its number is known (the first edit), and until then the post.
+    const buttons = config.interactive.buttons ? [actionsBlock({ id: 0, resolvedAt: undefined, acknowledgedAt: undefined })] : [];
     const { ts, digest } = await this.digests.post({
-      channel: target.channel, text: first.text, blocks: first.blocks, metadata: { event_type: 'ims_incident', event_payload: source },
+      channel: target.channel, text: first.text, blocks: [...first.blocks, ...buttons], metadata: { event_type: 'ims_incident', event_payload: source },
       fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,
     }, {
       // What the alert says, from its start, as its own post would show it (a recogniser's title would drop the rest).
@@ -198,7 +227,14 @@ export class IncidentLifecycle {
   /** Thread replies on incident posts count as acknowledgement (MTTA) and feed the timeline; on a digest, of each incident it lists. */
   noteThreadReply(event: SlackMessageEvent): void {
     if (!event.thread_ts || event.thread_ts === event.ts || event.bot_id === this.inputs.self().botId) return;
-    for (const incident of this.inputs.state.incidentsByPost(event.channel, event.thread_ts)) this.inputs.state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
+    const { state } = this.inputs;
+    for (const incident of state.incidentsByPost(event.channel, event.thread_ts)) {
+      state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
+      // A person's reply acknowledges it (the first acknowledgement shows on the post).
+      if (incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, tsToMs(event.ts), event.user, 'thread reply')) {
+        void this.posts.refresh(state.incidentById(incident.id)!);
+      }
+    }
   }
 
   /**
@@ -218,19 +254,28 @@ export class IncidentLifecycle {
     const { state, log, hooks } = this.inputs;
     const at = event.event_ts ? tsToMs(event.event_ts) : this.inputs.now();
     if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
-    if (!this.inputs.config().resolvedReactions.includes(event.reaction)) return;
+    if (!this.inputs.config().resolvedReactions.includes(event.reaction)) {
+      // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post).
+      if (added && incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, at, event.user, `reaction :${event.reaction}:`)) {
+        void this.posts.refresh(state.incidentById(incident.id)!);
+      }
+      return;
+    }
     if (added) {
       if (!state.resolveIncident(incident.id, at, event.user)) return;
       const resolved = state.incidentById(incident.id)!;
       log.info(`incident #${incident.id} resolved by ${event.user}`);
-      await hooks.run('onResolve', () => ({ incident: resolved, user: event.user, reaction: event.reaction }));
+      void this.posts.refresh(resolved);
+      await hooks.run('onResolve', () => ({ incident: resolved, user: event.user, reaction: event.reaction, via: 'reaction' as const }));
     } else {
       if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
       // Resolved by its integration's recovery: a person taking their reaction back does not make the alert fire again.
       if (state.incidentEvents(incident.id).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
       if (!state.reopenIncident(incident.id, at, event.user)) return;
       log.info(`incident #${incident.id} reopened by ${event.user}`);
-      await hooks.run('onReopen', () => ({ incident: state.incidentById(incident.id)!, user: event.user, reaction: event.reaction }));
+      const reopened = state.incidentById(incident.id)!;
+      void this.posts.refresh(reopened);
+      await hooks.run('onReopen', () => ({ incident: reopened, user: event.user, reaction: event.reaction, via: 'reaction' as const }));
     }
   }
 
@@ -260,7 +305,8 @@ export class IncidentLifecycle {
     const { state } = this.inputs;
     if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return;
     this.inputs.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
-    void this.inputs.hooks.run('onResolve', () => ({ incident: state.incidentById(incident.id)!, user, reaction: this.inputs.config().resolvedReactions[0] }));
+    void this.posts.refresh(state.incidentById(incident.id)!);
+    void this.inputs.hooks.run('onResolve', () => ({ incident: state.incidentById(incident.id)!, user, reaction: this.inputs.config().resolvedReactions[0], via: 'reaction' as const }));
   }
 
   /** Reactions are not replayed after downtime: read the posts of open incidents to find the ones resolved meanwhile. */

@@ -22,9 +22,9 @@ const MAX_MESSAGES_WHILE_HELD_BACK = 8 * MAX_MESSAGES_IN_FLIGHT;
 
 /** A Socket Mode envelope as the SDK hands it over. */
 export interface Envelope {
-  ack: () => Promise<void>;
+  ack: (response?: Record<string, unknown>) => Promise<void>;
   type: string;
-  body: { event_id?: string; event?: Record<string, unknown> };
+  body: { event_id?: string; event?: Record<string, unknown>; [field: string]: unknown };
 }
 
 /** What intake needs from the running IMS. */
@@ -46,6 +46,8 @@ export interface IntakeInputs {
   /** Channels plugins made for themselves: never alert sources. */
   pluginChannels: ReadonlySet<string>;
   track<T>(work: Promise<T>): Promise<T>;
+  /** Someone opened the bot's Home tab. */
+  homeOpened(user: string): Promise<void>;
 }
 
 /** Takes Socket Mode events in: acks, de-duplicates, admits, decides and claims each message, then hands it on. */
@@ -145,6 +147,8 @@ export class Intake {
         await this.handleMessage(event as SlackMessageEvent, origin);
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
         await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
+      } else if (event.type === 'app_home_opened' && typeof event.user === 'string') {
+        if (event.tab !== 'messages') await this.inputs.homeOpened(event.user);
       } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {
         log.warn(`malformed ${event.type} event skipped: ${JSON.stringify(event).slice(0, 200)}`);
       }

@@ -13,7 +13,7 @@ import { tsToMs } from './ims-time.ts';
 import { escapeSlack, mentionOf } from './ims-text.ts';
 import type { Poster } from './ims-slack.ts';
 import type { HookRunner } from './ims-hooks.ts';
-import { PostEditor, statusLines } from './ims-incident-posts.ts';
+import type { PostEditor } from './ims-incident-posts.ts';
 
 /** What the lifecycle steps need from the running IMS. */
 export interface LifecycleStepInputs {
@@ -27,6 +27,8 @@ export interface LifecycleStepInputs {
   track<T>(work: Promise<T>): Promise<T>;
   /** Whether a channel's posting pace holds its posts back now (a storm): repeat notes then wait for calmer times. */
   heldBack(channel: string): boolean;
+  /** Whether a silence in force takes the incident's alert: a reopening then pages nobody. */
+  silenced(incident: Incident): boolean;
 }
 
 type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
@@ -138,7 +140,7 @@ export class LifecycleSteps {
     // edit waits for its channel's pace). What shows it is kept in IMS's in-flight work, so a stop waits for it.
     this.runHooks(step, incident, message, recovery, flapping);
     void this.inputs.track((async () => {
-      await this.inputs.posts.show(incident, this.status(config, incident, { reopened: step.kind === 'reopen' }));
+      await this.inputs.posts.refresh(incident);
       await this.threadNote(config, step, incident, message);
     })());
   }
@@ -163,7 +165,10 @@ export class LifecycleSteps {
         state.reopenIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
         return;
       case 'acknowledge':
-        state.addIncidentEvent({ incidentId: incident.id, kind: 'acknowledge', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
+        // Acknowledged in the monitoring tool: the first acknowledgement shows on the post; later ones are recorded.
+        if (!state.acknowledgeIncident(incident.id, at, message.poster, this.inputs.permalink(message.channel, message.ts))) {
+          state.addIncidentEvent({ incidentId: incident.id, kind: 'acknowledge', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
+        }
         return;
     }
   }
@@ -175,7 +180,7 @@ export class LifecycleSteps {
     // In a storm a note per repeat would queue ahead of new alerts: the post's status line says it already.
     if (step.kind === 'repeat' && step.note && !this.inputs.heldBack(incident.incidentChannel)) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
     if (step.kind === 'reopen') {
-      const members = step.page && incident.hotline ? config.hotlines.get(incident.hotline) ?? [] : [];
+      const members = step.page && incident.hotline && !this.inputs.silenced(incident) ? config.hotlines.get(incident.hotline) ?? [] : [];
       text = `:rotating_light: Fired again within the reopen window: reopened (${link})${members.length ? ` — *Hotline ${escapeSlack(incident.hotline!)}*: ${members.map(mentionOf).join(' ')}` : ''}`;
     }
     if (!text) return;
@@ -192,8 +197,8 @@ export class LifecycleSteps {
   private runHooks(step: Step, incident: Incident, message: AlertMessage, recovery: { channel: string; ts: string; permalink: string }, flapping?: 'start' | 'stop'): void {
     const { hooks } = this.inputs;
     if (step.kind === 'repeat') void hooks.run('onRepeat', () => ({ incident, message, alerts: step.alerts, repeats: incident.repeats }));
-    if (step.kind === 'recover' && step.resolves) void hooks.run('onResolve', () => ({ incident, user: message.poster, reaction: '', recovery }));
-    if (step.kind === 'reopen') void hooks.run('onReopen', () => ({ incident, user: message.poster, reaction: '', recovery }));
+    if (step.kind === 'recover' && step.resolves) void hooks.run('onResolve', () => ({ incident, user: message.poster, reaction: '', recovery, via: 'integration' as const }));
+    if (step.kind === 'reopen') void hooks.run('onReopen', () => ({ incident, user: message.poster, reaction: '', recovery, via: 'integration' as const }));
     if (flapping) void hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
   }
 
@@ -217,7 +222,7 @@ export class LifecycleSteps {
       });
       const calm = state.incidentById(incident.id)!;
       this.inputs.log.info(`incident #${incident.id} stopped flapping: stable for ${Math.round((now - lastChange) / 60_000)} min`);
-      await this.inputs.posts.show(calm, this.status(config, calm));
+      await this.inputs.posts.refresh(calm);
       void this.inputs.hooks.run('onFlapping', () => ({ incident: calm, flapping: false }));
     }
   }
@@ -232,18 +237,8 @@ export class LifecycleSteps {
     });
     const incident = state.incidentById(incidentId);
     if (!incident) return;
-    await this.inputs.posts.show(incident, this.status(config, incident));
+    await this.inputs.posts.refresh(incident);
     void this.inputs.hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
-  }
-
-  /** The status lines of an incident's post; a resolution by the integration's recovery links to it. */
-  private status(config: CompiledConfig, incident: Incident, extra: { reopened?: boolean } = {}): string[] {
-    const events = incident.resolvedAt === undefined ? [] : this.inputs.state.incidentEvents(incident.id);
-    const recovery = events.filter((e) => e.kind === 'recovery' && e.user === incident.resolvedBy).at(-1);
-    return statusLines({
-      incident, timezone: config.timezone, reopened: extra.reopened, stableMs: config.lifecycle.flapping?.stableMs,
-      recovery: recovery?.detail ? { permalink: recovery.detail } : undefined,
-    });
   }
 
   private async seen(config: CompiledConfig, message: AlertMessage, why: string, where: Record<string, unknown>): Promise<void> {

@@ -7,7 +7,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { WebClient } from '@slack/web-api';
-import type { CliOptions, CompiledConfig, HookContext, HookName, Logger, MessageOrigin, Plugin } from './ims.ts';
+import type { CliOptions, CompiledConfig, HookContext, HookName, Incident, Logger, MessageOrigin, Plugin } from './ims.ts';
 import { State, StateVersionError } from './ims-state.ts';
 import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
 import { ConfigError, configName } from './ims-config-errors.ts';
@@ -26,6 +26,12 @@ import { Intake, MAX_MESSAGES_IN_FLIGHT } from './ims-intake.ts';
 import { clearReminders, runReminders, runReport } from './ims-report.ts';
 import { Schedules } from './ims-schedules.ts';
 import { STOP_LIMIT_MS, guardProcess } from './ims-process.ts';
+import { Silencing } from './ims-silencing.ts';
+import { PermissionChecker } from './ims-permissions.ts';
+import { IncidentActions } from './ims-incident-actions.ts';
+import { Commands } from './ims-commands.ts';
+import { Interactions } from './ims-interactive.ts';
+import { AppHome } from './ims-home.ts';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
 export interface RuntimeOptions {
@@ -73,6 +79,8 @@ export interface RuntimeOptions {
   postsPerSecond?: number;
   /** Posts that may go into one channel at once after a quiet spell (default 3: Slack allows short bursts). */
   postBurst?: number;
+  /** How often silences are checked for their end and maintenance windows for their opening (default 5000 ms). */
+  silenceSweepMs?: number;
 }
 
 /** A running IMS: Socket Mode in, Slack Web API out, SQLite state. */
@@ -89,6 +97,13 @@ export class Ims {
   /** The one name service IMS and every plugin share (`HookContext.names`). */
   readonly names: NameDirectory;
   readonly lifecycle: IncidentLifecycle;
+  /** Silences from Slack and maintenance windows. */
+  readonly silencing: Silencing;
+  /** The Home tab. */
+  readonly home: AppHome;
+  /** The last report, for the Home tab. */
+  lastReport?: { at: number; posted: boolean };
+  private readonly interactions: Interactions;
   private readonly poster: Poster;
   private readonly queues: ChannelQueues;
   private readonly hookRunner: HookRunner;
@@ -151,9 +166,21 @@ export class Ims {
       state: this.state, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
       stopping: () => this.stopping, track,
     });
+    const permalink = (channel: string, ts: string) => this.permalink(channel, ts);
+    this.home = new AppHome({
+      slack: this.slack, state: this.state, log, now: this.now, config: config$, permalink, silences: () => this.silencing.active(), lastReport: () => this.lastReport, track,
+    });
+    const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
+    this.silencing = new Silencing({ state: this.state, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed() });
     this.lifecycle = new IncidentLifecycle({
       state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
-      permalink: (channel, ts) => this.permalink(channel, ts), queues: this.queues, track,
+      permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(),
+    });
+    const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
+    this.interactions = new Interactions({
+      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track,
+      actions: new IncidentActions({ state: this.state, log, hooks: this.hookRunner, now: this.now, refreshPost }),
+      commands: new Commands({ state: this.state, silencing: this.silencing, permissions, config: config$, now: this.now, permalink, postReport: () => this.postReport() }),
     });
     this.catchUps = new CatchUp({
       state: this.state, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,
@@ -162,17 +189,18 @@ export class Ims {
     });
     this.intake = new Intake({
       state: this.state, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
-      incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track,
+      incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user),
       decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
     this.schedules = new Schedules({
-      config: config$, log, now: this.now, options, report: () => runReport(this), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
+      config: config$, log, now: this.now, options, report: () => this.postReport(), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
       retryPending: (before) => this.intake.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue) void this.track(this.catchUps.run()); },
-      prune: (before) => this.state.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), track,
+      prune: (before) => this.state.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), sweepSilences: () => this.silencing.sweep(), track,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
-      stopping: () => this.stopping, fatal: (error) => this.fatal(error), onEnvelope: (envelope) => this.intake.onEnvelope(envelope),
+      stopping: () => this.stopping, fatal: (error) => this.fatal(error),
+      onEnvelope: (envelope) => (envelope.type === 'interactive' || envelope.type === 'slash_commands' ? this.interactions.onEnvelope(envelope) : this.intake.onEnvelope(envelope)),
       onConnected: (count) => { if (count > 1) this.track(this.catchUps.run()); },
       onDropped: (lostMs) => this.catchUps.noteDisconnect(this.now() - lostMs),
     });
@@ -212,6 +240,14 @@ export class Ims {
     this.intake.drainAll();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     await this.queues.drain();
+  }
+
+  /** Post a report now (scheduled, or `/ims report`); false when it could not be posted. */
+  async postReport(): Promise<boolean> {
+    const posted = await runReport(this);
+    this.lastReport = { at: this.now(), posted };
+    this.home.changed();
+    return posted;
   }
 
   /** Post one message once, in its channel's queue (see `Poster`). */
@@ -360,6 +396,7 @@ export class Ims {
     this.log.info('stopping: finishing in-flight work');
     this.watcher?.close();
     this.schedules.stop();
+    this.home.stop();
     await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
     if (!(await settleWithin(this.idle().then(() => this.outbox.flush()), deadline))) {
       this.halt.abort();

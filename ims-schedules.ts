@@ -13,7 +13,7 @@ export interface ScheduleInputs {
   config(): CompiledConfig;
   log: Logger;
   now(): number;
-  options: { reports?: boolean; reminders?: boolean; schedule?: string; loopHours?: number; reminderSeconds?: number; outboxIntervalMs?: number; retryPendingMs?: number };
+  options: { reports?: boolean; reminders?: boolean; schedule?: string; loopHours?: number; reminderSeconds?: number; outboxIntervalMs?: number; retryPendingMs?: number; silenceSweepMs?: number };
   report(): Promise<unknown>;
   remind(): Promise<unknown>;
   flushOutbox(): Promise<unknown>;
@@ -24,6 +24,8 @@ export interface ScheduleInputs {
   prune(before: number): void;
   /** Calm incidents that stopped flapping without a message to say so. */
   sweepFlapping(now: number): Promise<unknown>;
+  /** Open maintenance windows, and summarise silences that are over. */
+  sweepSilences(): Promise<unknown>;
   track<T>(work: Promise<T>): Promise<T>;
 }
 
@@ -48,6 +50,9 @@ export class Schedules {
     }, retryEvery));
     this.fixed.push(setInterval(() => inputs.prune(inputs.now() - inputs.config().state.catchUpWindowMs - 7 * DAY), 6 * HOUR));
     this.fixed.push(setInterval(() => void inputs.track(inputs.sweepFlapping(inputs.now())), 60_000));
+    // A silence that ended while IMS was down is summarised now; the others within a few seconds of their end.
+    void inputs.track(inputs.sweepSilences());
+    this.fixed.push(setInterval(() => void inputs.track(inputs.sweepSilences()), inputs.options.silenceSweepMs ?? 5000));
   }
 
   /** The config was reloaded: report and reminder timers from the new one. */

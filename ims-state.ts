@@ -40,11 +40,12 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Incident } from './ims.ts';
 import type { KeyRecord } from './ims-lifecycle.ts';
+import type { SilenceMatcher } from './ims-silences.ts';
 
 /** Something that happened to an incident: reactions, thread replies, resolution. */
 export interface IncidentEvent {
   incidentId: number;
-  kind: 'reaction' | 'reply' | 'resolve' | 'reopen' | 'hotline' | 'note' | 'repeat' | 'recovery' | 'acknowledge' | 'flapping';
+  kind: 'reaction' | 'reply' | 'resolve' | 'reopen' | 'hotline' | 'note' | 'repeat' | 'recovery' | 'acknowledge' | 'flapping' | 'silence';
   user?: string;
   /** Reaction name, reply text, or a note. */
   detail?: string;
@@ -94,6 +95,48 @@ export interface OutboxStats {
   oldestAt?: number;
   /** The last error of a delivery still waiting. */
   lastError?: string;
+}
+
+/** A silence: from Slack (`/ims silence`, an incident's Silence menu) or a maintenance window's opening. */
+export interface Silence {
+  id: number;
+  /** What it matches, as written (`[Warn]`, a label, a key, `/regex/`, `*`). */
+  what: string;
+  matcher: SilenceMatcher;
+  reason: string;
+  /** Who made it: a user ID, or the window's name for a maintenance window. */
+  createdBy: string;
+  origin: 'slack' | 'maintenance';
+  /** A maintenance window's opening (`name@start`): kept once. */
+  windowKey?: string;
+  /** Made from an incident's post: its summary goes in that incident's thread. */
+  incidentId?: number;
+  /** Where it was announced and its summary goes (the report channel, or where the command was typed). */
+  channel?: string;
+  startsAt: number;
+  endsAt: number;
+  /** Ended early (`/ims unsilence`), and by whom. */
+  endedAt?: number;
+  endedBy?: string;
+  /** Alerts it silenced. */
+  silenced: number;
+  /** When its summary was posted. */
+  summaryAt?: number;
+}
+
+/** What `addSilence` records. */
+export type NewSilence = Omit<Silence, 'id' | 'silenced' | 'summaryAt' | 'endedAt' | 'endedBy'>;
+
+/** An alert a silence kept quiet. */
+export interface SilencedAlert {
+  silenceId: number;
+  channel: string;
+  ts: string;
+  key?: string;
+  text: string;
+  at: number;
+  /** The `ts` of its recovery, once one was seen. */
+  recoveredTs?: string;
 }
 
 /** How a backend answers: in the same turn (SQLite in process) or in a later one (a database server). */
@@ -185,6 +228,28 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   incidentPost(incidentId: number): StoreAnswer<unknown, Mode>;
   /** An incident's events in the order they happened. */
   incidentEvents(id: number): StoreAnswer<IncidentEvent[], Mode>;
+
+  /** Record the first acknowledgement by a person (and its event); false when it already was acknowledged. */
+  acknowledgeIncident(id: number, at: number, by: string, how: string): StoreAnswer<boolean, Mode>;
+
+  /** Record a silence; a maintenance window's opening already recorded (same `windowKey`) is returned as it is. */
+  addSilence(silence: NewSilence): StoreAnswer<Silence, Mode>;
+  silenceById(id: number): StoreAnswer<Silence | undefined, Mode>;
+  /** Silences in force at `now` (started, not ended, not expired), oldest first. */
+  activeSilences(now: number): StoreAnswer<Silence[], Mode>;
+  /** Silences that ended (expired by `now` or ended early) since `since`, newest first. */
+  endedSilences(since: number, now: number): StoreAnswer<Silence[], Mode>;
+  /** End a silence early; false when it had already ended. */
+  endSilence(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
+  /** Silences over by `now` whose summary is not posted yet. */
+  silencesToSummarise(now: number): StoreAnswer<Silence[], Mode>;
+  /** Its summary is posted (or nothing needed posting). */
+  markSilenceSummarised(id: number, at: number): StoreAnswer<void, Mode>;
+  /** Count an alert a silence kept quiet (once per message). */
+  noteSilenced(alert: Omit<SilencedAlert, 'recoveredTs'>): StoreAnswer<boolean, Mode>;
+  /** A recovery of `key` at `ts`: silenced alerts of that key from before it are no longer firing. */
+  noteSilencedRecovery(key: string, ts: string): StoreAnswer<void, Mode>;
+  silencedAlerts(silenceId: number): StoreAnswer<SilencedAlert[], Mode>;
 
   /** True the first time a reminder is claimed for this channel and hour. */
   claimReminder(channel: string, hour: string): StoreAnswer<boolean, Mode>;
@@ -281,6 +346,18 @@ const MIGRATIONS: readonly Migration[] = [
   { version: 4, what: 'digest posts: several incidents listed in one message during a storm', sql: `
     CREATE TABLE IF NOT EXISTS digests (
       channel TEXT NOT NULL, ts TEXT NOT NULL, post TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (channel, ts));` },
+  { version: 5, what: 'interactive Slack: acknowledgements, silences and maintenance windows', sql: `
+    ALTER TABLE incidents ADD COLUMN acknowledged_at INTEGER;
+    ALTER TABLE incidents ADD COLUMN acknowledged_by TEXT;
+    CREATE TABLE IF NOT EXISTS silences (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT NOT NULL, matcher TEXT NOT NULL, reason TEXT NOT NULL, created_by TEXT NOT NULL,
+      origin TEXT NOT NULL, window_key TEXT UNIQUE, incident_id INTEGER, channel TEXT, starts_at INTEGER NOT NULL, ends_at INTEGER NOT NULL,
+      ended_at INTEGER, ended_by TEXT, silenced INTEGER NOT NULL DEFAULT 0, summary_at INTEGER);
+    CREATE INDEX IF NOT EXISTS silences_by_end ON silences (ends_at);
+    CREATE TABLE IF NOT EXISTS silenced_alerts (
+      silence_id INTEGER NOT NULL, channel TEXT NOT NULL, ts TEXT NOT NULL, alert_key TEXT, text TEXT NOT NULL, at INTEGER NOT NULL,
+      recovered_ts TEXT, PRIMARY KEY (silence_id, channel, ts));
+    CREATE INDEX IF NOT EXISTS silenced_alerts_by_key ON silenced_alerts (alert_key);` },
 ];
 
 /** The schema version this IMS writes and reads. */
@@ -331,8 +408,26 @@ interface IncidentRow {
   /** JSON object of the named groups; NULL for incidents recorded before schema version 2. */
   groups: string | null;
   alert_key: string | null; repeats: number; last_seen_ts: string | null; last_note_ts: string | null; flapping: number;
+  acknowledged_at: number | null; acknowledged_by: string | null;
 }
-const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups, alert_key, repeats, last_seen_ts, last_note_ts, flapping';
+const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups, alert_key, repeats, last_seen_ts, last_note_ts, flapping, acknowledged_at, acknowledged_by';
+
+interface SilenceRow {
+  id: number; what: string; matcher: string; reason: string; created_by: string; origin: string; window_key: string | null; incident_id: number | null;
+  channel: string | null; starts_at: number; ends_at: number; ended_at: number | null; ended_by: string | null; silenced: number; summary_at: number | null;
+}
+
+function toSilence(row: SilenceRow): Silence {
+  let matcher: SilenceMatcher = { kind: 'key', key: row.what };
+  try { matcher = JSON.parse(row.matcher) as SilenceMatcher; } catch { /* a damaged matcher reads as the key it was typed as */ }
+  return {
+    id: row.id, what: row.what, matcher, reason: row.reason, createdBy: row.created_by, origin: row.origin === 'maintenance' ? 'maintenance' : 'slack',
+    windowKey: row.window_key ?? undefined, incidentId: row.incident_id ?? undefined, channel: row.channel ?? undefined, startsAt: row.starts_at, endsAt: row.ends_at,
+    endedAt: row.ended_at ?? undefined, endedBy: row.ended_by ?? undefined, silenced: row.silenced, summaryAt: row.summary_at ?? undefined,
+  };
+}
+
+interface SilencedAlertRow { silence_id: number; channel: string; ts: string; alert_key: string | null; text: string; at: number; recovered_ts: string | null }
 
 interface KeyRow { key: string; incident_id: number; state: 'firing' | 'resolved'; changed_ts: string; changes: string; last_seen_ts: string; title: string }
 
@@ -376,6 +471,7 @@ function toIncident(row: IncidentRow): Incident {
     groups: parseGroups(row.groups),
     alertKey: row.alert_key ?? undefined, repeats: row.repeats ?? 0, lastSeenTs: row.last_seen_ts ?? undefined, lastNoteTs: row.last_note_ts ?? undefined,
     flapping: row.flapping === 1,
+    acknowledgedAt: row.acknowledged_at ?? undefined, acknowledgedBy: row.acknowledged_by ?? undefined,
   };
 }
 
@@ -457,6 +553,24 @@ function prepareStatements(db: Database.Database) {
     setPost: db.prepare<[post: string, id: number]>('UPDATE incidents SET post = ? WHERE id = ?'),
     post: db.prepare<[id: number], { post: string | null }>('SELECT post FROM incidents WHERE id = ?'),
     flappingIncidents: db.prepare<[], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE flapping = 1 ORDER BY id`),
+    acknowledge: db.prepare<[at: number, by: string, id: number]>('UPDATE incidents SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL'),
+    addSilence: db.prepare<[what: string, matcher: string, reason: string, createdBy: string, origin: string, windowKey: string | null, incidentId: number | null,
+      channel: string | null, startsAt: number, endsAt: number]>(`INSERT OR IGNORE INTO silences (what, matcher, reason, created_by, origin, window_key, incident_id,
+      channel, starts_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    silenceById: db.prepare<[id: number], SilenceRow>('SELECT * FROM silences WHERE id = ?'),
+    silenceByWindow: db.prepare<[windowKey: string], SilenceRow>('SELECT * FROM silences WHERE window_key = ?'),
+    activeSilences: db.prepare<[now: number, now2: number], SilenceRow>('SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? AND ended_at IS NULL ORDER BY id'),
+    endedSilences: db.prepare<[since: number, now: number], SilenceRow>(
+      'SELECT * FROM silences WHERE COALESCE(ended_at, ends_at) >= ? AND (ended_at IS NOT NULL OR ends_at <= ?) ORDER BY COALESCE(ended_at, ends_at) DESC'),
+    endSilence: db.prepare<[at: number, by: string, id: number, at2: number]>('UPDATE silences SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL AND ends_at > ?'),
+    silencesToSummarise: db.prepare<[now: number], SilenceRow>('SELECT * FROM silences WHERE summary_at IS NULL AND (ended_at IS NOT NULL OR ends_at <= ?) ORDER BY id'),
+    markSummarised: db.prepare<[at: number, id: number]>('UPDATE silences SET summary_at = ? WHERE id = ? AND summary_at IS NULL'),
+    noteSilenced: db.prepare<[silenceId: number, channel: string, ts: string, key: string | null, text: string, at: number]>(
+      'INSERT OR IGNORE INTO silenced_alerts (silence_id, channel, ts, alert_key, text, at) VALUES (?, ?, ?, ?, ?, ?)'),
+    countSilenced: db.prepare<[id: number]>('UPDATE silences SET silenced = silenced + 1 WHERE id = ?'),
+    silencedRecovery: db.prepare<[ts: string, key: string, ts2: string]>(
+      'UPDATE silenced_alerts SET recovered_ts = ? WHERE alert_key = ? AND recovered_ts IS NULL AND CAST(ts AS REAL) < CAST(? AS REAL)'),
+    silencedAlerts: db.prepare<[id: number], SilencedAlertRow>('SELECT * FROM silenced_alerts WHERE silence_id = ? ORDER BY at, ts'),
     pruneEvents: db.prepare<[before: number]>('DELETE FROM events WHERE received_at < ?'),
     pruneMessages: db.prepare<[before: number]>(`DELETE FROM messages WHERE status IN ('done', 'failed') AND updated_at < ?`),
     pruneOutbox: db.prepare<[createdBefore: number]>('DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR dead = 1) AND created_at < ?'),
@@ -700,6 +814,66 @@ export class State implements StateStore<'sync'> {
   incidentEvents(id: number): IncidentEvent[] {
     return this.statements.events.all(id).map((r) => ({
       incidentId: r.incident_id, kind: r.kind, user: r.user ?? undefined, detail: r.detail ?? undefined, at: r.at,
+    }));
+  }
+
+  acknowledgeIncident(id: number, at: number, by: string, how: string): boolean {
+    return this.withinOneCommit(() => {
+      if (this.statements.acknowledge.run(at, by, id).changes !== 1) return false;
+      this.addIncidentEvent({ incidentId: id, kind: 'acknowledge', user: by, detail: how, at });
+      return true;
+    });
+  }
+
+  addSilence(silence: NewSilence): Silence {
+    return this.withinOneCommit(() => {
+      const id = Number(this.statements.addSilence.run(silence.what, JSON.stringify(silence.matcher), silence.reason, silence.createdBy, silence.origin,
+        silence.windowKey ?? null, silence.incidentId ?? null, silence.channel ?? null, silence.startsAt, silence.endsAt).lastInsertRowid);
+      const row = silence.windowKey ? this.statements.silenceByWindow.get(silence.windowKey) : this.statements.silenceById.get(id);
+      return toSilence(row!);
+    });
+  }
+
+  silenceById(id: number): Silence | undefined {
+    const row = this.statements.silenceById.get(id);
+    return row && toSilence(row);
+  }
+
+  activeSilences(now: number): Silence[] {
+    return this.statements.activeSilences.all(now, now).map(toSilence);
+  }
+
+  endedSilences(since: number, now: number): Silence[] {
+    return this.statements.endedSilences.all(since, now).map(toSilence);
+  }
+
+  endSilence(id: number, at: number, by: string): boolean {
+    return this.statements.endSilence.run(at, by, id, at).changes === 1;
+  }
+
+  silencesToSummarise(now: number): Silence[] {
+    return this.statements.silencesToSummarise.all(now).map(toSilence);
+  }
+
+  markSilenceSummarised(id: number, at: number): void {
+    this.statements.markSummarised.run(at, id);
+  }
+
+  noteSilenced(alert: Omit<SilencedAlert, 'recoveredTs'>): boolean {
+    return this.withinOneCommit(() => {
+      if (this.statements.noteSilenced.run(alert.silenceId, alert.channel, alert.ts, alert.key ?? null, alert.text, alert.at).changes !== 1) return false;
+      this.statements.countSilenced.run(alert.silenceId);
+      return true;
+    });
+  }
+
+  noteSilencedRecovery(key: string, ts: string): void {
+    this.statements.silencedRecovery.run(ts, key, ts);
+  }
+
+  silencedAlerts(silenceId: number): SilencedAlert[] {
+    return this.statements.silencedAlerts.all(silenceId).map((row) => ({
+      silenceId: row.silence_id, channel: row.channel, ts: row.ts, key: row.alert_key ?? undefined, text: row.text, at: row.at, recoveredTs: row.recovered_ts ?? undefined,
     }));
   }
 

@@ -17,6 +17,15 @@ export function escapeSlack(text: string): string {
 }
 
 /**
+ * What a person typed (a silence reason, a command's argument), made inert for mrkdwn: escaped, so it cannot make a
+ * link, a mention or a channel-wide ping (`<!here>`, `<@U…>`, `<https://…|text>`), and the bare `@here`, `@channel`,
+ * `@everyone` that Slack links in some fields are broken up with a word joiner.
+ */
+export function inertText(text: string): string {
+  return escapeSlack(text).replace(/@(here|channel|everyone)\b/gi, '@\u2060$1');
+}
+
+/**
  * The text rules are matched against: `text`, or when it is empty, the readable text of attachments
  * (pretext, title, text, fields, fallback) and blocks — or their JSON in `legacy-json` mode, as IMS did.
  */

@@ -23,6 +23,7 @@ import { describeTest, replay } from './ims-dry-run.ts';
 import { printConfig } from './ims-print-config.ts';
 import { compileLifecycle, identify, templateProblem, type Identification, type LifecycleSettings } from './ims-lifecycle.ts';
 import type { AlertIdentity } from './ims-recognisers.ts';
+import { compileInteractive, type InteractiveSettings } from './ims-silences.ts';
 import { CONFIG_DIR, INI_MARK, readConfigFile, readConfigText, searchConfig, shadowedConfigs } from './ims-config-files.ts';
 import { ConfigError, SOURCE_LINES, configName, placeOf, type Located } from './ims-config-errors.ts';
 import { DAY, parseDuration, ruleClock, tsToMs } from './ims-time.ts';
@@ -140,6 +141,37 @@ export interface LifecycleConfig {
   recognisers?: boolean | string[];
 }
 
+/**
+ * Who may do what from Slack (the buttons on incident posts, `/ims`). `'admins'`: the people `admins` names;
+ * `'everyone'`: anyone who can see the post or type the command; `'own'` (resolve): anyone for an incident nobody
+ * else has acknowledged, its acknowledger, and admins for every incident. While `admins` is empty, everyone is an admin.
+ */
+export interface PermissionsConfig {
+  /** Default `'everyone'`. */
+  acknowledge?: 'everyone' | 'admins';
+  /** Resolve and reopen. Default `'own'`. */
+  resolve?: 'everyone' | 'own' | 'admins';
+  /** Silence, unsilence and end others' silences. Default `'admins'`. */
+  silence?: 'everyone' | 'admins';
+}
+
+/**
+ * A maintenance window: a silence that recurs (`schedule`, a cron expression, opening it for `duration`) or one fixed
+ * range (`from`–`to`, local times such as `'2026-12-24 18:00'` or ISO instants), in the config's `timezone`.
+ */
+export interface MaintenanceWindow {
+  /** Shown in reports, `/ims silences` and the App Home. */
+  name: string;
+  /** What it silences, written as `/ims silence` takes it: `[Warn]`, an incident label, a correlation key or `/regex/`. Default: every alert. */
+  match?: string;
+  schedule?: string;
+  duration?: Duration;
+  from?: string;
+  to?: string;
+  /** Why, shown with it. */
+  reason?: string;
+}
+
 /** One line of `[Incidents]`: where a label's incidents are reposted. */
 export interface IncidentChannel {
   /** Channel ID (`C…`/`G…`) or name (resolved at start-up). */
@@ -229,6 +261,13 @@ export interface Config {
   /** How long one plugin hook may run before it is abandoned and logged. Default 10 s. */
   hookTimeoutMs?: number;
   lifecycle?: LifecycleConfig;
+  /** Who may silence, unsilence and resolve others' incidents from Slack: user IDs or names, user groups (`S…` or `@handle`). */
+  admins?: string[];
+  permissions?: PermissionsConfig;
+  /** Silences that recur, or planned ones: alerts they match are marked seen, not reposted, not paged, and counted. */
+  maintenance?: MaintenanceWindow[];
+  /** Acknowledge / Resolve / Silence / Reopen buttons on incident posts (they need interactivity on in the Slack app). Default true. */
+  buttons?: boolean;
 }
 
 /** Leveled logger; the one a plugin receives is tagged with the plugin's name. */
@@ -280,6 +319,9 @@ export interface Incident {
   createdAt: number;
   resolvedAt?: number;
   resolvedBy?: string;
+  /** The first acknowledgement by a person (button, reaction, thread reply, or in the monitoring tool): when and by whom. */
+  acknowledgedAt?: number;
+  acknowledgedBy?: string;
   permalink?: string;
   /**
    * The named groups the rule's message regex captured when the incident was opened (e.g. `{ host: 'db1' }`),
@@ -413,10 +455,12 @@ export interface ReverseContext extends MessageContext {
 /** `onResolve` / `onReopen`. */
 export interface ResolutionContext extends HookContext {
   incident: Incident;
-  /** Who added (or removed) the resolved reaction; for a recovery, the integration that posted it (its bot or user ID). */
+  /** Who added (or removed) the resolved reaction or clicked; for a recovery, the integration that posted it (its bot or user ID). */
   user: string;
-  /** The resolved reaction; `''` when the integration's recovery (or its firing again) did it. */
+  /** The resolved reaction; `''` when a button, `/ims` or the integration's recovery (or its firing again) did it. */
   reaction: string;
+  /** How: a reaction, a button on the post, or the integration's message. */
+  via?: 'reaction' | 'button' | 'integration';
   /** The integration's message that resolved (or reopened) the incident, when one did. */
   recovery?: { channel: string; ts: string; permalink: string };
 }
@@ -520,13 +564,15 @@ export interface Plugin {
    * After a resolved reaction on an open incident's post (or its original) is recorded as its resolution; the
    * handling of that reaction event waits for it. Also for a resolution found after downtime (not waited for;
    * `reaction` is then the first resolved reaction), and, with lifecycles on, after the integration's recovery
-   * resolved it (`recovery` set, `reaction` empty; not waited for).
+   * resolved it (`recovery` set, `reaction` empty; not waited for). Also after someone clicks Resolve on the post
+   * (`via: 'button'`; the click is answered first, the hook not waited for).
    */
   onResolve?(ctx: ResolutionContext): void | Promise<void>;
   /**
    * After the last resolved reaction is removed from a resolved incident and the reopening recorded; that event's
    * handling waits for it. With lifecycles on, also when its alert fires again within `reopenWithin` of the
-   * recovery (`recovery` is the firing message; not waited for).
+   * recovery (`recovery` is the firing message; not waited for), and after someone clicks Reopen (`via: 'button'`,
+   * not waited for).
    */
   onReopen?(ctx: ResolutionContext): void | Promise<void>;
   /**
@@ -653,6 +699,8 @@ export interface CompiledConfig {
   reacjiMode: boolean;
   /** Alert lifecycles (`lifecycle` in the config): off for a config read from IMS.ini unless it turns them on. */
   lifecycle: LifecycleSettings;
+  /** Buttons, permissions and maintenance windows (`buttons`, `admins`, `permissions`, `maintenance`). */
+  interactive: InteractiveSettings;
   /**
    * The rule engine and config loader that compiled this config. The runtime decides and reloads through it,
    * since it imports no values from this module (imports run one way: `ims.ts` → its siblings).
@@ -702,7 +750,8 @@ const MAX_BACKTRACKING_BUDGET_MS = 100;
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['rules', 'incidents', 'reverseDefault', 'resolvedReactions', 'seenReaction', 'report', 'posters', 'hotlines', 'reacji', 'reminders',
-    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs', 'lifecycle'],
+    'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs', 'lifecycle',
+    'admins', 'permissions', 'maintenance', 'buttons'],
   rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking', 'key', 'resolves'],
   incident: ['channel', 'limit'],
   report: ['channel', 'schedule', 'everyHours', 'window', 'verbose', 'onlyPosters'],
@@ -944,6 +993,8 @@ export function validateConfig(config: Config, options: { source?: string; rever
   // Read from IMS.ini (or spreading loadIni()): one incident per message, as the legacy tool, unless turned on.
   const lifecycle = compileLifecycle(config.lifecycle, (config as Located)[SOURCE_LINES] !== undefined);
   for (const [at, what] of lifecycle.problems) fail(at, what);
+  const interactive = compileInteractive(config, new Set(incidents.keys()), typeof config.timezone === 'string' && isTimeZone(config.timezone) ? config.timezone : undefined);
+  for (const [at, what] of interactive.problems) fail(at, what);
   const reminderIntervalMs = duration(config.reminderInterval, 'reminderInterval', 30_000);
   const catchUpWindowMs = duration(state.catchUpWindow, 'state.catchUpWindow', DAY);
   if (problems.length) return { problems, warnings };
@@ -971,6 +1022,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
       plugins: plugins as Plugin[],
       hookTimeoutMs: config.hookTimeoutMs ?? 10_000,
       lifecycle: lifecycle.settings,
+      interactive: interactive.settings,
       engine: RULE_ENGINE,
     },
   };

@@ -123,7 +123,7 @@ test('an ims.db made by IMS 2.0 is upgraded in place and keeps every row', () =>
       head: '[Error]', label: 'APPS', hotline: undefined, text: 'ERROR: first', poster: 'B0NAGIOS1', createdAt: T0, resolvedAt: T0 + HOUR,
       resolvedBy: 'U0HUMAN001', permalink: 'https://example.slack.com/archives/C0INCAPPS1/p1763629101000100', groups: {},
       // Schema 3: no alert key, no repeats, not flapping.
-      alertKey: undefined, repeats: 0, lastSeenTs: undefined, lastNoteTs: undefined, flapping: false,
+      alertKey: undefined, repeats: 0, lastSeenTs: undefined, lastNoteTs: undefined, flapping: false, acknowledgedAt: undefined, acknowledgedBy: undefined,
     }, 'an incident from before named groups were kept has none');
     assert.equal(state.incidentByPost(INC, '1763629201.000200')?.id, 2);
     assert.equal(state.incidentById(2)?.hotline, 'OnCall');

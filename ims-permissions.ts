@@ -1,0 +1,102 @@
+/**
+ * Who may do what from Slack. `admins` names people by user ID or name and teams by user group (`S…` or
+ * `@handle`); they are looked up when someone acts (cached for a few minutes), so a change in a user group is
+ * followed without a restart. A check that cannot reach Slack refuses an admin-only action and says why.
+ */
+import type { WebClient } from '@slack/web-api';
+import type { CompiledConfig, Incident, Logger } from './ims.ts';
+import { errorText } from './ims-log.ts';
+import { slackCall } from './ims-slack.ts';
+
+/** What someone asks to do. */
+export type Deed = 'acknowledge' | 'resolve' | 'reopen' | 'silence' | 'unsilence';
+
+/** The answer: allowed, or refused with a reason to show the person (ephemeral). */
+export type Verdict = { allowed: true } | { allowed: false; why: string };
+
+const CACHE_MS = 5 * 60_000;
+
+/** What the checker needs. */
+export interface PermissionInputs {
+  slack: WebClient;
+  log: Logger;
+  config(): Pick<CompiledConfig, 'interactive'>;
+  now(): number;
+}
+
+/** Checks a person's right to act, by the config's `admins` and `permissions`. */
+export class PermissionChecker {
+  private readonly people = new Map<string, { names: string[]; at: number }>();
+  private readonly groups = new Map<string, { members: Set<string>; at: number }>();
+  private groupHandles?: { byHandle: Map<string, string>; at: number };
+
+  constructor(private readonly inputs: PermissionInputs) {}
+
+  /**
+   * May `user` do `deed` (on `incident`)? `own` for an incident: nobody else has acknowledged it. `creator`: the
+   * person who made the silence being ended.
+   */
+  async check(user: string, deed: Deed, about: { incident?: Incident; creator?: string } = {}): Promise<Verdict> {
+    const { permissions } = this.inputs.config().interactive;
+    const rule = deed === 'acknowledge' ? permissions.acknowledge : deed === 'resolve' || deed === 'reopen' ? permissions.resolve : permissions.silence;
+    if (rule === 'everyone') return { allowed: true };
+    if (deed === 'unsilence' && about.creator === user) return { allowed: true };
+    if (rule === 'own' && about.incident) {
+      const by = about.incident.acknowledgedBy;
+      if (!by || by === user || !/^[UW][A-Z0-9]+$/.test(by)) return { allowed: true };
+    }
+    const admin = await this.isAdmin(user);
+    if (admin === true) return { allowed: true };
+    if (admin === 'unknown') return { allowed: false, why: `IMS could not check whether you are one of its admins (Slack did not answer); try again in a moment` };
+    if (rule === 'own') return { allowed: false, why: `<@${about.incident?.acknowledgedBy}> acknowledged this incident: only they or an IMS admin may ${deed} it` };
+    return { allowed: false, why: `only IMS admins may ${deed === 'unsilence' ? 'end silences others made' : deed === 'silence' ? 'silence alerts' : `${deed} incidents`} (admins in the config)` };
+  }
+
+  /** Whether `user` is an admin; everyone is while `admins` is empty. `'unknown'` when Slack could not tell. */
+  async isAdmin(user: string): Promise<boolean | 'unknown'> {
+    const { admins } = this.inputs.config().interactive;
+    if (!admins.length || admins.includes(user)) return true;
+    try {
+      for (const entry of admins) {
+        if (/^[UW][A-Z0-9]{2,}$/.test(entry)) continue;
+        if (/^S[A-Z0-9]{2,}$/.test(entry)) { if ((await this.members(entry)).has(user)) return true; continue; }
+        const name = entry.replace(/^@/, '').toLowerCase();
+        if ((await this.namesOf(user)).includes(name)) return true;
+        const group = (await this.handles()).get(name);
+        if (group && (await this.members(group)).has(user)) return true;
+      }
+      return false;
+    } catch (error) {
+      this.inputs.log.warn(`could not check whether ${user} is an IMS admin: ${errorText(error)}`);
+      return 'unknown';
+    }
+  }
+
+  /** A user's handle, display name and real name, lower case. */
+  private async namesOf(user: string): Promise<string[]> {
+    const cached = this.people.get(user);
+    if (cached && this.inputs.now() - cached.at < CACHE_MS) return cached.names;
+    const answer = await slackCall(() => this.inputs.slack.users.info({ user }), this.inputs.log, 'users.info');
+    const found = answer.user as { name?: string; real_name?: string; profile?: { display_name?: string; real_name?: string } } | undefined;
+    const names = [found?.name, found?.real_name, found?.profile?.display_name, found?.profile?.real_name].filter((n): n is string => !!n).map((n) => n.toLowerCase());
+    this.people.set(user, { names, at: this.inputs.now() });
+    return names;
+  }
+
+  private async members(group: string): Promise<Set<string>> {
+    const cached = this.groups.get(group);
+    if (cached && this.inputs.now() - cached.at < CACHE_MS) return cached.members;
+    const answer = await slackCall(() => this.inputs.slack.usergroups.users.list({ usergroup: group }), this.inputs.log, 'usergroups.users.list');
+    const members = new Set((answer.users as string[] | undefined) ?? []);
+    this.groups.set(group, { members, at: this.inputs.now() });
+    return members;
+  }
+
+  private async handles(): Promise<Map<string, string>> {
+    if (this.groupHandles && this.inputs.now() - this.groupHandles.at < CACHE_MS) return this.groupHandles.byHandle;
+    const answer = await slackCall(() => this.inputs.slack.usergroups.list({}), this.inputs.log, 'usergroups.list');
+    const byHandle = new Map(((answer.usergroups as { id: string; handle?: string }[] | undefined) ?? []).filter((g) => g.handle).map((g) => [g.handle!.toLowerCase(), g.id]));
+    this.groupHandles = { byHandle, at: this.inputs.now() };
+    return byHandle;
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Silences at work: made from Slack (`/ims silence`, an incident's Silence menu) or opened by a maintenance window,
+ * kept in the state (they survive restarts), applied to alerts (a silenced alert is marked seen, not reposted,
+ * not paged, and counted), and ended by expiry or `/ims unsilence` with one summary: how many alerts it silenced
+ * and which of them are still firing, with links. A silence that ended while IMS was down is summarised after
+ * the next start (the sweep runs at start-up and every few seconds).
+ */
+import type { AlertMessage, CompiledConfig, Incident, Logger } from './ims.ts';
+import type { Silence, State } from './ims-state.ts';
+import type { Poster } from './ims-slack.ts';
+import { errorText } from './ims-log.ts';
+import { inertText, escapeSlack } from './ims-text.ts';
+import { formatAge, formatDate, tsToMs } from './ims-time.ts';
+import { describeMatcher, openWindows, silenceMatches, type SilenceMatcher, type SilenceSubject } from './ims-silences.ts';
+import { normalisedTextKey } from './ims-recognisers.ts';
+
+/** What silencing needs from the running IMS. */
+export interface SilencingInputs {
+  state: State;
+  poster: Poster;
+  log: Logger;
+  now(): number;
+  config(): CompiledConfig;
+  permalink(channel: string, ts: string): string;
+  /** An incident's post shows its silence: edit it when one starts or ends. */
+  refreshPost(incident: Incident): void;
+  /** Something the App Home shows changed. */
+  changed(): void;
+}
+
+/** A new silence from Slack. */
+export interface SilenceRequest {
+  what: string;
+  matcher: SilenceMatcher;
+  reason: string;
+  user: string;
+  durationMs: number;
+  /** Made from this incident's post. */
+  incident?: Incident;
+  /** Where the command was typed (the announcement goes there when there is no report channel). */
+  channel?: string;
+}
+
+/** Silences: kept, applied, listed, ended and summarised. */
+export class Silencing {
+  /** The last minute whose maintenance openings were recorded: they are looked for once a minute, not per alert. */
+  private windowsCheckedAt = -Infinity;
+
+  constructor(private readonly inputs: SilencingInputs) {}
+
+  /** The silence in force that takes this alert, if any (maintenance windows opening now are recorded first). */
+  silenceFor(subject: SilenceSubject): Silence | undefined {
+    const now = this.inputs.now();
+    this.recordOpenWindows(now);
+    return this.inputs.state.activeSilences(now).find((silence) => silenceMatches(silence.matcher, subject));
+  }
+
+  /** What silences read of a decided alert. */
+  subjectOf(message: AlertMessage, rule: { head: string; incident: string } | undefined, keys: readonly string[]): SilenceSubject {
+    return { head: rule?.head, label: rule?.incident, keys, textKey: normalisedTextKey(message.text), text: message.text };
+  }
+
+  /** Count an alert the silence kept quiet (once per message). */
+  noteSilenced(silence: Silence, message: AlertMessage, key: string | undefined): void {
+    if (this.inputs.state.noteSilenced({ silenceId: silence.id, channel: message.channel, ts: message.ts, key, text: message.text.slice(0, 500), at: this.inputs.now() })) this.inputs.changed();
+  }
+
+  /** A recovery of `key`: silenced alerts of that key are no longer firing (the summary says so). */
+  noteRecovery(key: string, ts: string): void {
+    this.inputs.state.noteSilencedRecovery(key, ts);
+  }
+
+  /** Silences in force now, maintenance openings included. */
+  active(): Silence[] {
+    const now = this.inputs.now();
+    this.recordOpenWindows(now);
+    return this.inputs.state.activeSilences(now);
+  }
+
+  /** Record a silence from Slack and announce it (the report channel, else where it was asked for; an incident's silence on its post). */
+  async create(request: SilenceRequest): Promise<Silence> {
+    const { state, log } = this.inputs;
+    const now = this.inputs.now();
+    const config = this.inputs.config();
+    const channel = config.report.channel ?? request.channel ?? request.incident?.incidentChannel;
+    const silence = state.addSilence({
+      what: request.what, matcher: request.matcher, reason: request.reason, createdBy: request.user, origin: 'slack',
+      incidentId: request.incident?.id, channel, startsAt: now, endsAt: now + request.durationMs,
+    });
+    log.info(`silence #${silence.id} by ${request.user}: ${describeMatcher(silence.matcher)} for ${formatAge(request.durationMs)}`, { reason: request.reason });
+    if (request.incident) {
+      state.addIncidentEvent({ incidentId: request.incident.id, kind: 'silence', user: request.user, detail: `#${silence.id} until ${new Date(silence.endsAt).toISOString()}`, at: now });
+      this.inputs.refreshPost(request.incident);
+    }
+    this.inputs.changed();
+    if (channel) {
+      const subject = request.incident ? `incident <${this.inputs.permalink(request.incident.incidentChannel, request.incident.incidentTs)}|#${request.incident.id}> (${inertText(describeMatcher(silence.matcher))})` : inertText(describeMatcher(silence.matcher));
+      const text = `:no_bell: <@${request.user}> silenced ${subject} for ${formatAge(request.durationMs)}, until ${this.clock(silence.endsAt)} (silence ${silence.id})${silence.reason ? `: ${inertText(silence.reason)}` : ''}`;
+      await this.post(channel, text, { event_type: 'ims_silence', event_payload: { silence_id: silence.id } }, `announcement of silence ${silence.id}`);
+    }
+    return silence;
+  }
+
+  /** End a silence now (`/ims unsilence`, the Unsilence button); false when it had already ended. Its summary follows. */
+  async end(silence: Silence, user: string): Promise<boolean> {
+    if (!this.inputs.state.endSilence(silence.id, this.inputs.now(), user)) return false;
+    this.inputs.log.info(`silence #${silence.id} ended by ${user}`);
+    await this.summariseDue();
+    return true;
+  }
+
+  /** Record maintenance openings, and summarise silences that are over (expired, ended early, or while IMS was down). */
+  async sweep(): Promise<void> {
+    this.recordOpenWindows(this.inputs.now(), true);
+    await this.summariseDue();
+  }
+
+  private recordOpenWindows(now: number, force = false): void {
+    const minute = Math.floor(now / 60_000);
+    if (!force && minute === this.windowsCheckedAt) return;
+    this.windowsCheckedAt = minute;
+    const { maintenance, timezone } = this.inputs.config().interactive;
+    if (!maintenance.length) return;
+    let opened = false;
+    for (const opening of openWindows(maintenance, now, timezone)) {
+      const before = this.inputs.state.activeSilences(now).some((s) => s.windowKey === opening.key);
+      if (before) continue;
+      const silence = this.inputs.state.addSilence({
+        what: opening.window.what, matcher: opening.window.matcher, reason: opening.window.reason, createdBy: opening.window.name, origin: 'maintenance',
+        windowKey: opening.key, channel: this.inputs.config().report.channel, startsAt: opening.startsAt, endsAt: opening.endsAt,
+      });
+      // Recorded once per opening: one ended early by `/ims unsilence` is not opened again.
+      if (silence.endedAt === undefined && silence.endsAt > now) { opened = true; this.inputs.log.info(`maintenance window '${opening.window.name}' is open until ${this.clock(opening.endsAt)} (silence #${silence.id})`); }
+    }
+    if (opened) this.inputs.changed();
+  }
+
+  private async summariseDue(): Promise<void> {
+    const { state, log } = this.inputs;
+    const now = this.inputs.now();
+    for (const silence of state.silencesToSummarise(now)) {
+      try {
+        await this.summarise(silence);
+        state.markSilenceSummarised(silence.id, now);
+        if (silence.incidentId !== undefined) {
+          const incident = state.incidentById(silence.incidentId);
+          if (incident) this.inputs.refreshPost(incident);
+        }
+        this.inputs.changed();
+      } catch (error) {
+        // Tried again at the next sweep; the post is looked for first, so it is made once.
+        log.warn(`the summary of silence #${silence.id} could not be posted: ${errorText(error)}; trying again shortly`);
+      }
+    }
+  }
+
+  /** One post when a silence is over: how many alerts it kept quiet, and which are still firing. */
+  private async summarise(silence: Silence): Promise<void> {
+    const { state } = this.inputs;
+    const alerts = state.silencedAlerts(silence.id);
+    // A maintenance window that kept nothing quiet ends without a word (they recur: a daily line would be noise).
+    if (silence.origin === 'maintenance' && !alerts.length) return;
+    const incident = silence.incidentId !== undefined ? state.incidentById(silence.incidentId) : undefined;
+    const channel = incident?.incidentChannel ?? silence.channel;
+    if (!channel) return;
+    const firing = alerts.filter((a) => a.recoveredTs === undefined);
+    const ended = silence.endedAt !== undefined && silence.endedAt < silence.endsAt ? `ended by <@${silence.endedBy}>` : 'expired';
+    const name = silence.origin === 'maintenance' ? `Maintenance window ${inertText(silence.createdBy)}` : `Silence ${silence.id} (${inertText(describeMatcher(silence.matcher))})`;
+    const lines = [`:bell: ${name} ${ended} after ${formatAge(Math.min(silence.endedAt ?? silence.endsAt, silence.endsAt) - silence.startsAt)}: ${alerts.length} alert${alerts.length === 1 ? '' : 's'} silenced` +
+      (alerts.length ? `, ${firing.length} still firing${firing.some((a) => a.key === undefined) ? ' (or with no recovery seen)' : ''}` : '') + (firing.length ? ':' : '.')];
+    for (const alert of firing.slice(0, 20)) lines.push(`• <${this.inputs.permalink(alert.channel, alert.ts)}|${escapeSlack(firstLine(alert.text))}> (${this.clock(tsToMs(alert.ts))})`);
+    if (firing.length > 20) lines.push(`…and ${firing.length - 20} more`);
+    await this.post(channel, lines.join('\n'), { event_type: 'ims_silence_summary', event_payload: { silence_id: silence.id } }, `summary of silence ${silence.id}`, incident?.incidentTs);
+  }
+
+  private post(channel: string, text: string, metadata: { event_type: string; event_payload: Record<string, string | number> }, what: string, thread?: string): Promise<string> {
+    return this.inputs.poster.post({ channel, text, metadata, what, lookFirst: true, ...(thread ? { thread_ts: thread } : {}) });
+  }
+
+  private clock(ms: number): string {
+    return formatDate(ms, this.inputs.config().timezone).slice(5, 16);
+  }
+}
+
+function firstLine(text: string): string {
+  const line = text.split('\n').find((l) => l.trim()) ?? text;
+  return line.trim().slice(0, 120);
+}
