@@ -30,6 +30,8 @@ export interface CliOptions {
   noReminder: boolean;
   idLookup: boolean;
   printConfig: boolean;
+  /** Print the Slack app manifest (JSON) and exit. */
+  printManifest: boolean;
   replay?: string;
   help: boolean;
   version: boolean;
@@ -43,6 +45,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'test', kind: 'string', key: 'test', arg: 'TEXT', help: 'check one message against the rules, print what IMS would do, exit (no Slack tokens needed)' },
   { name: 'replay', kind: 'string', key: 'replay', arg: 'FILE', help: 'run the rules over recorded messages (JSON lines, or a Slack export folder) and print what would happen' },
   { name: 'print-config', kind: 'boolean', key: 'printConfig', help: 'print the effective config as a ready-to-save ims.config.ts (the IMS.ini migration path), exit' },
+  { name: 'print-manifest', kind: 'boolean', key: 'printManifest', help: 'print the Slack app manifest (JSON: scopes, events, /ims, interactivity, Socket Mode) to paste at api.slack.com/apps, exit' },
   { name: 'reverse', kind: 'boolean', key: 'reverse', help: 'reverse mode: repost messages that match NO rule to the DEFAULT channel' },
   { name: 'reacji', kind: 'boolean', key: 'reacji', help: 'Reacji Channeler mode: react with [Reacji] instead of reposting posts of [ReacjiID] bots' },
   { name: 'only-report', legacy: 'onlyReport', kind: 'boolean', key: 'onlyReport', help: 'post one report and exit (0, or 1 if posting failed): for cron/systemd timers' },
@@ -71,7 +74,7 @@ export class UsageError extends Error {
 export function parseArgs(argv: string[]): CliOptions {
   const options: CliOptions = {
     reverse: false, verbose: false, debug: false, onlyReport: false, auto: true, reacji: false, clearReminder: false,
-    noIncident: false, noReminder: false, idLookup: true, printConfig: false, help: false, version: false,
+    noIncident: false, noReminder: false, idLookup: true, printConfig: false, printManifest: false, help: false, version: false,
   };
   const set = options as unknown as Record<string, unknown>;
   const byName = new Map<string, { spec: FlagSpec; negate: boolean }>();
@@ -144,7 +147,7 @@ export function helpText(): string {
     'Usage: npx tsx ims.ts [options]',
     '',
     'Runs the bot (Socket Mode) with SLACK_APP_TOKEN (xapp-…) and SLACK_BOT_TOKEN (xoxb-…) from the environment;',
-    'SLACK_API_URL overrides the API base. --test, --replay and --print-config need no tokens.',
+    'SLACK_API_URL overrides the API base. --test, --replay, --print-config and --print-manifest need no tokens.',
     '',
     'Options:',
     ...rows.map(([left, right]) => `  ${left.padEnd(width)}${right}`),

@@ -5,8 +5,8 @@
  * before it is shown anywhere: it can neither mention anyone nor make a link.
  */
 import type { CompiledConfig, Incident } from './ims.ts';
-import type { Silence, State } from './ims-state.ts';
-import type { Silencing } from './ims-silencing.ts';
+import type { State } from './ims-state.ts';
+import { describeSilence, type Silencing } from './ims-silencing.ts';
 import type { PermissionChecker } from './ims-permissions.ts';
 import { describeTest } from './ims-dry-run.ts';
 import { decodeEntities, escapeSlack, inertText } from './ims-text.ts';
@@ -133,13 +133,6 @@ export class Commands {
     if (!(await this.inputs.silencing.end(silence, user))) return { text: `Silence ${id} already ended.` };
     return { text: `:bell: Silence ${id} ended; its summary is posted.` };
   }
-}
-
-/** One silence as lists show it (mrkdwn, what people typed made inert). */
-export function describeSilence(silence: Silence, timezone: string | undefined): string {
-  const by = silence.origin === 'maintenance' ? `maintenance window ${inertText(silence.createdBy)}` : `<@${silence.createdBy}>`;
-  return `*${silence.id}* ${inertText(describeMatcher(silence.matcher))} until ${clock(silence.endsAt, timezone)}, by ${by}` +
-    `${silence.reason ? `: ${inertText(silence.reason.slice(0, 200))}` : ''} — ${silence.silenced} alert${silence.silenced === 1 ? '' : 's'} silenced`;
 }
 
 function clock(ms: number, timezone: string | undefined): string {

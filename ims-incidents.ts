@@ -83,9 +83,13 @@ export class IncidentLifecycle {
     this.steps = new LifecycleSteps({
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
-      silenced: (incident) => !!inputs.silencing.silenceFor({
-        head: incident.head, label: incident.label, keys: incident.alertKey ? [incident.alertKey] : [], textKey: normalisedTextKey(incident.text), text: incident.text,
-      }),
+      silenced: (incident, message) => {
+        const silence = inputs.silencing.silenceFor({
+          head: incident.head, label: incident.label, keys: incident.alertKey ? [incident.alertKey] : [], textKey: normalisedTextKey(incident.text), text: message?.text ?? incident.text,
+        });
+        if (silence && message) inputs.silencing.noteSilenced(silence, message, incident.alertKey);
+        return !!silence;
+      },
     });
   }
 

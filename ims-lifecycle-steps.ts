@@ -27,8 +27,11 @@ export interface LifecycleStepInputs {
   track<T>(work: Promise<T>): Promise<T>;
   /** Whether a channel's posting pace holds its posts back now (a storm): repeat notes then wait for calmer times. */
   heldBack(channel: string): boolean;
-  /** Whether a silence in force takes the incident's alert: a reopening then pages nobody. */
-  silenced(incident: Incident): boolean;
+  /**
+   * Whether a silence in force takes the incident's alert (a reopening then pages nobody, a repeat gets no thread
+   * note); with the message about it, that message is counted as one the silence kept quiet.
+   */
+  silenced(incident: Incident, message?: AlertMessage): boolean;
 }
 
 type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
@@ -178,9 +181,10 @@ export class LifecycleSteps {
     let text: string | undefined;
     const link = `<${this.inputs.permalink(message.channel, message.ts)}|${step.kind === 'repeat' ? 'repeat' : 'alert'}>`;
     // In a storm a note per repeat would queue ahead of new alerts: the post's status line says it already.
-    if (step.kind === 'repeat' && step.note && !this.inputs.heldBack(incident.incidentChannel)) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
+    const silenced = (step.kind === 'repeat' || step.kind === 'reopen') && this.inputs.silenced(incident, message);
+    if (step.kind === 'repeat' && step.note && !silenced && !this.inputs.heldBack(incident.incidentChannel)) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
     if (step.kind === 'reopen') {
-      const members = step.page && incident.hotline && !this.inputs.silenced(incident) ? config.hotlines.get(incident.hotline) ?? [] : [];
+      const members = step.page && incident.hotline && !silenced ? config.hotlines.get(incident.hotline) ?? [] : [];
       text = `:rotating_light: Fired again within the reopen window: reopened (${link})${members.length ? ` — *Hotline ${escapeSlack(incident.hotline!)}*: ${members.map(mentionOf).join(' ')}` : ''}`;
     }
     if (!text) return;

@@ -14,6 +14,7 @@ import { dateParts, formatAge, formatDate, tsToMs } from './ims-time.ts';
 import { listAll, slackCall, type PostSpec } from './ims-slack.ts';
 import type { HookRunner } from './ims-hooks.ts';
 import type { IncidentLifecycle } from './ims-incidents.ts';
+import { describeSilence, type Silencing } from './ims-silencing.ts';
 
 /** What the report and the reminder read and use: the running IMS (`Ims`) provides it. */
 export interface ReportInputs {
@@ -29,6 +30,8 @@ export interface ReportInputs {
   permalink(channel: string, ts: string): string;
   post(spec: PostSpec): Promise<string>;
   hooks: HookRunner['run'];
+  /** Silences in force (Slack's and maintenance windows'), listed in the report. */
+  readonly silencing?: Pick<Silencing, 'active'>;
 }
 
 /**
@@ -109,6 +112,8 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
     if (failed.length > shown.length) shown.push(`…and ${failed.length - shown.length} more (see the log)`);
     report.sections.push({ title: `Alerts IMS could not post (${failed.length}): Slack refused them for good; the log says why`, lines: shown });
   }
+  const silences = ims.silencing?.active() ?? [];
+  if (silences.length) report.sections.push({ title: `Silences in force (${silences.length}): alerts they match are not reposted nor paged`, lines: await Promise.all(silences.map(async (s) => `• ${describeSilence(s, config.timezone, s.origin === 'slack' ? await ims.names.user(s.createdBy) : undefined)}`)) });
   const outbox = ims.state.outboxStats();
   if (outbox.depth) {
     report.sections.push({ title: 'Outbox', lines: [`${outbox.depth} deliveries waiting, oldest ${formatAge(now - (outbox.oldestAt ?? now))} old${outbox.lastError ? `; last error: ${outbox.lastError}` : ''}`] });

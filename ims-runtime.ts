@@ -171,7 +171,7 @@ export class Ims {
       slack: this.slack, state: this.state, log, now: this.now, config: config$, permalink, silences: () => this.silencing.active(), lastReport: () => this.lastReport, track,
     });
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
-    this.silencing = new Silencing({ state: this.state, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed() });
+    this.silencing = new Silencing({ state: this.state, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
     this.lifecycle = new IncidentLifecycle({
       state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
       permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(),

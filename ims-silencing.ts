@@ -26,6 +26,8 @@ export interface SilencingInputs {
   refreshPost(incident: Incident): void;
   /** Something the App Home shows changed. */
   changed(): void;
+  /** A person's name, for posts (a mention there would notify them). */
+  userName(user: string): Promise<string>;
 }
 
 /** A new silence from Slack. */
@@ -95,7 +97,7 @@ export class Silencing {
     this.inputs.changed();
     if (channel) {
       const subject = request.incident ? `incident <${this.inputs.permalink(request.incident.incidentChannel, request.incident.incidentTs)}|#${request.incident.id}> (${inertText(describeMatcher(silence.matcher))})` : inertText(describeMatcher(silence.matcher));
-      const text = `:no_bell: <@${request.user}> silenced ${subject} for ${formatAge(request.durationMs)}, until ${this.clock(silence.endsAt)} (silence ${silence.id})${silence.reason ? `: ${inertText(silence.reason)}` : ''}`;
+      const text = `:no_bell: ${escapeSlack(await this.inputs.userName(request.user))} silenced ${subject} for ${formatAge(request.durationMs)}, until ${this.clock(silence.endsAt)} (silence ${silence.id})${silence.reason ? `: ${inertText(silence.reason)}` : ''}`;
       await this.post(channel, text, { event_type: 'ims_silence', event_payload: { silence_id: silence.id } }, `announcement of silence ${silence.id}`);
     }
     return silence;
@@ -164,7 +166,7 @@ export class Silencing {
     const channel = incident?.incidentChannel ?? silence.channel;
     if (!channel) return;
     const firing = alerts.filter((a) => a.recoveredTs === undefined);
-    const ended = silence.endedAt !== undefined && silence.endedAt < silence.endsAt ? `ended by <@${silence.endedBy}>` : 'expired';
+    const ended = silence.endedAt !== undefined && silence.endedAt < silence.endsAt ? `ended by ${escapeSlack(await this.inputs.userName(silence.endedBy ?? ''))}` : 'expired';
     const name = silence.origin === 'maintenance' ? `Maintenance window ${inertText(silence.createdBy)}` : `Silence ${silence.id} (${inertText(describeMatcher(silence.matcher))})`;
     const lines = [`:bell: ${name} ${ended} after ${formatAge(Math.min(silence.endedAt ?? silence.endsAt, silence.endsAt) - silence.startsAt)}: ${alerts.length} alert${alerts.length === 1 ? '' : 's'} silenced` +
       (alerts.length ? `, ${firing.length} still firing${firing.some((a) => a.key === undefined) ? ' (or with no recovery seen)' : ''}` : '') + (firing.length ? ':' : '.')];
@@ -180,6 +182,14 @@ export class Silencing {
   private clock(ms: number): string {
     return formatDate(ms, this.inputs.config().timezone).slice(5, 16);
   }
+}
+
+/** One silence as lists show it (mrkdwn, what people typed made inert). */
+export function describeSilence(silence: Silence, timezone: string | undefined, creatorName?: string): string {
+  // In a post, a name (a mention would notify); ephemeral answers and the Home tab may mention (they notify nobody).
+  const by = silence.origin === 'maintenance' ? `maintenance window ${inertText(silence.createdBy)}` : creatorName !== undefined ? escapeSlack(creatorName) : `<@${silence.createdBy}>`;
+  return `*${silence.id}* ${inertText(describeMatcher(silence.matcher))} until ${formatDate(silence.endsAt, timezone).slice(5, 16)}, by ${by}` +
+    `${silence.reason ? `: ${inertText(silence.reason.slice(0, 200))}` : ''} — ${silence.silenced} alert${silence.silenced === 1 ? '' : 's'} silenced`;
 }
 
 function firstLine(text: string): string {

@@ -21,6 +21,7 @@ import type { IncidentEvent } from './ims-state.ts';
 import { parseIni } from './ims-ini.ts';
 import { describeTest, replay } from './ims-dry-run.ts';
 import { printConfig } from './ims-print-config.ts';
+import { printManifest } from './ims-manifest.ts';
 import { compileLifecycle, identify, templateProblem, type Identification, type LifecycleSettings } from './ims-lifecycle.ts';
 import type { AlertIdentity } from './ims-recognisers.ts';
 import { compileInteractive, type InteractiveSettings } from './ims-silences.ts';
@@ -1329,6 +1330,8 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
   }
   if (options.help) { io.out(helpText()); return 0; }
   if (options.version) { io.out(`ims ${VERSION}`); return 0; }
+  // Before the config: the manifest is how the Slack app is made, perhaps before any config exists.
+  if (options.printManifest) { io.out(printManifest().trimEnd()); return 0; }
   let config: CompiledConfig;
   try {
     config = await loadConfig({ path: options.config, reverse: options.reverse, reacji: options.reacji });

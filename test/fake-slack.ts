@@ -2,8 +2,10 @@
  * FakeSlack: a local Slack for tests. The Web API over HTTP and Socket Mode over WebSocket, both on
  * 127.0.0.1 and a random port, so the REAL @slack/web-api and @slack/socket-mode clients can talk to it
  * (`slackApiUrl: fake.apiUrl`). The protocol facts it honours are in ../shared/docs/slack-protocol.md beside the project.
+ * The person's side of interactivity is here too: `click`, `choose`, `slash`, `submitView`, `clickInView` and
+ * `openHome` send the envelopes Slack sends, and response_urls are served on the same port (see "Interactivity").
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -70,6 +72,8 @@ export interface FakeUsergroup {
   id: string;
   handle: string;
   name: string;
+  /** Member user ids, as `usergroups.users.list` answers them (and `usergroups.list` with `include_users`). */
+  users?: string[];
 }
 
 export interface ApiCall {
@@ -91,6 +95,8 @@ export interface SentEnvelope {
   /** When it was written to a socket; 0 while it waits for a connection (or if it was dropped). */
   sentAt: number;
   ackedAt?: number;
+  /** The payload of the app's ack (`{envelope_id, payload}`), once acked. */
+  ack?: Record<string, any>;
 }
 
 export interface FakeUpload {
@@ -101,6 +107,88 @@ export interface FakeUpload {
   channel?: string;
   thread_ts?: string;
   initial_comment?: string;
+}
+
+/** An ephemeral message: shown to one person in a channel, never part of its history. */
+export interface FakeEphemeral {
+  channel: string;
+  /** The one person who sees it. */
+  user: string;
+  /** Its `message_ts`: a click on it carries this as `container.message_ts`. */
+  ts: string;
+  text: string;
+  blocks?: any[];
+  attachments?: any[];
+  thread_ts?: string;
+  /** How it arrived: `chat.postEphemeral`, a POST to a response_url, or a slash command's ack. */
+  via: 'chat.postEphemeral' | 'response_url' | 'ack';
+}
+
+/** A modal or a Home tab the app opened, pushed or published. */
+export interface FakeView {
+  id: string;
+  type: 'modal' | 'home';
+  /** Whose modal or Home tab it is. */
+  user: string;
+  /** The view as the app last sent it (blocks unchanged). */
+  view: Record<string, any>;
+  /** Changes with every update; `views.update` / `views.publish` given an older one answer `hash_conflict`. */
+  hash: string;
+  root_view_id: string;
+  previous_view_id: string | null;
+  /** A modal is open until a submission closes it (an empty ack) or clears its stack; a Home tab always is. */
+  open: boolean;
+  /** The errors of the last `response_action: 'errors'` ack, by block_id. */
+  errors?: Record<string, string>;
+}
+
+/** One response to an interaction: a POST to its response_url, or the message a slash command's ack carried. */
+export interface FakeResponse {
+  url: string;
+  via: 'response_url' | 'ack';
+  /** The JSON body (the ack's payload for `via: 'ack'`); the raw text when it was not JSON. */
+  body: any;
+  at: number;
+  /** HTTP status the fake answered: 200, or 4xx when refused (an ack's response is always 200). */
+  status: number;
+  /** What it did, in order: a `delete_original` with a new message both deletes and posts. Empty when refused. */
+  did: ('ephemeral' | 'in_channel' | 'replaced' | 'deleted')[];
+  /** The message posted, replaced or deleted (the ephemeral's ts for an ephemeral). */
+  channel?: string;
+  ts?: string;
+  /** Why it was refused: `Expired url` (used 5 times, or over 30 minutes old), `no_text`, `invalid_blocks`… */
+  error?: string;
+}
+
+/** An `interactive` or `slash_commands` envelope written to a socket (events_api ones are in `envelopes`). */
+export interface SentInteraction {
+  envelope_id: string;
+  type: 'interactive' | 'slash_commands';
+  payload: any;
+  sentAt: number;
+  ackedAt?: number;
+  ack?: Record<string, any>;
+}
+
+/** What a person's action (a click, a menu choice, a command, a submission, opening Home) came to. */
+export interface Interaction {
+  envelope_id: string;
+  /** The payload as Slack sent it to the app. */
+  payload: any;
+  /** The payload of the app's ack (`{}` when it acked with none). */
+  ack: Record<string, any>;
+  trigger_id?: string;
+  /** The response_url handed out with it (clicks on messages and slash commands have one). */
+  response_url?: string;
+  /** The responses to it so far: POSTs to its response_url, and a slash command's ack message. */
+  responses(): FakeResponse[];
+}
+
+/** Which of several matching elements to use when a label alone is ambiguous. */
+export interface ElementChoice {
+  blockId?: string;
+  actionId?: string;
+  value?: string;
 }
 
 export interface FakeSlackOptions {
@@ -127,6 +215,12 @@ export interface FakeSlackOptions {
    * `Retry-After` in whole seconds (until a token is back); it does no work and is counted in `postRateLimited`.
    */
   postRateLimit?: { perSecond: number; burst: number };
+  /** How long a trigger_id can be exchanged (views.open, views.push). Slack: 3 seconds. Default 3000. */
+  triggerTtlMs?: number;
+  /** How long a response_url can be used (at most 5 times). Slack: 30 minutes. Default 1,800,000. */
+  responseUrlTtlMs?: number;
+  /** How long a click, menu choice, command or submission waits for the app's ack before failing. Slack: 3 s. Default 3000. */
+  interactionAckTimeoutMs?: number;
 }
 
 type Params = Record<string, any>;
@@ -134,19 +228,29 @@ type Handler = (params: Params) => Record<string, unknown>;
 type DisconnectReason = 'warning' | 'refresh_requested' | 'link_disabled';
 
 const APP_ID = 'A0FAKE';
+/** The deprecated verification token Slack still puts in payloads. */
+const VERIFICATION_TOKEN = 'fake-verification-token';
+const TEAM_DOMAIN = 'fake';
+/** A response_url takes at most 5 responses (api.slack.com/interactivity/handling#message_responses). */
+const RESPONSE_URL_USES = 5;
+/** response_url refusals that are the body's fault (400); the others say the target is gone (404). */
+const BAD_RESPONSE_ERRORS = new Set(['no_text', 'invalid_blocks', 'invalid_blocks_format', 'invalid_payload']);
 const PERMALINK_HOST = 'https://fake.slack.com';
 
 // ───────────────────────────── Small helpers ─────────────────────────────
 
-/** A Slack error answer: the dispatcher turns it into 200 {ok:false, error}. */
+/**
+ * A Slack error answer: the dispatcher turns it into 200 {ok:false, error}, with `response_metadata.messages`
+ * when given (as Slack explains `invalid_blocks` and `invalid_arguments`).
+ */
 class SlackError extends Error {
-  constructor(readonly code: string) {
+  constructor(readonly code: string, readonly messages?: string[]) {
     super(code);
   }
 }
 
-function fail(code: string): never {
-  throw new SlackError(code);
+function fail(code: string, messages?: string[]): never {
+  throw new SlackError(code, messages);
 }
 
 /** "1700000000.000123" → microseconds, so timestamps compare as numbers. */
@@ -219,9 +323,133 @@ function validateChannelName(name: string): void {
   if (/^[-_]+$/.test(name)) fail('invalid_name_punctuation');
 }
 
+// ───────────────────────────── Block Kit limits ─────────────────────────────
+// The limits Slack enforces on interactive blocks (api.slack.com/reference/block-kit/blocks and block-elements,
+// /reference/surfaces/views): a violation is answered `invalid_blocks` (messages) or `invalid_arguments` (views),
+// with Slack's own kind of explanation in `response_metadata.messages`.
+
+/** Messages hold at most 50 blocks, views 100. */
+const MESSAGE_BLOCKS_MAX = 50;
+const VIEW_BLOCKS_MAX = 100;
+
+function tooLong(max: number, at: string): string {
+  return `[ERROR] must be less than ${max + 1} characters [json-pointer:${at}]`;
+}
+
+/** A text object: `text` a string of 1..max characters, plain_text only when `plainOnly`. */
+function textProblems(text: any, at: string, max: number, plainOnly: boolean): string[] {
+  if (!text || typeof text !== 'object' || typeof text.text !== 'string') return [`[ERROR] missing required field: text [json-pointer:${at}]`];
+  if (plainOnly && text.type !== 'plain_text') return [`[ERROR] must be a plain_text text object [json-pointer:${at}/type]`];
+  if (text.text.length === 0) return [`[ERROR] must be more than 0 characters [json-pointer:${at}/text]`];
+  return text.text.length > max ? [tooLong(max, `${at}/text`)] : [];
+}
+
+/** An option of a select or overflow menu: plain text ≤ 75, value ≤ 150. */
+function optionProblems(option: any, at: string): string[] {
+  const problems = textProblems(option?.text, `${at}/text`, 75, true);
+  if (typeof option?.value !== 'string') problems.push(`[ERROR] missing required field: value [json-pointer:${at}]`);
+  else if (option.value.length > 150) problems.push(tooLong(150, `${at}/value`));
+  return problems;
+}
+
+/** The options of a static_select (options or option_groups) or an overflow, flattened. */
+function menuOptions(element: any): any[] {
+  if (Array.isArray(element?.options)) return element.options;
+  if (Array.isArray(element?.option_groups)) return element.option_groups.flatMap((g: any) => (Array.isArray(g?.options) ? g.options : []));
+  return [];
+}
+
+function elementProblems(element: any, at: string): string[] {
+  if (!element || typeof element !== 'object' || typeof element.type !== 'string') return [`[ERROR] missing required field: type [json-pointer:${at}]`];
+  const problems: string[] = [];
+  if (element.action_id !== undefined && (typeof element.action_id !== 'string' || element.action_id.length > 255)) problems.push(tooLong(255, `${at}/action_id`));
+  if (element.type === 'button') {
+    problems.push(...textProblems(element.text, `${at}/text`, 75, true));
+    if (element.value !== undefined && String(element.value).length > 2000) problems.push(tooLong(2000, `${at}/value`));
+    if (element.url !== undefined && String(element.url).length > 3000) problems.push(tooLong(3000, `${at}/url`));
+    if (element.style !== undefined && element.style !== 'primary' && element.style !== 'danger') problems.push(`[ERROR] must be one of primary, danger [json-pointer:${at}/style]`);
+  } else if (element.type === 'static_select' || element.type === 'overflow') {
+    const options = menuOptions(element);
+    const max = element.type === 'overflow' ? 5 : 100;
+    if (options.length === 0) problems.push(`[ERROR] missing required field: options [json-pointer:${at}]`);
+    if (options.length > max) problems.push(`[ERROR] no more than ${max} items allowed [json-pointer:${at}/options]`);
+    options.forEach((option, i) => problems.push(...optionProblems(option, `${at}/options/${i}`)));
+    if (element.placeholder !== undefined) problems.push(...textProblems(element.placeholder, `${at}/placeholder`, 150, true));
+  }
+  return problems;
+}
+
+/** A block's interactive elements with their JSON pointers: an actions block's elements, an accessory, an input's element. */
+function blockElements(block: any, at: string): { element: any; at: string }[] {
+  if (block.type === 'actions' && Array.isArray(block.elements)) return block.elements.map((element: any, j: number) => ({ element, at: `${at}/elements/${j}` }));
+  if (block.type === 'section' && block.accessory) return [{ element: block.accessory, at: `${at}/accessory` }];
+  if (block.type === 'input' && block.element) return [{ element: block.element, at: `${at}/element` }];
+  return [];
+}
+
+/**
+ * What Slack would refuse in `blocks`: too many blocks, a block_id over 255 characters or used twice in the
+ * surface, an actions block with more than 25 elements, an action_id over 255 characters or used twice in its
+ * block, a button's text over 75 or value over 2000 characters, menus with too many or too long options.
+ */
+function blockProblems(blocks: unknown, pointer: string, maxBlocks: number): string[] {
+  if (!Array.isArray(blocks)) return [`[ERROR] must be an array [json-pointer:${pointer}]`];
+  const problems: string[] = [];
+  if (blocks.length > maxBlocks) problems.push(`[ERROR] no more than ${maxBlocks} items allowed [json-pointer:${pointer}]`);
+  const blockIds = new Set<string>();
+  blocks.forEach((block: any, i) => {
+    const at = `${pointer}/${i}`;
+    if (!block || typeof block !== 'object' || typeof block.type !== 'string') return void problems.push(`[ERROR] missing required field: type [json-pointer:${at}]`);
+    if (block.block_id !== undefined) {
+      if (typeof block.block_id !== 'string' || block.block_id.length > 255) problems.push(tooLong(255, `${at}/block_id`));
+      else if (blockIds.has(block.block_id)) problems.push(`[ERROR] duplicate block_id ${JSON.stringify(block.block_id)} [json-pointer:${at}/block_id]`);
+      else blockIds.add(block.block_id);
+    }
+    if (block.type === 'actions' && !(Array.isArray(block.elements) && block.elements.length > 0)) problems.push(`[ERROR] missing required field: elements [json-pointer:${at}]`);
+    if (block.type === 'actions' && block.elements?.length > 25) problems.push(`[ERROR] no more than 25 items allowed [json-pointer:${at}/elements]`);
+    const actionIds = new Set<string>();
+    for (const { element, at: elementAt } of blockElements(block, at)) {
+      problems.push(...elementProblems(element, elementAt));
+      if (typeof element?.action_id !== 'string') continue;
+      if (actionIds.has(element.action_id)) problems.push(`[ERROR] duplicate action_id ${JSON.stringify(element.action_id)} [json-pointer:${elementAt}/action_id]`);
+      actionIds.add(element.action_id);
+    }
+  });
+  return problems;
+}
+
+/** A modal's or Home tab's problems (api.slack.com/reference/surfaces/views), `type` the one the method takes. */
+function viewProblems(view: any, type: 'modal' | 'home'): string[] {
+  if (!view || typeof view !== 'object' || Array.isArray(view)) return ['[ERROR] missing required field: view [json-pointer:/view]'];
+  if (view.type !== type) return [`[ERROR] must be ${JSON.stringify(type)}, found ${JSON.stringify(view.type)} [json-pointer:/view/type]`];
+  const problems = blockProblems(view.blocks, '/view/blocks', VIEW_BLOCKS_MAX);
+  if (type === 'modal') {
+    problems.push(...textProblems(view.title, '/view/title', 24, true));
+    if (view.close !== undefined) problems.push(...textProblems(view.close, '/view/close', 24, true));
+    if (view.submit !== undefined) problems.push(...textProblems(view.submit, '/view/submit', 24, true));
+    if (view.submit === undefined && Array.isArray(view.blocks) && view.blocks.some((b: any) => b?.type === 'input')) {
+      problems.push('[ERROR] missing required field: submit (a view with input blocks needs one) [json-pointer:/view/submit]');
+    }
+  }
+  if (view.callback_id !== undefined && String(view.callback_id).length > 255) problems.push(tooLong(255, '/view/callback_id'));
+  if (view.private_metadata !== undefined && String(view.private_metadata).length > 3000) problems.push(tooLong(3000, '/view/private_metadata'));
+  if (view.external_id !== undefined && String(view.external_id).length > 255) problems.push(tooLong(255, '/view/external_id'));
+  return problems;
+}
+
+/** A text object's text, or '' (labels of buttons, placeholders, options). */
+function plainText(text: any): string {
+  return typeof text?.text === 'string' ? text.text : '';
+}
+
+/** The ids Slack makes up for blocks and elements posted without one (short, stable per message and position). */
+function generatedId(seed: string): string {
+  return createHash('sha1').update(seed).digest('base64').replace(/[^A-Za-z0-9]/g, '').slice(0, 5);
+}
+
 // ───────────────────────────── HTTP bodies ─────────────────────────────
 
-const JSON_FIELDS = new Set(['blocks', 'attachments', 'metadata', 'files']);
+const JSON_FIELDS = new Set(['blocks', 'attachments', 'metadata', 'files', 'view']);
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -306,6 +534,33 @@ interface FailureRule {
   count: number;
 }
 
+/** Where a response_url's responses go: the person, the channel and, for a click on a message, that message. */
+interface ResponseTarget {
+  url: string;
+  kind: 'actions' | 'commands';
+  user: string;
+  channel: string;
+  /** The message the clicked element was on (absent for slash commands). */
+  messageTs?: string;
+  isEphemeral?: boolean;
+  issuedAt: number;
+  uses: number;
+}
+
+/** Where a person clicks: a message in a channel, an ephemeral message, or a view (modal or Home tab). */
+type Surface =
+  | { kind: 'message'; channel: FakeChannel; message: FakeMessage }
+  | { kind: 'ephemeral'; channel: FakeChannel; ephemeral: FakeEphemeral }
+  | { kind: 'view'; view: FakeView };
+
+/** An interactive element found in a surface's blocks, with the ids its payload will carry. */
+interface FoundElement {
+  element: any;
+  block: any;
+  blockId: string;
+  actionId: string;
+}
+
 export class FakeSlack {
   readonly apiUrl: string;
   readonly port: number;
@@ -321,6 +576,10 @@ export class FakeSlack {
   readonly envelopes: SentEnvelope[] = [];
   /** Completed files v2 uploads. */
   readonly uploads: FakeUpload[] = [];
+  /** Every interactive and slash_commands envelope written to a socket, in order. */
+  readonly interactions: SentInteraction[] = [];
+  /** Every response to an interaction (response_url POSTs, slash command acks carrying a message), in order. */
+  readonly responses: FakeResponse[] = [];
 
   private readonly botToken: string;
   private readonly appToken: string;
@@ -353,6 +612,22 @@ export class FakeSlack {
   private idCounter = 0;
   private closed = false;
 
+  private readonly triggerTtlMs: number;
+  private readonly responseUrlTtlMs: number;
+  private readonly interactionAckTimeoutMs: number;
+  /** Trigger ids handed out with interactions: whose, when, and whether exchanged yet. */
+  private readonly triggers = new Map<string, { user: string; issuedAt: number; used: boolean }>();
+  /** response_urls by path. */
+  private readonly responseUrls = new Map<string, ResponseTarget>();
+  private readonly ephemerals: FakeEphemeral[] = [];
+  /** Modals and Home tabs by id, in the order they were first opened or published. */
+  private readonly views = new Map<string, FakeView>();
+  private readonly homeViewIds = new Map<string, string>();
+  private readonly publishCounts = new Map<string, number>();
+  private readonly dmChannels = new Map<string, string>();
+  /** Interactive envelopes waiting for their ack, by envelope_id. */
+  private readonly ackWaiters = new Map<string, { resolve(ack: Record<string, any>): void; reject(error: Error): void }>();
+
   // ─── Lifecycle ───
 
   static async start(opts: FakeSlackOptions = {}): Promise<FakeSlack> {
@@ -382,6 +657,9 @@ export class FakeSlack {
       throw new Error(`FakeSlack: postRateLimit needs perSecond > 0 and burst ≥ 1, found ${JSON.stringify(opts.postRateLimit)}`);
     }
     this.postRateLimit = opts.postRateLimit;
+    this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
+    this.responseUrlTtlMs = opts.responseUrlTtlMs ?? 30 * 60_000;
+    this.interactionAckTimeoutMs = opts.interactionAckTimeoutMs ?? 3000;
     this.users.set(this.botUserId, { id: this.botUserId, name: 'ims', real_name: 'IMS', is_bot: true });
 
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -396,6 +674,8 @@ export class FakeSlack {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const waiter of this.ackWaiters.values()) waiter.reject(new Error('FakeSlack: closed while an interaction waited for its ack'));
+    this.ackWaiters.clear();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     for (const ws of this.sockets) ws.terminate();
@@ -443,11 +723,19 @@ export class FakeSlack {
     return bot;
   }
 
-  addUsergroup(g: { id?: string; handle: string; name?: string }): FakeUsergroup {
+  /** A user group (`@handle`); `users` are its members, as `usergroups.users.list` answers them. */
+  addUsergroup(g: { id?: string; handle: string; name?: string; users?: string[] }): FakeUsergroup {
     const id = g.id ?? this.freshId('S', this.usergroups);
-    const group: FakeUsergroup = { id, handle: g.handle, name: g.name ?? g.handle };
+    const group: FakeUsergroup = { id, handle: g.handle, name: g.name ?? g.handle, ...defined({ users: g.users && [...g.users] }) };
     this.usergroups.set(id, group);
     return group;
+  }
+
+  /** A user group's members change (an on-call rotation): `usergroups.users.list` answers `users` from now on. */
+  setUsergroupUsers(id: string, users: string[]): void {
+    const group = this.usergroups.get(id);
+    if (!group) throw new Error(`FakeSlack: no user group ${id}`);
+    group.users = [...users];
   }
 
   /**
@@ -739,9 +1027,13 @@ export class FakeSlack {
     for (const delivery of this.queued.splice(0)) this.transmit(socket, delivery);
   }
 
-  private onAck(envelopeId: unknown): void {
+  /** An ack (`{envelope_id, payload?}`): of an events_api delivery, or of an interaction waiting for it. */
+  private onAck(envelopeId: unknown, payload?: unknown): void {
+    const ack = payload && typeof payload === 'object' && !Array.isArray(payload) ? (payload as Record<string, any>) : {};
+    if (typeof envelopeId === 'string') this.ackWaiters.get(envelopeId)?.resolve(ack);
     const delivery = typeof envelopeId === 'string' ? this.deliveries.get(envelopeId) : undefined;
     if (!delivery) return;
+    delivery.envelope.ack ??= ack;
     delivery.envelope.ackedAt ??= Date.now();
     delivery.pending.acked = true;
     if (delivery.pending.timer) clearTimeout(delivery.pending.timer);
@@ -766,7 +1058,10 @@ export class FakeSlack {
     ws.on('error', () => {});
     ws.on('message', (data: RawData) => {
       const frame = parseJson(rawDataText(data));
-      if (frame && typeof frame === 'object') this.onAck((frame as { envelope_id?: unknown }).envelope_id);
+      if (frame && typeof frame === 'object') {
+        const { envelope_id, payload } = frame as { envelope_id?: unknown; payload?: unknown };
+        this.onAck(envelope_id, payload);
+      }
     });
     ws.on('close', () => {
       this.sockets.delete(ws);
@@ -797,6 +1092,7 @@ export class FakeSlack {
     const body = await readBody(req);
     if (url.pathname.startsWith('/api/')) this.onApiRequest(req, res, url, body);
     else if (url.pathname.startsWith('/upload/')) this.onUpload(req, res, url, body);
+    else if (url.pathname.startsWith('/actions/') || url.pathname.startsWith('/commands/')) this.onResponseUrl(req, res, url, body);
     else res.writeHead(404).end();
   }
 
@@ -841,7 +1137,10 @@ export class FakeSlack {
     try {
       return { status: 200, response: { ok: true, ...handler(params) } };
     } catch (error) {
-      if (error instanceof SlackError) return { status: 200, response: { ok: false, error: error.code } };
+      if (error instanceof SlackError) {
+        const metadata = error.messages?.length ? { response_metadata: { messages: error.messages } } : {};
+        return { status: 200, response: { ok: false, error: error.code, ...metadata } };
+      }
       console.error(`FakeSlack: ${method} crashed`, error); // a bug in the fake, not a Slack answer
       return { status: 200, response: { ok: false, error: 'internal_error' } };
     }
@@ -922,7 +1221,19 @@ export class FakeSlack {
       const bot = this.bots.get(p.bot) ?? fail('bot_not_found');
       return { bot: { id: bot.id, deleted: false, name: bot.name, updated: 0, ...defined({ app_id: bot.app_id, user_id: bot.user_id }), icons: {} } };
     },
-    'usergroups.list': () => ({ usergroups: [...this.usergroups.values()].map((g) => ({ ...g, team_id: this.teamId, is_usergroup: true })) }),
+    'usergroups.list': (p) => ({
+      usergroups: [...this.usergroups.values()].map(({ users, ...g }) => ({ ...g, team_id: this.teamId, is_usergroup: true, ...(isTrue(p.include_users) && users ? { users: [...users] } : {}) })),
+    }),
+    'usergroups.users.list': (p) => {
+      if (!p.usergroup) fail('invalid_arguments', ['[ERROR] missing required field: usergroup']);
+      const group = this.usergroups.get(String(p.usergroup)) ?? fail('no_such_subteam');
+      return { users: [...(group.users ?? [])] };
+    },
+    'chat.postEphemeral': (p) => this.chatPostEphemeral(p),
+    'views.open': (p) => this.viewsOpen(p),
+    'views.push': (p) => this.viewsPush(p),
+    'views.update': (p) => this.viewsUpdate(p),
+    'views.publish': (p) => this.viewsPublish(p),
     'files.getUploadURLExternal': (p) => this.filesGetUploadUrl(p),
     'files.completeUploadExternal': (p) => this.filesCompleteUpload(p),
   };
@@ -942,40 +1253,85 @@ export class FakeSlack {
   private chatPostMessage(p: Params) {
     const ch = this.writableChannel(p.channel);
     if (!p.text && !p.blocks?.length && !p.attachments?.length) fail('no_text');
+    this.checkMessageBlocks(p.blocks);
     const threadTs = p.thread_ts ? this.threadTsFor(ch, p.thread_ts) : undefined;
+    const message = this.postAsBot(ch, { text: p.text, blocks: p.blocks, attachments: p.attachments, metadata: p.metadata, thread_ts: threadTs }, true);
+    return { channel: ch.id, ts: message.ts, message: this.messageJson(message, true) };
+  }
+
+  /** The bot's message, stored and (when `emit`) echoed as a `message` event, as Slack does for its own posts. */
+  private postAsBot(ch: FakeChannel, fields: { text?: unknown; blocks?: any[]; attachments?: any[]; metadata?: any; thread_ts?: string }, emit: boolean): FakeMessage {
+    const { text, thread_ts, blocks, attachments, metadata } = fields;
     const message: FakeMessage = {
       type: 'message',
       ts: this.nextTs(),
       user: this.botUserId,
       bot_id: this.botId,
-      text: String(p.text ?? ''),
-      ...defined({ thread_ts: threadTs, blocks: p.blocks, attachments: p.attachments, metadata: p.metadata }),
+      text: String(text ?? ''),
+      ...defined({ thread_ts, blocks, attachments, metadata }),
     };
     this.store(ch, message);
-    this.sendEvent(this.messageEvent(ch, message));
-    return { channel: ch.id, ts: message.ts, message: this.messageJson(message, true) };
+    if (emit) this.sendEvent(this.messageEvent(ch, message));
+    return message;
+  }
+
+  /** `invalid_blocks_format` when blocks are not an array, `invalid_blocks` (with Slack's messages) past its limits. */
+  private checkMessageBlocks(blocks: unknown): void {
+    if (blocks === undefined) return;
+    if (!Array.isArray(blocks)) fail('invalid_blocks_format');
+    const problems = blockProblems(blocks, '/blocks', MESSAGE_BLOCKS_MAX);
+    if (problems.length) fail('invalid_blocks', problems);
   }
 
   private chatUpdate(p: Params) {
     const ch = this.writableChannel(p.channel);
     const message = this.findMessage(ch, p.ts);
     if (message.bot_id !== this.botId) fail('cant_update_message');
-    const previous = this.messageJson(message, false);
-    Object.assign(message, defined({ text: p.text, blocks: p.blocks, attachments: p.attachments, metadata: p.metadata }));
-    message.edited = { user: this.botUserId, ts: this.nextTs() };
-    this.emitChange(ch, { subtype: 'message_changed', message: this.messageJson(message, false), previous_message: previous });
+    this.checkMessageBlocks(p.blocks);
+    this.editMessage(ch, message, (m) => Object.assign(m, defined({ text: p.text, blocks: p.blocks, attachments: p.attachments, metadata: p.metadata })), true);
     return { channel: ch.id, ts: message.ts, text: message.text, message: this.messageJson(message, true) };
+  }
+
+  /** Changes a stored message, marks it edited and (when `emit`) sends the hidden `message_changed` event. */
+  private editMessage(ch: FakeChannel, message: FakeMessage, change: (m: FakeMessage) => void, emit: boolean): void {
+    const previous = this.messageJson(message, false);
+    change(message);
+    message.edited = { user: this.botUserId, ts: this.nextTs() };
+    if (emit) this.emitChange(ch, { subtype: 'message_changed', message: this.messageJson(message, false), previous_message: previous });
   }
 
   private chatDelete(p: Params) {
     const ch = this.writableChannel(p.channel);
     const message = this.findMessage(ch, p.ts);
     if (message.bot_id !== this.botId) fail('cant_delete_message');
+    this.removeMessage(ch, message, true);
+    return { channel: ch.id, ts: message.ts };
+  }
+
+  /** Takes a message out of its channel and (when `emit`) sends the hidden `message_deleted` event. */
+  private removeMessage(ch: FakeChannel, message: FakeMessage, emit: boolean): void {
     ch.messages.splice(ch.messages.indexOf(message), 1);
     ch.pins.delete(message.ts);
     if (!isTopLevel(message)) this.countReply(ch, message.thread_ts!, -1);
-    this.emitChange(ch, { subtype: 'message_deleted', deleted_ts: message.ts, previous_message: this.messageJson(message, false) });
-    return { channel: ch.id, ts: message.ts };
+    if (emit) this.emitChange(ch, { subtype: 'message_deleted', deleted_ts: message.ts, previous_message: this.messageJson(message, false) });
+  }
+
+  /**
+   * An ephemeral message to `user` in `channel` (api.slack.com/methods/chat.postEphemeral): the bot must be able to
+   * post there, and the user must be in the channel when the channel lists its members (`user_not_in_channel`).
+   * Recorded (see `ephemeralsFor`), never stored in the history and never echoed as an event.
+   */
+  private chatPostEphemeral(p: Params) {
+    const ch = this.writableChannel(p.channel);
+    if (!p.user) fail('invalid_arguments', ['[ERROR] missing required field: user']);
+    const user = String(p.user);
+    const listsMembers = [...ch.members].some((id) => id !== this.botUserId);
+    if (!this.users.has(user) || (listsMembers && !ch.members.has(user))) fail('user_not_in_channel');
+    if (!p.text && !p.blocks?.length && !p.attachments?.length) fail('no_text');
+    this.checkMessageBlocks(p.blocks);
+    const threadTs = p.thread_ts ? this.threadTsFor(ch, p.thread_ts) : undefined;
+    const ephemeral = this.addEphemeral({ channel: ch.id, user, text: p.text, blocks: p.blocks, attachments: p.attachments, thread_ts: threadTs, via: 'chat.postEphemeral' });
+    return { message_ts: ephemeral.ts };
   }
 
   private chatGetPermalink(p: Params) {
@@ -1288,6 +1644,669 @@ export class FakeSlack {
     if (!message) throw new Error(`FakeSlack: no message ${ts} in ${ch.id}`);
     const changed = type === 'reaction_added' ? this.addReaction(message, name, user) : this.removeReaction(message, name, user);
     if (changed && emit && ch.is_member) this.sendEvent(this.reactionEvent(type, ch, message, name, user));
+  }
+
+  // ─── Interactivity: what a person does, and what Slack does with the app's answers ───
+  // Payloads as Slack documents them: api.slack.com/reference/interaction-payloads/block-actions and …/views,
+  // /interactivity/slash-commands, /apis/connections/socket (envelopes and acks), /interactivity/handling
+  // (response_url: 5 uses in 30 minutes, ephemeral by default; trigger_id: once, within 3 seconds). Each helper
+  // writes one envelope to the socket that gets events and resolves once the app has acked it.
+
+  /**
+   * `user` clicks the button labelled `label` on message `ts` in `channel` (a message of the channel, or an
+   * ephemeral message shown to `user`): an `interactive` envelope with a `block_actions` payload, a fresh trigger_id
+   * and response_url. Buttons are looked for in actions blocks and section accessories; `choice` picks one when
+   * several carry the label. Throws, listing the buttons there are, when none does.
+   */
+  async click(user: string, channel: string, ts: string, label: string, choice: ElementChoice = {}): Promise<Interaction> {
+    const person = this.person(user);
+    const surface = this.messageSurface(person.id, channel, ts);
+    const found = this.pickElement(surface, ['button'], (f) => plainText(f.element.text) === label, choice, `button "${label}"`);
+    return this.sendBlockAction(person, surface, this.buttonAction(found), `the click on "${label}"`);
+  }
+
+  /**
+   * `user` clicks the button labelled `label` in a view they see: the top view of a modal of theirs, or their Home
+   * tab (`homeView(user).id`). The payload's container is the view; no response_url, as in Slack.
+   */
+  async clickInView(user: string, viewId: string, label: string, choice: ElementChoice = {}): Promise<Interaction> {
+    const person = this.person(user);
+    const view = this.views.get(viewId);
+    if (!view || view.user !== person.id || !view.open) throw new Error(`FakeSlack: ${user} has no open view ${viewId}`);
+    const top = view.type === 'modal' ? this.modalStack(view.root_view_id).at(-1) : view;
+    if (top !== view) throw new Error(`FakeSlack: ${user} does not see modal ${viewId}: ${top?.id} is on top of it`);
+    const surface: Surface = { kind: 'view', view };
+    const found = this.pickElement(surface, ['button'], (f) => plainText(f.element.text) === label, choice, `button "${label}"`);
+    return this.sendBlockAction(person, surface, this.buttonAction(found), `the click on "${label}"`);
+  }
+
+  /**
+   * `user` picks the option labelled `optionLabel` from a menu on message `ts` in `channel`: a static_select whose
+   * placeholder reads `menuLabel`, or an overflow menu (it shows only "…": name it by its action_id, or by "…" when
+   * the message has only one). The payload's action carries `selected_option` (and the select's `placeholder`).
+   */
+  async choose(user: string, channel: string, ts: string, menuLabel: string, optionLabel: string, choice: ElementChoice = {}): Promise<Interaction> {
+    const person = this.person(user);
+    const surface = this.messageSurface(person.id, channel, ts);
+    const overflows = this.elementsOf(surface).filter((f) => f.element.type === 'overflow').length;
+    const isMenu = (f: FoundElement) =>
+      f.element.type === 'static_select' ? plainText(f.element.placeholder) === menuLabel : f.actionId === menuLabel || (menuLabel === '…' && overflows === 1);
+    const found = this.pickElement(surface, ['static_select', 'overflow'], isMenu, choice, `menu "${menuLabel}"`);
+    const options = menuOptions(found.element);
+    const option = options.find((o) => plainText(o.text) === optionLabel);
+    if (!option) {
+      const labels = options.map((o) => JSON.stringify(plainText(o.text))).join(', ');
+      throw new Error(`FakeSlack: the menu "${menuLabel}" on ${this.surfaceName(surface)} has no option "${optionLabel}"; its options are ${labels}`);
+    }
+    const isSelect = found.element.type === 'static_select';
+    const action = {
+      type: found.element.type,
+      action_id: found.actionId,
+      block_id: found.blockId,
+      selected_option: structuredClone(option),
+      ...(isSelect && found.element.placeholder ? { placeholder: structuredClone(found.element.placeholder) } : {}),
+      action_ts: this.nextTs(),
+    };
+    const chosen = isSelect ? { [found.blockId]: { [found.actionId]: { type: 'static_select', selected_option: structuredClone(option) } } } : {};
+    return this.sendBlockAction(person, surface, action, `the choice of "${optionLabel}" in "${menuLabel}"`, chosen);
+  }
+
+  /**
+   * `user` types `command text` in `channel`: a `slash_commands` envelope (`accepts_response_payload: true`) with
+   * the documented payload, a response_url and a trigger_id. A message in the ack (`text`/`blocks`, with
+   * `response_type`) is Slack's immediate response: posted as a response (ephemeral by default) and recorded.
+   */
+  async slash(user: string, channel: string, text: string, command = '/ims'): Promise<Interaction> {
+    const person = this.person(user);
+    const ch = this.channelOrThrow(channel);
+    if (!command.startsWith('/')) throw new Error(`FakeSlack: a slash command starts with "/", found ${JSON.stringify(command)}`);
+    const response_url = this.issueResponseUrl('commands', { user: person.id, channel: ch.id });
+    const trigger_id = this.issueTrigger(person.id);
+    const payload = {
+      token: VERIFICATION_TOKEN,
+      team_id: this.teamId,
+      team_domain: TEAM_DOMAIN,
+      channel_id: ch.id,
+      channel_name: ch.name,
+      user_id: person.id,
+      user_name: person.name,
+      command,
+      text,
+      api_app_id: APP_ID,
+      is_enterprise_install: 'false',
+      response_url,
+      trigger_id,
+    };
+    const sent = await this.deliverInteraction('slash_commands', payload, `the command "${command} ${text}"`);
+    this.respondFromAck(response_url, sent.ack ?? {});
+    return this.interaction(sent, trigger_id, response_url);
+  }
+
+  /**
+   * `user` fills the modal `viewId` (the one they see, on top of its stack) and presses its submit button: an
+   * `interactive` envelope with a `view_submission` payload whose `view.state.values` holds `values` (block_id →
+   * action_id → what was typed; a static_select's option by value or label). Throws when a required input is left
+   * empty (Slack would not submit) or `values` names an input the view lacks. The ack is applied as Slack does:
+   * none closes the view, `errors` keeps it open (see `view(id).errors`), `update` replaces it, `push` stacks a new
+   * one, `clear` closes them all.
+   */
+  async submitView(user: string, viewId: string, values: Record<string, Record<string, string>> = {}): Promise<Interaction> {
+    const person = this.person(user);
+    const view = this.views.get(viewId);
+    if (!view || view.type !== 'modal' || view.user !== person.id) throw new Error(`FakeSlack: ${user} has no modal ${viewId}`);
+    const top = this.modalStack(view.root_view_id).at(-1);
+    if (!view.open || top !== view) throw new Error(`FakeSlack: ${user} does not see modal ${viewId}: ${view.open ? `${top?.id} is on top of it` : 'it is closed'}`);
+    const trigger_id = this.issueTrigger(person.id);
+    const payload = {
+      type: 'view_submission',
+      team: this.teamRef(),
+      user: this.userRef(person),
+      api_app_id: APP_ID,
+      token: VERIFICATION_TOKEN,
+      trigger_id,
+      view: this.viewJson(view, { values: this.submittedValues(view, values) }),
+      response_urls: [],
+      is_enterprise_install: false,
+      enterprise: null,
+    };
+    const sent = await this.deliverInteraction('interactive', payload, `the submission of modal ${viewId}`);
+    this.applyViewAck(view, sent.ack ?? {});
+    return this.interaction(sent, trigger_id, undefined);
+  }
+
+  /**
+   * `user` opens the app's Home tab: an `events_api` envelope with `app_home_opened` (`tab: 'home'`, the user's DM
+   * channel with the app, and `view` once a Home view was published), resolved once acked.
+   */
+  async openHome(user: string): Promise<Interaction> {
+    const person = this.person(user);
+    const homeId = this.homeViewIds.get(person.id);
+    const home = homeId ? { view: this.viewJson(this.views.get(homeId)!) } : {};
+    const event = { type: 'app_home_opened', user: person.id, channel: this.dmChannelOf(person.id), tab: 'home', ...home, event_ts: this.nextTs() };
+    const envelope = this.sendEvent(event);
+    await this.waitFor(() => envelope.ackedAt, `the ack of app_home_opened for ${user}`, this.interactionAckTimeoutMs);
+    return { envelope_id: envelope.envelope_id, payload: event, ack: envelope.ack ?? {}, responses: () => [] };
+  }
+
+  // ─── Interactivity: what the person sees ───
+
+  /** The ephemeral messages `user` was shown and still sees (a `delete_original` removes one), oldest first. */
+  ephemeralsFor(user: string): FakeEphemeral[] {
+    return this.ephemerals.filter((e) => e.user === user).map((e) => structuredClone(e));
+  }
+
+  /** Waits for an ephemeral message to `user` that `matches` (the app answers after its ack). */
+  async waitForEphemeral(user: string, matches: (e: FakeEphemeral) => boolean = () => true, timeoutMs = 5000): Promise<FakeEphemeral> {
+    return this.waitFor(() => this.ephemeralsFor(user).find(matches), `an ephemeral message for ${user}`, timeoutMs);
+  }
+
+  /** The responses to one response_url, oldest first (refused ones included, with `error`). */
+  responsesTo(url: string): FakeResponse[] {
+    return this.responses.filter((r) => r.url === url);
+  }
+
+  /** Waits for a response to `url` that `matches`. */
+  async waitForResponse(url: string, matches: (r: FakeResponse) => boolean = () => true, timeoutMs = 5000): Promise<FakeResponse> {
+    return this.waitFor(() => this.responsesTo(url).find(matches), `a response to ${url}`, timeoutMs);
+  }
+
+  /** The Home tab last published for `user` (a copy), or undefined. */
+  homeView(user: string): FakeView | undefined {
+    const id = this.homeViewIds.get(user);
+    return id === undefined ? undefined : structuredClone(this.views.get(id));
+  }
+
+  /** How many times `views.publish` succeeded for `user`. */
+  homePublishes(user: string): number {
+    return this.publishCounts.get(user) ?? 0;
+  }
+
+  /** Every modal view opened or pushed, in that order (copies; `open` says which are still shown). */
+  openedViews(): FakeView[] {
+    return [...this.views.values()].filter((v) => v.type === 'modal').map((v) => structuredClone(v));
+  }
+
+  /** One modal or Home view by id (a copy), or undefined. */
+  view(id: string): FakeView | undefined {
+    const view = this.views.get(id);
+    return view && structuredClone(view);
+  }
+
+  // ─── Interactivity: payloads and delivery ───
+
+  private person(user: string): FakeUser {
+    const person = this.users.get(user);
+    if (!person) throw new Error(`FakeSlack: no user ${user}; add them first with addUser({ id: '${user}', name })`);
+    return person;
+  }
+
+  private userRef(u: FakeUser): Record<string, string> {
+    return { id: u.id, username: u.name, name: u.name, team_id: this.teamId };
+  }
+
+  private teamRef(): Record<string, string> {
+    return { id: this.teamId, domain: TEAM_DOMAIN };
+  }
+
+  /** The user's DM with the app, as `app_home_opened` names it. */
+  private dmChannelOf(user: string): string {
+    let id = this.dmChannels.get(user);
+    if (id === undefined) this.dmChannels.set(user, (id = this.newId('D')));
+    return id;
+  }
+
+  /** "132456.7890123.abcdef"-shaped, as views.open expects; exchangeable once within `triggerTtlMs`. */
+  private issueTrigger(user: string): string {
+    const id = `${Math.floor(Date.now() / 1000)}.${++this.idCounter}.${randomBytes(16).toString('hex')}`;
+    this.triggers.set(id, { user, issuedAt: Date.now(), used: false });
+    return id;
+  }
+
+  /** A response_url on the fake's own server, shaped like Slack's hooks.slack.com/actions/… and /commands/… ones. */
+  private issueResponseUrl(kind: 'actions' | 'commands', target: { user: string; channel: string; messageTs?: string; isEphemeral?: boolean }): string {
+    const path = `/${kind}/${this.teamId}/${++this.idCounter}/${randomBytes(12).toString('hex')}`;
+    const url = `http://127.0.0.1:${this.port}${path}`;
+    this.responseUrls.set(path, { url, kind, ...target, issuedAt: Date.now(), uses: 0 });
+    return url;
+  }
+
+  private interaction(sent: SentInteraction, trigger_id: string | undefined, response_url: string | undefined): Interaction {
+    return {
+      envelope_id: sent.envelope_id,
+      payload: sent.payload,
+      ack: sent.ack ?? {},
+      ...defined({ trigger_id, response_url }),
+      responses: () => (response_url === undefined ? [] : this.responsesTo(response_url)),
+    };
+  }
+
+  /**
+   * Writes an `interactive` or `slash_commands` envelope to the socket that gets events and waits for its ack
+   * (`{envelope_id, payload?}`). Slack retries none of these: no socket, or no ack in time, fails the action.
+   */
+  private async deliverInteraction(type: SentInteraction['type'], payload: Record<string, any>, what: string): Promise<SentInteraction> {
+    const socket = this.activeSocket();
+    if (!socket) throw new Error(`FakeSlack: ${what} needs a connected socket and none is; Slack would show the person an error`);
+    const sent: SentInteraction = { envelope_id: randomUUID(), type, payload, sentAt: Date.now() };
+    this.interactions.push(sent);
+    const ack = await new Promise<Record<string, any>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.ackWaiters.delete(sent.envelope_id);
+        reject(new Error(`FakeSlack: ${what} (envelope ${sent.envelope_id}) was not acked within ${this.interactionAckTimeoutMs} ms; Slack would show the person an error`));
+      }, this.interactionAckTimeoutMs);
+      this.timers.add(timer);
+      const settle = () => {
+        clearTimeout(timer);
+        this.timers.delete(timer);
+        this.ackWaiters.delete(sent.envelope_id);
+      };
+      this.ackWaiters.set(sent.envelope_id, {
+        resolve: (value) => (settle(), resolve(value)),
+        reject: (error) => (settle(), reject(error)),
+      });
+      socket.send(JSON.stringify({ envelope_id: sent.envelope_id, type, accepts_response_payload: true, payload }), () => {});
+    });
+    sent.ackedAt = Date.now();
+    sent.ack = ack;
+    return sent;
+  }
+
+  /** A `block_actions` payload for one action on a surface, delivered; clicks on messages get a response_url. */
+  private async sendBlockAction(person: FakeUser, surface: Surface, action: Record<string, any>, what: string, chosen: Record<string, Record<string, any>> = {}): Promise<Interaction> {
+    const trigger_id = this.issueTrigger(person.id);
+    const { container, where, response_url } = this.actionContext(person, surface, chosen);
+    const payload = {
+      type: 'block_actions',
+      user: this.userRef(person),
+      api_app_id: APP_ID,
+      token: VERIFICATION_TOKEN,
+      container,
+      trigger_id,
+      team: this.teamRef(),
+      enterprise: null,
+      is_enterprise_install: false,
+      ...where,
+      actions: [action],
+    };
+    const sent = await this.deliverInteraction('interactive', payload, what);
+    return this.interaction(sent, trigger_id, response_url);
+  }
+
+  /**
+   * Where a block action happened, as its payload tells: a view (`container.type: 'view'`, the view) or a message
+   * (`container.type: 'message'`, channel, the full stored message, the message's select menus' state, a
+   * response_url). Slack leaves `message` out for an ephemeral message, which is stored nowhere.
+   */
+  private actionContext(person: FakeUser, surface: Surface, chosen: Record<string, Record<string, any>>) {
+    if (surface.kind === 'view') {
+      return { container: { type: 'view', view_id: surface.view.id }, where: { view: this.viewJson(surface.view) }, response_url: undefined };
+    }
+    const ch = surface.channel;
+    const ts = surface.kind === 'message' ? surface.message.ts : surface.ephemeral.ts;
+    const isEphemeral = surface.kind === 'ephemeral';
+    const response_url = this.issueResponseUrl('actions', { user: person.id, channel: ch.id, messageTs: ts, isEphemeral });
+    const values: Record<string, Record<string, any>> = {};
+    for (const { element, blockId, actionId } of this.elementsOf(surface)) {
+      if (element.type === 'static_select') (values[blockId] ??= {})[actionId] = { type: 'static_select', selected_option: element.initial_option ?? null };
+    }
+    for (const [blockId, byAction] of Object.entries(chosen)) Object.assign((values[blockId] ??= {}), byAction);
+    const message = surface.kind === 'message' ? { message: this.messageJson(surface.message, false) } : {};
+    return {
+      container: { type: 'message', message_ts: ts, channel_id: ch.id, is_ephemeral: isEphemeral },
+      where: { channel: { id: ch.id, name: ch.name }, ...message, state: { values }, response_url },
+      response_url,
+    };
+  }
+
+  private buttonAction({ element, blockId, actionId }: FoundElement): Record<string, any> {
+    return {
+      action_id: actionId,
+      block_id: blockId,
+      text: { type: 'plain_text', text: plainText(element.text), emoji: element.text?.emoji ?? true },
+      ...defined({ value: element.value, style: element.style }),
+      type: 'button',
+      action_ts: this.nextTs(),
+    };
+  }
+
+  /** The message `user` sees at `ts` in `channel`: one of its history, else one of their ephemeral messages there. */
+  private messageSurface(user: string, channel: string, ts: string): Surface {
+    const ch = this.channelOrThrow(channel);
+    const message = ch.messages.find((m) => m.ts === ts);
+    if (message) return { kind: 'message', channel: ch, message };
+    const ephemeral = this.ephemerals.find((e) => e.channel === ch.id && e.ts === ts && e.user === user);
+    if (ephemeral) return { kind: 'ephemeral', channel: ch, ephemeral };
+    throw new Error(`FakeSlack: ${user} sees no message ${ts} in ${ch.id} (neither in its history nor among their ephemeral messages)`);
+  }
+
+  private surfaceName(surface: Surface): string {
+    if (surface.kind === 'view') return `view ${surface.view.id}`;
+    return `${surface.kind === 'ephemeral' ? 'ephemeral message' : 'message'} ${surface.kind === 'message' ? surface.message.ts : surface.ephemeral.ts} in ${surface.channel.id}`;
+  }
+
+  /** A surface's interactive elements, with the block_id and action_id Slack reports (made up when the app gave none). */
+  private elementsOf(surface: Surface): FoundElement[] {
+    const blocks = surface.kind === 'message' ? surface.message.blocks : surface.kind === 'ephemeral' ? surface.ephemeral.blocks : surface.view.view.blocks;
+    const seed = surface.kind === 'view' ? surface.view.id : `${surface.channel.id}/${surface.kind === 'message' ? surface.message.ts : surface.ephemeral.ts}`;
+    const found: FoundElement[] = [];
+    (Array.isArray(blocks) ? blocks : []).forEach((block: any, i) => {
+      if (!block || typeof block !== 'object') return;
+      const blockId = typeof block.block_id === 'string' ? block.block_id : generatedId(`${seed}/${i}`);
+      blockElements(block, '').forEach(({ element }, j) => {
+        if (!element || typeof element !== 'object') return;
+        const actionId = typeof element.action_id === 'string' ? element.action_id : generatedId(`${seed}/${i}/${j}`);
+        found.push({ element, block, blockId, actionId });
+      });
+    });
+    return found;
+  }
+
+  /** The one element of `types` that `matches` (narrowed by `choice`); throws, saying what there is, unless exactly one. */
+  private pickElement(surface: Surface, types: string[], matches: (f: FoundElement) => boolean, choice: ElementChoice, what: string): FoundElement {
+    const all = this.elementsOf(surface).filter((f) => types.includes(f.element.type));
+    const fits = (f: FoundElement) =>
+      matches(f) &&
+      (choice.blockId === undefined || f.blockId === choice.blockId) &&
+      (choice.actionId === undefined || f.actionId === choice.actionId) &&
+      (choice.value === undefined || f.element.value === choice.value);
+    const chosen = all.filter(fits);
+    if (chosen.length === 1) return chosen[0]!;
+    const where = this.surfaceName(surface);
+    if (chosen.length === 0) {
+      const describe = (f: FoundElement) =>
+        f.element.type === 'button' ? `"${plainText(f.element.text)}"` : f.element.type === 'overflow' ? `an overflow (action_id ${f.actionId})` : `"${plainText(f.element.placeholder)}"`;
+      const there = all.length ? `; it has ${all.map(describe).join(', ')}` : `; it has no ${types.join(' or ')} at all`;
+      throw new Error(`FakeSlack: no ${what} on ${where}${there}`);
+    }
+    const ids = chosen.map((f) => `block_id ${f.blockId} action_id ${f.actionId}`).join('; ');
+    throw new Error(`FakeSlack: ${chosen.length} elements match ${what} on ${where} (${ids}); pass { blockId, actionId or value } to say which`);
+  }
+
+  /** A view_submission's `state.values`: every input block's element, with what `values` typed into it. */
+  private submittedValues(view: FakeView, values: Record<string, Record<string, string>>): Record<string, Record<string, any>> {
+    const state: Record<string, Record<string, any>> = {};
+    const inputs: string[] = [];
+    for (const { element, block, blockId, actionId } of this.elementsOf({ kind: 'view', view })) {
+      if (block.type !== 'input') continue;
+      inputs.push(`${blockId}/${actionId}`);
+      const typed = values[blockId]?.[actionId];
+      if ((typed === undefined || typed === '') && block.optional !== true) {
+        throw new Error(`FakeSlack: Slack would not submit modal ${view.id}: the required input ${blockId}/${actionId} ("${plainText(block.label)}") is empty`);
+      }
+      (state[blockId] ??= {})[actionId] = this.inputState(element, typed);
+    }
+    for (const [blockId, byAction] of Object.entries(values)) {
+      for (const actionId of Object.keys(byAction)) {
+        if (!inputs.includes(`${blockId}/${actionId}`)) throw new Error(`FakeSlack: modal ${view.id} has no input ${blockId}/${actionId}; its inputs are ${inputs.join(', ') || 'none'}`);
+      }
+    }
+    return state;
+  }
+
+  private inputState(element: any, typed: string | undefined): Record<string, any> {
+    if (element.type !== 'static_select') return { type: element.type, value: typed ?? null };
+    const option = typed === undefined ? undefined : menuOptions(element).find((o) => o.value === typed || plainText(o.text) === typed);
+    if (typed !== undefined && !option) throw new Error(`FakeSlack: the menu ${element.action_id} offers no option ${JSON.stringify(typed)}`);
+    return { type: 'static_select', selected_option: option ? structuredClone(option) : null };
+  }
+
+  /** A view_submission's ack, applied as Slack does (api.slack.com/surfaces/modals: closing, errors, update, push). */
+  private applyViewAck(view: FakeView, ack: Record<string, any>): void {
+    const action = ack.response_action;
+    const stack = this.modalStack(view.root_view_id);
+    if (action === undefined) view.open = false;
+    else if (action === 'clear') for (const v of stack) v.open = false;
+    else if (action === 'errors') {
+      const inputIds = new Set(this.elementsOf({ kind: 'view', view }).filter((f) => f.block.type === 'input').map((f) => f.blockId));
+      const errors = ack.errors;
+      if (!errors || typeof errors !== 'object' || Object.keys(errors).length === 0 || Object.keys(errors).some((id) => !inputIds.has(id))) {
+        throw new Error(`FakeSlack: response_action "errors" names the view's input blocks by block_id (${[...inputIds].join(', ')}), found ${JSON.stringify(errors)}`);
+      }
+      view.errors = { ...errors };
+    } else if (action === 'update' || action === 'push') {
+      const problems = viewProblems(ack.view, 'modal');
+      if (problems.length) throw new Error(`FakeSlack: response_action "${action}" carries a view Slack would refuse: ${problems.join('; ')}`);
+      if (action === 'update') this.replaceView(view, ack.view);
+      else if (stack.length >= 3) throw new Error(`FakeSlack: a modal holds at most 3 views; response_action "push" found ${stack.length}`);
+      else this.createView('modal', view.user, ack.view, view);
+    } else {
+      throw new Error(`FakeSlack: unknown response_action ${JSON.stringify(action)} (Slack knows errors, update, push and clear)`);
+    }
+  }
+
+  // ─── Interactivity: responses ───
+
+  /**
+   * A POST to a response_url (api.slack.com/interactivity/handling#message_responses): JSON with text/blocks,
+   * `response_type` ('ephemeral', the default, or 'in_channel'), `replace_original`, `delete_original`,
+   * `thread_ts`. At most 5 uses within `responseUrlTtlMs`; then `{ok:false, error:'Expired url'}` with 404.
+   */
+  private onResponseUrl(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): void {
+    const target = this.responseUrls.get(url.pathname);
+    const parsed = parseJson(body.toString('utf8'));
+    const response: FakeResponse = { url: target?.url ?? `http://127.0.0.1:${this.port}${url.pathname}`, via: 'response_url', body: parsed, at: Date.now(), status: 200, did: [] };
+    const refuse = (status: number, error: string) => Object.assign(response, { status, error });
+    if (req.method !== 'POST' || !target) refuse(404, 'no_service');
+    else if (Date.now() - target.issuedAt > this.responseUrlTtlMs || target.uses >= RESPONSE_URL_USES) refuse(404, 'Expired url');
+    else if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) refuse(400, 'invalid_payload');
+    else {
+      try {
+        this.applyResponse(target, parsed as Record<string, any>, response, 'response_url');
+        target.uses++;
+      } catch (error) {
+        if (!(error instanceof SlackError)) console.error('FakeSlack: a response_url POST crashed', error); // a bug in the fake
+        refuse(error instanceof SlackError && BAD_RESPONSE_ERRORS.has(error.code) ? 400 : 404, error instanceof SlackError ? error.code : 'internal_error');
+      }
+    }
+    this.responses.push(response);
+    const answer = response.error ? { ok: false, error: response.error } : { ok: true };
+    res.writeHead(response.status, { 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify(answer));
+  }
+
+  /** A slash command's ack that carries a message is its immediate response (api.slack.com/interactivity/slash-commands). */
+  private respondFromAck(url: string, ack: Record<string, any>): void {
+    if (!ack.text && !ack.blocks?.length && !ack.attachments?.length) return;
+    const target = this.responseUrls.get(new URL(url).pathname)!;
+    const body = structuredClone(ack);
+    const response: FakeResponse = { url, via: 'ack', body, at: Date.now(), status: 200, did: [] };
+    try {
+      this.applyResponse(target, body, response, 'ack');
+    } catch (error) {
+      if (!(error instanceof SlackError)) throw error;
+      Object.assign(response, { status: 400, error: error.code });
+    }
+    this.responses.push(response);
+  }
+
+  /**
+   * What a response does. From a click on a message: `delete_original` deletes that message (then posts the new
+   * one, if any), `replace_original` replaces it in place (an ephemeral one stays ephemeral). Otherwise, and always
+   * for slash commands (whose replace/delete Slack ignores): a new message, ephemeral to the person unless
+   * `response_type: 'in_channel'` (then the bot's visible message, in `thread_ts`'s thread if given).
+   * Every check runs before any effect, so a refused response changes nothing.
+   */
+  private applyResponse(target: ResponseTarget, body: Record<string, any>, response: FakeResponse, via: 'response_url' | 'ack'): void {
+    const onMessage = target.kind === 'actions' && target.messageTs !== undefined;
+    const remove = onMessage && isTrue(body.delete_original);
+    const replace = onMessage && !remove && isTrue(body.replace_original);
+    const hasContent = Boolean(body.text || body.blocks?.length || body.attachments?.length);
+    if (!remove && !hasContent) fail('no_text');
+    this.checkMessageBlocks(body.blocks);
+    const ch = this.channels.get(target.channel) ?? fail('channel_not_found');
+    const inChannel = !replace && hasContent && body.response_type === 'in_channel';
+    if (inChannel && ch.is_archived) fail('channel_is_archived');
+    const threadTs = !replace && hasContent && body.thread_ts ? this.threadTsFor(ch, body.thread_ts) : undefined;
+    const content = {
+      text: typeof body.text === 'string' ? body.text : '',
+      blocks: Array.isArray(body.blocks) ? body.blocks : undefined,
+      attachments: Array.isArray(body.attachments) ? body.attachments : undefined,
+    };
+    response.channel = ch.id;
+    if (remove || replace) {
+      this.changeOriginal(ch, target, remove ? undefined : content);
+      response.did.push(remove ? 'deleted' : 'replaced');
+      response.ts = target.messageTs;
+      if (replace || !hasContent) return;
+    }
+    if (inChannel) {
+      response.ts = this.postAsBot(ch, { ...content, thread_ts: threadTs }, ch.is_member).ts;
+      response.did.push('in_channel');
+    } else {
+      response.ts = this.addEphemeral({ channel: ch.id, user: target.user, ...content, thread_ts: threadTs, via }).ts;
+      response.did.push('ephemeral');
+    }
+  }
+
+  /** Replaces (`content`) or deletes (none) the message a click came from: a channel message or the person's ephemeral one. */
+  private changeOriginal(ch: FakeChannel, target: ResponseTarget, content: { text: string; blocks?: any[]; attachments?: any[] } | undefined): void {
+    const replaceContent = (m: { text: string; blocks?: any[]; attachments?: any[] }, c: NonNullable<typeof content>) => {
+      m.text = c.text;
+      for (const field of ['blocks', 'attachments'] as const) {
+        if (c[field] === undefined) delete m[field];
+        else m[field] = c[field];
+      }
+    };
+    if (target.isEphemeral) {
+      const index = this.ephemerals.findIndex((e) => e.channel === ch.id && e.ts === target.messageTs && e.user === target.user);
+      if (index < 0) fail('message_not_found');
+      if (content) replaceContent(this.ephemerals[index]!, content);
+      else this.ephemerals.splice(index, 1);
+      return;
+    }
+    const message = ch.messages.find((m) => m.ts === target.messageTs) ?? fail('message_not_found');
+    if (content) this.editMessage(ch, message, (m) => replaceContent(m, content), ch.is_member);
+    else this.removeMessage(ch, message, ch.is_member);
+  }
+
+  private addEphemeral(fields: { channel: string; user: string; text?: unknown; blocks?: any[]; attachments?: any[]; thread_ts?: string; via: FakeEphemeral['via'] }): FakeEphemeral {
+    const { channel, user, text, blocks, attachments, thread_ts, via } = fields;
+    const ephemeral: FakeEphemeral = { channel, user, ts: this.nextTs(), text: String(text ?? ''), ...defined({ blocks, attachments, thread_ts }), via };
+    this.ephemerals.push(ephemeral);
+    return ephemeral;
+  }
+
+  // ─── views.* (api.slack.com/methods/views.open, .push, .update, .publish) ───
+
+  /** Opens a modal for the person whose interaction issued `trigger_id`. */
+  private viewsOpen(p: Params) {
+    const trigger = this.triggerFor(p);
+    this.checkView(p.view, 'modal');
+    trigger.used = true;
+    return { view: this.viewJson(this.createView('modal', trigger.user, p.view, undefined)) };
+  }
+
+  /** Pushes a view onto the modal the trigger's person has open (at most 3 views in a stack). */
+  private viewsPush(p: Params) {
+    const trigger = this.triggerFor(p);
+    this.checkView(p.view, 'modal');
+    const latest = [...this.views.values()].filter((v) => v.type === 'modal' && v.open && v.user === trigger.user).at(-1);
+    if (!latest) fail('not_found');
+    const stack = this.modalStack(latest.root_view_id);
+    if (stack.length >= 3) fail('push_limit_reached');
+    trigger.used = true;
+    return { view: this.viewJson(this.createView('modal', trigger.user, p.view, stack.at(-1))) };
+  }
+
+  /** Updates an open modal or a Home tab, by `view_id` or `external_id`; a stale `hash` gets `hash_conflict`. */
+  private viewsUpdate(p: Params) {
+    if (!p.view_id && !p.external_id) fail('invalid_arguments', ['[ERROR] either view_id or external_id is required']);
+    const view = p.view_id ? this.views.get(String(p.view_id)) : [...this.views.values()].find((v) => v.view.external_id === p.external_id);
+    if (!view || (view.type === 'modal' && !view.open)) fail('not_found');
+    if (p.hash !== undefined && p.hash !== view.hash) fail('hash_conflict');
+    this.checkView(p.view, view.type, view);
+    this.replaceView(view, p.view);
+    return { view: this.viewJson(view) };
+  }
+
+  /** Publishes `user_id`'s Home tab: a `home` view of at most 100 blocks; the same view id from one publish to the next. */
+  private viewsPublish(p: Params) {
+    const user = typeof p.user_id === 'string' ? p.user_id : '';
+    if (!this.users.has(user)) fail('invalid_arguments', [`[ERROR] ${user ? `no user ${user}` : 'missing required field: user_id'} [json-pointer:/user_id]`]);
+    const homeId = this.homeViewIds.get(user);
+    const existing = homeId === undefined ? undefined : this.views.get(homeId);
+    this.checkView(p.view, 'home', existing);
+    if (existing && p.hash !== undefined && p.hash !== existing.hash) fail('hash_conflict');
+    const view = existing ?? this.createView('home', user, p.view, undefined);
+    if (existing) this.replaceView(existing, p.view);
+    this.homeViewIds.set(user, view.id);
+    this.publishCounts.set(user, this.homePublishes(user) + 1);
+    return { view: this.viewJson(view) };
+  }
+
+  /** The trigger a views call exchanges: unknown `invalid_trigger_id`, used `exchanged_trigger_id`, too old `expired_trigger_id`. */
+  private triggerFor(p: Params): { user: string; issuedAt: number; used: boolean } {
+    const id = p.trigger_id ?? p.interactivity_pointer;
+    if (!id) fail('invalid_arguments', ['[ERROR] missing required field: trigger_id']);
+    const trigger = this.triggers.get(String(id)) ?? fail('invalid_trigger_id');
+    if (trigger.used) fail('exchanged_trigger_id');
+    if (Date.now() - trigger.issuedAt > this.triggerTtlMs) fail('expired_trigger_id');
+    return trigger;
+  }
+
+  private checkView(view: unknown, type: 'modal' | 'home', self?: FakeView): void {
+    if (view && typeof view === 'object' && JSON.stringify(view).length > 250_000) fail('view_too_large');
+    const problems = viewProblems(view, type);
+    if (problems.length) fail('invalid_arguments', problems);
+    const externalId = (view as { external_id?: unknown }).external_id;
+    if (externalId && [...this.views.values()].some((v) => v !== self && v.view.external_id === externalId)) fail('duplicate_external_id');
+  }
+
+  private createView(type: FakeView['type'], user: string, view: any, below: FakeView | undefined): FakeView {
+    const id = this.freshId('V', this.views);
+    const created: FakeView = {
+      id,
+      type,
+      user,
+      view: structuredClone(view),
+      hash: this.newHash(),
+      root_view_id: below?.root_view_id ?? id,
+      previous_view_id: below?.id ?? null,
+      open: true,
+    };
+    this.views.set(id, created);
+    return created;
+  }
+
+  private replaceView(view: FakeView, next: any): void {
+    view.view = structuredClone(next);
+    view.hash = this.newHash();
+    delete view.errors;
+  }
+
+  /** The open views of a modal, bottom first: the last is the one its person sees. */
+  private modalStack(rootId: string): FakeView[] {
+    return [...this.views.values()].filter((v) => v.type === 'modal' && v.open && v.root_view_id === rootId);
+  }
+
+  private newHash(): string {
+    return `${Math.floor(Date.now() / 1000)}.${randomBytes(4).toString('hex')}`;
+  }
+
+  /** A view as Slack describes it (views.* answers, payloads), `state` the submitted values. */
+  private viewJson(v: FakeView, state: { values: Record<string, any> } = { values: {} }): Record<string, any> {
+    const { type, blocks, title, close, submit, private_metadata, callback_id, external_id, clear_on_close, notify_on_close } = v.view;
+    return {
+      id: v.id,
+      team_id: this.teamId,
+      type,
+      ...(type === 'modal' ? { title: structuredClone(title) } : {}),
+      close: close ? structuredClone(close) : null,
+      submit: submit ? structuredClone(submit) : null,
+      blocks: structuredClone(blocks ?? []),
+      private_metadata: private_metadata ?? '',
+      callback_id: callback_id ?? '',
+      state: structuredClone(state),
+      hash: v.hash,
+      clear_on_close: clear_on_close ?? false,
+      notify_on_close: notify_on_close ?? false,
+      root_view_id: v.root_view_id,
+      previous_view_id: v.previous_view_id,
+      app_id: APP_ID,
+      external_id: external_id ?? '',
+      app_installed_team_id: this.teamId,
+      bot_id: this.botId,
+    };
   }
 
   // ─── Ids and timestamps ───
