@@ -235,7 +235,7 @@ export class IncidentLifecycle {
     for (const incident of state.incidentsByPost(event.channel, event.thread_ts)) {
       state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
       // A person's reply acknowledges it (the first acknowledgement shows on the post).
-      if (incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, tsToMs(event.ts), event.user, 'thread reply')) {
+      if (incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, tsToMs(event.ts), event.user)) {
         void this.posts.refresh(state.incidentById(incident.id)!);
       }
     }
@@ -260,7 +260,7 @@ export class IncidentLifecycle {
     if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
     if (!this.inputs.config().resolvedReactions.includes(event.reaction)) {
       // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post).
-      if (added && incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, at, event.user, `reaction :${event.reaction}:`)) {
+      if (added && incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, at, event.user)) {
         void this.posts.refresh(state.incidentById(incident.id)!);
       }
       return;

@@ -436,12 +436,12 @@ export function isHuman(user: string | undefined, botUserId: string): user is st
 /**
  * How an incident was first acknowledged by a person: when, by whom, and whether by a reaction, a thread reply,
  * in the monitoring tool (`acknowledge`: the integration's acknowledgement notice, e.g. Nagios' ACKNOWLEDGEMENT;
- * `user` is then the integration that relayed it) or by resolving it.
+ * `user` is then the integration that relayed it), with the Acknowledge button on the post (`button`), or by resolving it.
  */
 export interface Acknowledgement {
   at: number;
   user?: string;
-  how: 'reaction' | 'reply' | 'acknowledge' | 'resolve';
+  how: 'reaction' | 'reply' | 'acknowledge' | 'button' | 'resolve';
 }
 
 /**
@@ -449,7 +449,8 @@ export interface Acknowledgement {
  * acknowledgement notices. What they do is never a person's acknowledgement.
  */
 function integrationsOf(events: readonly IncidentEvent[]): Set<string> {
-  return new Set(events.flatMap((e) => (e.kind === 'repeat' || e.kind === 'recovery' || e.kind === 'acknowledge') && e.user ? [e.user] : []));
+  // A click of Acknowledge is a person's (detail 'button'), not an integration's notice.
+  return new Set(events.flatMap((e) => (e.kind === 'repeat' || e.kind === 'recovery' || (e.kind === 'acknowledge' && e.detail !== 'button')) && e.user ? [e.user] : []));
 }
 
 /**
@@ -466,7 +467,8 @@ export function acknowledgement(incident: Incident, events: readonly IncidentEve
     if (event.kind === 'resolve' && event.user && integrations.has(event.user)) continue; // resolved by the recovery
     if ((event.kind === 'reaction' || event.kind === 'reply') && (!isHuman(event.user, botUserId) || integrations.has(event.user))) continue;
     // The resolving reaction is recorded as a reaction too, at the same instant: call it the resolution.
-    if (!first || event.at < first.at || (event.at === first.at && event.kind === 'resolve')) first = { at: event.at, user: event.user, how: event.kind };
+    const how = event.kind === 'acknowledge' && event.detail === 'button' ? 'button' : event.kind;
+    if (!first || event.at < first.at || (event.at === first.at && event.kind === 'resolve')) first = { at: event.at, user: event.user, how };
   }
   if (!first && incident.resolvedAt !== undefined && !(incident.resolvedBy && integrations.has(incident.resolvedBy))) {
     first = { at: incident.resolvedAt, user: incident.resolvedBy, how: 'resolve' };

@@ -229,8 +229,12 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   /** An incident's events in the order they happened. */
   incidentEvents(id: number): StoreAnswer<IncidentEvent[], Mode>;
 
-  /** Record the first acknowledgement by a person (and its event); false when it already was acknowledged. */
-  acknowledgeIncident(id: number, at: number, by: string, how: string): StoreAnswer<boolean, Mode>;
+  /**
+   * Record the first acknowledgement by a person; false when it already was acknowledged. With `how`, an
+   * `acknowledge` event is recorded too (a click, an integration's notice); without, the event that acknowledged it
+   * (a reaction, a reply) is recorded already.
+   */
+  acknowledgeIncident(id: number, at: number, by: string, how?: string): StoreAnswer<boolean, Mode>;
 
   /** Record a silence; a maintenance window's opening already recorded (same `windowKey`) is returned as it is. */
   addSilence(silence: NewSilence): StoreAnswer<Silence, Mode>;
@@ -817,10 +821,10 @@ export class State implements StateStore<'sync'> {
     }));
   }
 
-  acknowledgeIncident(id: number, at: number, by: string, how: string): boolean {
+  acknowledgeIncident(id: number, at: number, by: string, how?: string): boolean {
     return this.withinOneCommit(() => {
       if (this.statements.acknowledge.run(at, by, id).changes !== 1) return false;
-      this.addIncidentEvent({ incidentId: id, kind: 'acknowledge', user: by, detail: how, at });
+      if (how !== undefined) this.addIncidentEvent({ incidentId: id, kind: 'acknowledge', user: by, detail: how, at });
       return true;
     });
   }

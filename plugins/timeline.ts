@@ -211,7 +211,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
     : incident.resolvedBy ? await people.name(incident.resolvedBy) : 'someone';
   // A recovery resolves on the alert's clock (IMS may have read it later, as a catch-up does).
   const resolvedAt = recovery?.at ?? incident.resolvedAt;
-  const ackHow = ack ? { reaction: 'reaction', reply: 'thread reply', acknowledge: 'acknowledgement in the monitoring tool', resolve: 'the resolution itself' }[ack.how] : '';
+  const ackHow = ack ? { reaction: 'reaction', reply: 'thread reply', acknowledge: 'acknowledgement in the monitoring tool', button: 'click of Acknowledge', resolve: 'the resolution itself' }[ack.how] : '';
 
   entries.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
   const line = async (entry: Entry) => `- ${entry.at === undefined ? '(time not recorded)' : when(entry.at)} — **${await people.name(entry.who)}**: ${indent(entry.what)}`;
@@ -269,7 +269,7 @@ function lifecycleEntries(incident: Incident, events: readonly IncidentEvent[], 
     if (event.kind === 'repeat') { run.push(event); continue; }
     if (event.kind === 'recovery' || event.kind === 'resolve' || event.kind === 'reopen' || event.kind === 'acknowledge' || event.kind === 'flapping') endRun();
     if (event.kind === 'recovery') entries.push({ at: event.at, who: event.user, what: `Posted the alert's **recovery**${link(event)}` });
-    else if (event.kind === 'acknowledge') entries.push({ at: event.at, who: event.user, what: `Acknowledged the alert in the monitoring tool${link(event)}` });
+    else if (event.kind === 'acknowledge') entries.push({ at: event.at, who: event.user, what: event.detail === 'button' ? 'Acknowledged it (button on the incident post)' : `Acknowledged the alert in the monitoring tool${link(event)}` });
     else if (event.kind === 'flapping') {
       entries.push({
         at: event.at, who: botUserId,

@@ -77,7 +77,7 @@ test('Acknowledge records who and when, shows it on the post in place of the but
   assert.equal(after.acknowledgedBy, HUMAN);
   const ack = acknowledgement(after, bot.ims.state.incidentEvents(incident.id), fake.botUserId);
   assert.equal(ack?.user, HUMAN);
-  assert.equal(ack?.how, 'acknowledge');
+  assert.equal(ack?.how, 'button');
   assert.equal(fake.ephemeralsFor(HUMAN).length, 0, 'the post itself tells the clicker; no extra message');
 });
 
