@@ -183,11 +183,11 @@ export function compileInteractive(config: Pick<Config, 'buttons' | 'admins' | '
       const known = ['name', 'match', 'schedule', 'duration', 'from', 'to', 'reason'];
       if (!known.includes(key)) problems.push([`${at}.${key}`, `unknown key '${key}'${didYouMean(key, known)}; expected one of ${known.join(', ')}`]);
     }
+    const name = typeof window.name === 'string' ? window.name.trim() : undefined;
+    if (name && names.has(name)) { problems.push([`${at}.name`, `the name '${name}' is used by an earlier window; each needs its own`]); return; }
+    if (name) names.add(name);
     const compiled = compileWindow(window, at, labels, timezone, problems);
-    if (!compiled) return;
-    if (names.has(compiled.name)) { problems.push([`${at}.name`, `the name '${compiled.name}' is used by an earlier window; each needs its own`]); return; }
-    names.add(compiled.name);
-    maintenance.push(compiled);
+    if (compiled) maintenance.push(compiled);
   });
   return { settings: { buttons: config.buttons !== false, admins: Array.isArray(admins) ? admins.map((a) => String(a).trim()) : [], permissions, maintenance, timezone }, problems };
 }
