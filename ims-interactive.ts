@@ -72,6 +72,8 @@ export interface InteractionInputs {
   commands: Commands;
   stopping(): boolean;
   track<T>(work: Promise<T>): Promise<T>;
+  /** Someone acted from their Home tab: show them the result there now. */
+  refreshHome(user: string): Promise<void>;
 }
 
 /** Takes interactive and slash-command envelopes: ack first, then act, and tell the person what came of it. */
@@ -118,6 +120,7 @@ export class Interactions {
       if (!action.action_id?.startsWith('ims_')) continue;
       try {
         const answer = await this.act(action, payload, where);
+        if (where.onHome) await this.inputs.refreshHome(user);
         if (answer) await this.tell(where, answer);
       } catch (error) {
         this.inputs.log.error(`the ${action.action_id} click of ${user} failed: ${errorText(error)}`);

@@ -178,7 +178,7 @@ export class Ims {
     });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
     this.interactions = new Interactions({
-      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track,
+      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user),
       actions: new IncidentActions({ state: this.state, log, hooks: this.hookRunner, now: this.now, refreshPost }),
       commands: new Commands({ state: this.state, silencing: this.silencing, permissions, config: config$, now: this.now, permalink, postReport: () => this.postReport() }),
     });

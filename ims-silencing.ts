@@ -9,6 +9,7 @@ import type { AlertMessage, CompiledConfig, Incident, Logger } from './ims.ts';
 import type { Silence, State } from './ims-state.ts';
 import type { Poster } from './ims-slack.ts';
 import { errorText } from './ims-log.ts';
+import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { inertText, escapeSlack } from './ims-text.ts';
 import { formatAge, formatDate, tsToMs } from './ims-time.ts';
 import { describeMatcher, openWindows, silenceMatches, type SilenceMatcher, type SilenceSubject } from './ims-silences.ts';
@@ -98,7 +99,12 @@ export class Silencing {
     if (channel) {
       const subject = request.incident ? `incident <${this.inputs.permalink(request.incident.incidentChannel, request.incident.incidentTs)}|#${request.incident.id}> (${inertText(describeMatcher(silence.matcher))})` : inertText(describeMatcher(silence.matcher));
       const text = `:no_bell: ${escapeSlack(await this.inputs.userName(request.user))} silenced ${subject} for ${formatAge(request.durationMs)}, until ${this.clock(silence.endsAt)} (silence ${silence.id})${silence.reason ? `: ${inertText(silence.reason)}` : ''}`;
-      await this.post(channel, text, { event_type: 'ims_silence', event_payload: { silence_id: silence.id } }, `announcement of silence ${silence.id}`);
+      // The silence holds whether or not its announcement gets through: a failure is logged, not thrown at the person.
+      try {
+        await this.post(channel, text, { event_type: 'ims_silence', event_payload: { silence_id: silence.id } }, `announcement of silence ${silence.id}`);
+      } catch (error) {
+        log.error(`silence #${silence.id} is in force, but its announcement in ${channel} could not be posted: ${errorText(error)}`);
+      }
     }
     return silence;
   }
@@ -150,6 +156,12 @@ export class Silencing {
         }
         this.inputs.changed();
       } catch (error) {
+        if (classifySlackFailure(error).kind === 'permanent') {
+          // Slack refuses it for good (an archived channel, one the bot left): said once, and the silence is closed.
+          log.error(`the summary of silence #${silence.id} cannot be posted (${errorText(error)}); given up`);
+          state.markSilenceSummarised(silence.id, now);
+          continue;
+        }
         // Tried again at the next sweep; the post is looked for first, so it is made once.
         log.warn(`the summary of silence #${silence.id} could not be posted: ${errorText(error)}; trying again shortly`);
       }
