@@ -3,7 +3,7 @@
  * response_urls, ephemeral messages), driven by the REAL @slack/web-api and @slack/socket-mode clients.
  */
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SocketModeClient } from '@slack/socket-mode';
@@ -11,18 +11,9 @@ import { ErrorCode, LogLevel, WebClient } from '@slack/web-api';
 import type { Button } from '@slack/web-api';
 import { FakeSlack } from './fake-slack.ts';
 import type { FakeSlackOptions } from './fake-slack.ts';
+import { guardSocketModeShutdownBug } from './harness.ts';
 
-// socket-mode 3.1: disconnect() while a reconnect waits for hello rejects a promise nobody handles, with
-// `undefined` as the reason. Let node:test see every other unhandled rejection.
-before(() => {
-  const listeners = process.listeners('unhandledRejection');
-  process.removeAllListeners('unhandledRejection');
-  for (const listener of listeners) {
-    process.on('unhandledRejection', (reason, promise) => {
-      if (reason !== undefined) listener(reason, promise);
-    });
-  }
-});
+guardSocketModeShutdownBug();
 
 // ───────────────────────────── Set-up helpers ─────────────────────────────
 
