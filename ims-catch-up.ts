@@ -9,6 +9,7 @@ import type { CompiledConfig, Logger, MessageOrigin, SlackMessageEvent } from '.
 import type { State } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
+import { tsToMs } from './ims-time.ts';
 import { listAll } from './ims-slack.ts';
 
 /** What catch-up needs from the running IMS. */
@@ -43,6 +44,8 @@ export class CatchUp {
    * not yet claimed when IMS is killed) are still found in history; what was said before is not an alert to IMS.
    */
   private listeningSince?: { ts: string; after: 'start' | 'disconnect' };
+  /** The ts of the missed message being worked on now, while a catch-up dispatches (the catch-up lag). */
+  private working?: string;
 
   constructor(private readonly inputs: CatchUpInputs) {}
 
@@ -67,6 +70,11 @@ export class CatchUp {
   /** Whether a channel's cursor may move now (not while its history is read, nor after its catch-up failed). */
   mayAdvance(channel: string): boolean {
     return !this.holding.has(channel) && !this.cursorFrozen.has(channel);
+  }
+
+  /** How far behind now the missed message being worked on is (seconds); 0 when no catch-up is dispatching. */
+  lagSeconds(): number {
+    return this.working === undefined ? 0 : Math.max(0, (this.inputs.now() - tsToMs(this.working)) / 1000);
   }
 
   /** A catch-up failed somewhere and is worth trying again. */
@@ -122,9 +130,14 @@ export class CatchUp {
     }
     // Oldest first across channels, so an incident channel fed by several sources keeps time order.
     missed.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : tsAfter(b.ts, a.ts) ? -1 : 0));
-    for (let i = 0; i < missed.length; i += this.inputs.batch) {
-      // Claims happen in order as each is dispatched; posting runs in batches to bound memory.
-      await Promise.all(missed.slice(i, i + this.inputs.batch).map((event) => this.inputs.dispatch(event, 'catch-up')));
+    try {
+      for (let i = 0; i < missed.length; i += this.inputs.batch) {
+        this.working = missed[i].ts;
+        // Claims happen in order as each is dispatched; posting runs in batches to bound memory.
+        await Promise.all(missed.slice(i, i + this.inputs.batch).map((event) => this.inputs.dispatch(event, 'catch-up')));
+      }
+    } finally {
+      this.working = undefined;
     }
     for (const channel of read) {
       this.cursorFrozen.delete(channel);

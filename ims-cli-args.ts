@@ -32,6 +32,8 @@ export interface CliOptions {
   printConfig: boolean;
   /** Print the Slack app manifest (JSON) and exit. */
   printManifest: boolean;
+  /** Where the operations endpoint listens (`/healthz`, `/metrics`). */
+  http?: string;
   replay?: string;
   help: boolean;
   version: boolean;
@@ -58,6 +60,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'clear-reminder', legacy: 'clearReminder', kind: 'boolean', key: 'clearReminder', help: "delete IMS's own messages in reminder channels, exit" },
   { name: 'no-auto', legacy: 'auto', kind: 'negated', key: 'auto', help: 'do not reload the config when it changes' },
   { name: 'no-id-lookup', legacy: 'idlookup', kind: 'negated', key: 'idLookup', help: 'do not resolve channel and user names to IDs' },
+  { name: 'http', kind: 'string', key: 'http', arg: 'HOST:PORT', help: 'serve /healthz and /metrics (Prometheus) there, e.g. 127.0.0.1:9464 (off by default; or http in the config)' },
   { name: 'debug', kind: 'boolean', key: 'debug', help: 'debug log lines' },
   { name: 'log', kind: 'optional-string', key: 'log', arg: '[FILE]', help: 'also append log lines to FILE (default inco_YYYY-MM-DD_HH.log, as IMS did); an unwritable FILE stops start-up' },
   { name: 'log-format', kind: 'string', key: 'logFormat', arg: 'text|json', help: 'log lines as text (default) or one JSON object per line (time, level, tag, message, fields) for log shippers' },

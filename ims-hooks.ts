@@ -89,6 +89,8 @@ export interface HookRunnerInputs {
   stopped: AbortSignal;
   /** Keep the run in IMS's in-flight work (a stop waits for it). */
   track<T>(work: Promise<T>): Promise<T>;
+  /** A hook failed (for the metrics; it is logged already). */
+  onFailure?(plugin: string, hook: string): void;
 }
 
 /** Runs the plugins' hooks with their contexts (`run`), and builds a plugin's context for other callers (`contextFor`). */
@@ -107,7 +109,11 @@ export class HookRunner {
     if (!targets.some((p) => sequence.some((hook) => typeof p[hook] === 'function'))) return Promise.resolve(undefined);
     const run = runHooks(targets, sequence, (plugin, signal, hook) => withDecision({ ...this.contextFor(plugin, signal), ...extra(hook) }) as never,
       { timeoutMs: config.hookTimeoutMs, log: this.inputs.log });
-    return this.inputs.track(run);
+    const counted = run.then((failures) => {
+      for (const failure of failures?.errors ?? []) this.inputs.onFailure?.(failure.plugin, failure.hook);
+      return failures;
+    });
+    return this.inputs.track(counted);
   }
 
   /** What every hook of `plugin` receives; `signal` is the call's own (aborted at its time-out), joined with IMS's stop. */

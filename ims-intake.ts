@@ -11,6 +11,7 @@ import type { State } from './ims-state.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import type { ChannelQueues } from './ims-slack.ts';
+import type { Metrics } from './ims-metrics.ts';
 import type { CatchUp } from './ims-catch-up.ts';
 import type { IncidentLifecycle, ReactionEvent } from './ims-incidents.ts';
 import type { HookRunner } from './ims-hooks.ts';
@@ -48,6 +49,8 @@ export interface IntakeInputs {
   track<T>(work: Promise<T>): Promise<T>;
   /** Someone opened the bot's Home tab. */
   homeOpened(user: string): Promise<void>;
+  /** Counted for `/metrics`. */
+  metrics: Pick<Metrics, 'noteEvent' | 'noteAck' | 'noteDecision'>;
 }
 
 /** Takes Socket Mode events in: acks, de-duplicates, admits, decides and claims each message, then hands it on. */
@@ -70,7 +73,11 @@ export class Intake {
     const { log, stopping } = this.inputs;
     if (stopping()) return;
     // Ack first: Slack redelivers anything not acked within 3 s, and the work below may take longer.
-    ack().catch((error) => log.warn(`ack failed: ${errorText(error)}`));
+    const { metrics } = this.inputs;
+    const kind = typeof body?.event?.type === 'string' ? body.event.type : type;
+    const arrived = performance.now();
+    metrics.noteEvent(kind);
+    ack().then(() => metrics.noteAck(kind, (performance.now() - arrived) / 1000), (error) => log.warn(`ack failed: ${errorText(error)}`));
     if (type !== 'events_api' || !body?.event || typeof body.event !== 'object') return;
     // Slack echoes every post IMS makes back to it: nothing to do, not even a de-duplication write.
     const botId = this.inputs.self().botId;
@@ -167,6 +174,7 @@ export class Intake {
     // Its channel's history is being read: it goes after the older messages, in order.
     if (origin === 'live' && catchUp.hold(event)) { log.debug('message held until its channel\'s missed history is read', where); return; }
     const { decision, message } = this.inputs.decide(config, event, this.inputs.self());
+    this.inputs.metrics.noteDecision(decision.action);
     if (decision.action === 'ignore') {
       if (decision.reason === 'own channel') this.inputs.incidents.noteThreadReply(event);
       else if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && catchUp.mayAdvance(event.channel)) state.advanceCursor(event.channel, event.ts);

@@ -14,6 +14,7 @@ import type { PermissionChecker, Deed } from './ims-permissions.ts';
 import type { IncidentActions, ActionOutcome } from './ims-incident-actions.ts';
 import type { Commands, SlashCommand } from './ims-commands.ts';
 import { errorText } from './ims-log.ts';
+import type { Metrics } from './ims-metrics.ts';
 import { escapeSlack, inertText } from './ims-text.ts';
 import { slackFetch } from './ims-slack.ts';
 import { normalisedTextKey } from './ims-recognisers.ts';
@@ -74,6 +75,8 @@ export interface InteractionInputs {
   track<T>(work: Promise<T>): Promise<T>;
   /** Someone acted from their Home tab: show them the result there now. */
   refreshHome(user: string): Promise<void>;
+  /** Counted for `/metrics`. */
+  metrics: Pick<Metrics, 'noteEvent' | 'noteAck'>;
 }
 
 /** Takes interactive and slash-command envelopes: ack first, then act, and tell the person what came of it. */
@@ -85,12 +88,16 @@ export class Interactions {
     const { log } = this.inputs;
     if (this.inputs.stopping()) return;
     const body = envelope.body ?? {};
+    const kind = envelope.type === 'slash_commands' ? 'slash_command' : String(body.type ?? envelope.type);
+    const arrived = performance.now();
+    const ack = (response?: Record<string, unknown>) => envelope.ack(response).then(() => this.inputs.metrics.noteAck(kind, (performance.now() - arrived) / 1000));
+    this.inputs.metrics.noteEvent(kind);
     if (envelope.type === 'interactive' && body.type === 'view_submission') {
       // Its ack carries the verdict: a bad field keeps the modal open with the error under it.
-      void this.inputs.track(this.submitted(body as unknown as ViewSubmission, envelope.ack));
+      void this.inputs.track(this.submitted(body as unknown as ViewSubmission, ack));
       return;
     }
-    envelope.ack().catch((error) => log.warn(`ack failed: ${errorText(error)}`));
+    ack().catch((error) => log.warn(`ack failed: ${errorText(error)}`));
     if (envelope.type === 'slash_commands') void this.inputs.track(this.command(body as unknown as SlashCommand & { response_url?: string }));
     else if (body.type === 'block_actions') void this.inputs.track(this.clicked(body as unknown as BlockActionsPayload));
     else log.debug(`interactive payload of type ${String(body.type)} ignored`);

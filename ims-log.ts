@@ -20,7 +20,11 @@ export type LogFormat = 'text' | 'json';
  * A log file that cannot be written at creation throws (start-up stops with that message); one that fails
  * later is reported once on stderr and retried, since a full disk must not stop alerts.
  */
-export function createLogger(options: { level?: LogLevel; file?: string; tag?: string; write?: (line: string) => void; secrets?: string[]; format?: LogFormat } = {}): Logger & { child(tag: string): Logger } {
+/**
+ * A logger writing text lines (or JSON with `format: 'json'`) to stderr, and to `file` when given. `instance` names
+ * this IMS in every line (`instance=ims-a`, or `"instance"` in JSON) when several run side by side.
+ */
+export function createLogger(options: { level?: LogLevel; file?: string; tag?: string; write?: (line: string) => void; secrets?: string[]; format?: LogFormat; instance?: string } = {}): Logger & { child(tag: string): Logger } {
   const threshold = LEVELS[options.level ?? 'info'];
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
   // A secret becomes its first five characters; in a JSON line it appears (and is replaced) JSON-escaped.
@@ -33,10 +37,11 @@ export function createLogger(options: { level?: LogLevel; file?: string; tag?: s
   const json = (value: unknown) => { try { return JSON.stringify(value) ?? String(value); } catch { return String(value); } };
   const format = (time: string, level: LogLevel, tag: string | undefined, message: string, fields: [string, unknown][]) => {
     if (options.format === 'json') {
-      return json({ time, level, ...(tag ? { tag } : {}), message, ...(fields.length ? { fields: Object.fromEntries(fields) } : {}) });
+      return json({ time, level, ...(options.instance ? { instance: options.instance } : {}), ...(tag ? { tag } : {}), message, ...(fields.length ? { fields: Object.fromEntries(fields) } : {}) });
     }
     const extra = fields.map(([k, v]) => ` ${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : json(v)}`).join('');
-    return printable(`${time} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${message}${extra}`);
+    const instance = options.instance ? ` instance=${options.instance}` : '';
+    return printable(`${time} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${message}${extra}${instance}`);
   };
   let fileFailing = false;
   const append = (file: string, text: string) => {

@@ -32,6 +32,9 @@ import { IncidentActions } from './ims-incident-actions.ts';
 import { Commands } from './ims-commands.ts';
 import { Interactions } from './ims-interactive.ts';
 import { AppHome } from './ims-home.ts';
+import { Metrics } from './ims-metrics.ts';
+import { OpsServer, parseListen } from './ims-http.ts';
+import os from 'node:os';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
 export interface RuntimeOptions {
@@ -81,6 +84,10 @@ export interface RuntimeOptions {
   postBurst?: number;
   /** How often silences are checked for their end and maintenance windows for their opening (default 5000 ms). */
   silenceSweepMs?: number;
+  /** The operations endpoint (`/healthz`, `/metrics`): where to listen; off when not given. */
+  http?: { host: string; port: number };
+  /** This instance's name in logs, metrics and `/healthz` (default: host name and process ID). */
+  instance?: string;
 }
 
 /** A running IMS: Socket Mode in, Slack Web API out, SQLite state. */
@@ -103,7 +110,13 @@ export class Ims {
   readonly home: AppHome;
   /** The last report, for the Home tab. */
   lastReport?: { at: number; posted: boolean };
+  /** Where the operations endpoint listens, once started. */
+  httpAddress?: { host: string; port: number };
   private readonly interactions: Interactions;
+  /** Counted as things happen; exposed on `/metrics` when the operations endpoint is on. */
+  readonly metrics: Metrics;
+  private readonly ops?: OpsServer;
+  private connected = false;
   private readonly poster: Poster;
   private readonly queues: ChannelQueues;
   private readonly hookRunner: HookRunner;
@@ -142,11 +155,15 @@ export class Ims {
       slackApiUrl: options.apiUrl ?? process.env.SLACK_API_URL ?? 'https://slack.com/api/', logger: sdkLogger as never,
       fetch: slackFetch as typeof fetch, timeout: options.requestTimeoutMs ?? 30_000,
     };
+    const instance = options.instance ?? `${os.hostname()}:${process.pid}`;
+    this.metrics = new Metrics(options.http !== undefined, instance);
     const retry = this.retryPolicy();
     const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.startDeadline, onAuthFailure: (method: string, code: string) => this.botTokenRefused(method, code) };
     this.slack = createSlackClient(options.botToken, web, policy);
     this.pluginSlack = createSlackClient(options.botToken, web, { retry, log, name: 'plugins', signal: this.halt.signal, waitOutThrottling: true });
     this.queues = new ChannelQueues(log, { perSecond: options.postsPerSecond, burst: options.postBurst });
+    this.queues.onPosted = (channel) => this.metrics.notePost(channel);
+    this.queues.onRateLimited = (channel) => this.metrics.noteRateLimited(channel);
     this.poster = new Poster({
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
@@ -160,7 +177,7 @@ export class Ims {
     this.hookRunner = new HookRunner({
       config: config$, state: this.state, slack: this.pluginSlack, log, botUserId: () => this.self.userId, now: this.now, names: this.names,
       pluginChannels: this.pluginChannels, permalink: (channel, ts) => this.permalink(channel, ts), kickOutbox: () => this.outbox.kick(),
-      stopped: this.stoppedSignal.signal, track,
+      stopped: this.stoppedSignal.signal, track, onFailure: (plugin, hook) => this.metrics.noteHookFailure(plugin, hook),
     });
     this.outbox = new OutboxWorker({
       state: this.state, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
@@ -178,7 +195,7 @@ export class Ims {
     });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
     this.interactions = new Interactions({
-      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user),
+      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
       actions: new IncidentActions({ state: this.state, log, hooks: this.hookRunner, now: this.now, refreshPost }),
       commands: new Commands({ state: this.state, silencing: this.silencing, permissions, config: config$, now: this.now, permalink, postReport: () => this.postReport() }),
     });
@@ -189,7 +206,7 @@ export class Ims {
     });
     this.intake = new Intake({
       state: this.state, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
-      incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user),
+      incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user), metrics: this.metrics,
       decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
     this.schedules = new Schedules({
@@ -201,14 +218,26 @@ export class Ims {
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
       stopping: () => this.stopping, fatal: (error) => this.fatal(error),
       onEnvelope: (envelope) => (envelope.type === 'interactive' || envelope.type === 'slash_commands' ? this.interactions.onEnvelope(envelope) : this.intake.onEnvelope(envelope)),
-      onConnected: (count) => { if (count > 1) this.track(this.catchUps.run()); },
-      onDropped: (lostMs) => this.catchUps.noteDisconnect(this.now() - lostMs),
+      onConnected: (count) => { this.connected = true; if (count > 1) this.track(this.catchUps.run()); },
+      onDropped: (lostMs) => { this.connected = false; this.catchUps.noteDisconnect(this.now() - lostMs); },
     });
+    this.metrics.readFrom({
+      incidents: () => this.state.incidentCounts(), outbox: () => this.state.outboxStats(), queueDepth: () => this.queues.depth(),
+      catchUpLagSeconds: () => this.catchUps.lagSeconds(), connected: () => this.connected, role: () => 'leader', now: this.now,
+    });
+    if (options.http) {
+      this.ops = new OpsServer({
+        listen: options.http, metrics: this.metrics, log,
+        health: { instance, connected: () => this.connected && !this.stopping, role: () => 'leader', checkState: () => { this.state.getMeta('health'); } },
+      });
+    }
   }
 
   /** Connect, resolve names, finish interrupted work, catch up, and start schedules and plugins. `stop()` ends it at any point. */
   async start(options: { socket?: boolean } = {}): Promise<void> {
     if (this.stopping) throw new StoppedError();
+    // First: a probe during start-up learns it is not connected yet.
+    if (this.ops && options.socket !== false) this.httpAddress = await this.ops.start();
     this.log.info(`connecting to Slack at ${this.slack.slackApiUrl}`, { pid: process.pid });
     const auth = await this.reachSlack('auth.test', () => this.slack.auth.test());
     this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
@@ -407,6 +436,7 @@ export class Ims {
     this.halt.abort();
     this.stoppedSignal.abort();
     this.state.close();
+    await this.ops?.stop();
     this.log.info('stopped');
   }
 
@@ -457,7 +487,7 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
   if (typeof tokens === 'string') { reportRefusal(`ims: ${tokens}`, options, io); return 1; }
   let log: ReturnType<typeof createLogger>;
   try {
-    log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken] });
+    log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken], instance: process.env.IMS_INSTANCE || undefined });
   } catch (error) {
     // A log that cannot be written is a command line IMS cannot run (as a usage error): say so before connecting.
     reportRefusal(`ims: ${(error as Error).message}`, options, io);
@@ -472,6 +502,9 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
     return undefined;
   };
   const milliseconds = (name: string) => positive(name, 'a positive number of milliseconds');
+  const listen = options.http ?? config.config.http;
+  const http = listen === undefined ? undefined : parseListen(listen);
+  if (listen !== undefined && !http) { reportRefusal(`ims: --http expects where to listen, such as 127.0.0.1:9464 or :9464, found '${listen}'`, options, io); return 2; }
   // How the process ends: the first reason to stop wins (a signal, the parent gone, a refused token).
   let exitCode = 0;
   let stopping: string | undefined;
@@ -488,6 +521,7 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
       startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
       // A workspace whose posting limit differs from Slack's usual one (and tests of other things than storms).
       postsPerSecond: positive('IMS_POSTS_PER_SECOND'), postBurst: positive('IMS_POST_BURST'),
+      http, instance: process.env.IMS_INSTANCE || undefined,
       onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
     });
   } catch (error) {

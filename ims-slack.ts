@@ -281,6 +281,10 @@ export class ChannelQueues {
   /** Calls waiting out a 429 right now, and channels waiting for their posting pace; and who to tell when one starts to. */
   readonly throttled = new Set<string>();
   onThrottled?: () => void;
+  /** A post went out in a channel (for the metrics). */
+  onPosted?: (channel: string) => void;
+  /** Slack answered 429 to a post or edit in a channel (for the metrics). */
+  onRateLimited?: (channel: string) => void;
 
   constructor(private readonly log: Logger, pace: PostingPace = {}) {
     this.pace = { perSecond: pace.perSecond ?? DEFAULT_PACE.perSecond, burst: pace.burst ?? DEFAULT_PACE.burst };
@@ -298,7 +302,9 @@ export class ChannelQueues {
     const previous = this.tails.get(lane) ?? Promise.resolve();
     const result = previous.then(async () => {
       if (paced) await this.paced(lane);
-      return slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(lane) : undefined);
+      const answer = await slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(lane) : undefined);
+      if (what === 'chat.postMessage') this.onPosted?.(channel);
+      return answer;
     });
     const tail = result.catch(() => undefined);
     void tail.then(() => this.queued.set(lane, (this.queued.get(lane) ?? 1) - 1));
@@ -342,6 +348,14 @@ export class ChannelQueues {
   /** Slack answered 429 to a post or edit in `channel`: the pace starts again from nothing. */
   rateLimited(channel: string): void {
     this.bucket(channel).rateLimited();
+    this.onRateLimited?.(channel.replace(/ \(edits\)$/, ''));
+  }
+
+  /** Posts and edits queued in every channel and not yet done. */
+  depth(): number {
+    let total = 0;
+    for (const count of this.queued.values()) total += count;
+    return total;
   }
 
   private bucket(channel: string): PostingBucket {

@@ -205,6 +205,8 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   incidentById(id: number): StoreAnswer<Incident | undefined, Mode>;
   /** Incidents in the order they were created. */
   listIncidents(filter?: IncidentFilter): StoreAnswer<Incident[], Mode>;
+  /** How many incidents were opened, how many of them are resolved now, how many are open (for the metrics). */
+  incidentCounts(): StoreAnswer<{ opened: number; resolved: number; open: number }, Mode>;
   /** Mark resolved (and record it as an event); false if it already was. */
   resolveIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
   /** Mark open again (and record it as an event); false if it was not resolved. */
@@ -557,6 +559,7 @@ function prepareStatements(db: Database.Database) {
     setPost: db.prepare<[post: string, id: number]>('UPDATE incidents SET post = ? WHERE id = ?'),
     post: db.prepare<[id: number], { post: string | null }>('SELECT post FROM incidents WHERE id = ?'),
     flappingIncidents: db.prepare<[], IncidentRow>(`SELECT ${INCIDENT_COLUMNS} FROM incidents WHERE flapping = 1 ORDER BY id`),
+    incidentCounts: db.prepare<[], { opened: number; resolved: number | null }>('SELECT COUNT(*) AS opened, SUM(resolved_at IS NOT NULL) AS resolved FROM incidents'),
     acknowledge: db.prepare<[at: number, by: string, id: number]>('UPDATE incidents SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL'),
     addSilence: db.prepare<[what: string, matcher: string, reason: string, createdBy: string, origin: string, windowKey: string | null, incidentId: number | null,
       channel: string | null, startsAt: number, endsAt: number]>(`INSERT OR IGNORE INTO silences (what, matcher, reason, created_by, origin, window_key, incident_id,
@@ -819,6 +822,11 @@ export class State implements StateStore<'sync'> {
     return this.statements.events.all(id).map((r) => ({
       incidentId: r.incident_id, kind: r.kind, user: r.user ?? undefined, detail: r.detail ?? undefined, at: r.at,
     }));
+  }
+
+  incidentCounts(): { opened: number; resolved: number; open: number } {
+    const { opened, resolved } = this.statements.incidentCounts.get()!;
+    return { opened, resolved: resolved ?? 0, open: opened - (resolved ?? 0) };
   }
 
   acknowledgeIncident(id: number, at: number, by: string, how?: string): boolean {

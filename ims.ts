@@ -22,6 +22,7 @@ import { parseIni } from './ims-ini.ts';
 import { describeTest, replay } from './ims-dry-run.ts';
 import { printConfig } from './ims-print-config.ts';
 import { printManifest } from './ims-manifest.ts';
+import { parseListen } from './ims-http.ts';
 import { compileLifecycle, identify, templateProblem, type Identification, type LifecycleSettings } from './ims-lifecycle.ts';
 import type { AlertIdentity } from './ims-recognisers.ts';
 import { compileInteractive, type InteractiveSettings } from './ims-silences.ts';
@@ -269,6 +270,8 @@ export interface Config {
   maintenance?: MaintenanceWindow[];
   /** Acknowledge / Resolve / Silence / Reopen buttons on incident posts (they need interactivity on in the Slack app). Default true. */
   buttons?: boolean;
+  /** The operations endpoint (`/healthz`, `/metrics`): `'127.0.0.1:9464'`, `':9464'`. Off by default; `--http` overrides it. */
+  http?: string;
 }
 
 /** Leveled logger; the one a plugin receives is tagged with the plugin's name. */
@@ -752,7 +755,7 @@ const MAX_BACKTRACKING_BUDGET_MS = 100;
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['rules', 'incidents', 'reverseDefault', 'resolvedReactions', 'seenReaction', 'report', 'posters', 'hotlines', 'reacji', 'reminders',
     'reminderInterval', 'timezone', 'reverse', 'reacjiMode', 'state', 'attachmentText', 'plugins', 'hookTimeoutMs', 'backtrackingBudgetMs', 'lifecycle',
-    'admins', 'permissions', 'maintenance', 'buttons'],
+    'admins', 'permissions', 'maintenance', 'buttons', 'http'],
   rule: ['match', 'when', 'suppress', 'head', 'incident', 'hotline', 'backtracking', 'key', 'resolves'],
   incident: ['channel', 'limit'],
   report: ['channel', 'schedule', 'everyHours', 'window', 'verbose', 'onlyPosters'],
@@ -996,6 +999,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
   for (const [at, what] of lifecycle.problems) fail(at, what);
   const interactive = compileInteractive(config, new Set(incidents.keys()), typeof config.timezone === 'string' && isTimeZone(config.timezone) ? config.timezone : undefined);
   for (const [at, what] of interactive.problems) fail(at, what);
+  if (config.http !== undefined && !(typeof config.http === 'string' && parseListen(config.http))) fail('http', `expected where to listen, such as '127.0.0.1:9464' or ':9464', found ${describe(config.http)}`);
   const reminderIntervalMs = duration(config.reminderInterval, 'reminderInterval', 30_000);
   const catchUpWindowMs = duration(state.catchUpWindow, 'state.catchUpWindow', DAY);
   if (problems.length) return { problems, warnings };
