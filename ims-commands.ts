@@ -65,7 +65,7 @@ export class Commands {
       case 'silences': return { text: this.silences() };
       case 'silence': return this.silence(command.user_id, command.channel_id, argument);
       case 'unsilence': return this.unsilence(command.user_id, rest[0] ?? '');
-      case 'test': return argument ? { text: `\`\`\`${escapeSlack(describeTest(this.inputs.config(), argument, this.inputs.now()))}\`\`\`` } : { text: `Usage: ${USAGE[4]}` };
+      case 'test': return argument ? { text: codeBlock(describeTest(this.inputs.config(), argument, this.inputs.now())) } : { text: `Usage: ${USAGE[4]}` };
       case 'report': return { text: (await this.inputs.postReport()) ? 'Report posted.' : 'The report could not be posted; IMS logged why.' };
       default: {
         const close = SUBCOMMANDS.find((s) => s.startsWith(word.toLowerCase().slice(0, 3)));
@@ -133,6 +133,11 @@ export class Commands {
     if (!(await this.inputs.silencing.end(silence, user))) return { text: `Silence ${id} already ended.` };
     return { text: `:bell: Silence ${id} ended; its summary is posted.` };
   }
+}
+
+/** Text in a code block it cannot break out of (a ``` in it is broken up), made inert. */
+function codeBlock(text: string): string {
+  return `\`\`\`${inertText(text).replace(/`{3,}/g, (ticks) => ticks.split('').join('\u200b'))}\`\`\``;
 }
 
 function clock(ms: number, timezone: string | undefined): string {
