@@ -6,7 +6,7 @@
  */
 import type { CompiledConfig, Incident } from './ims.ts';
 import type { State } from './ims-state.ts';
-import { describeSilence, type Silencing } from './ims-silencing.ts';
+import { describeSilence, type Silencing, type SummaryOutcome } from './ims-silencing.ts';
 import type { PermissionChecker } from './ims-permissions.ts';
 import { describeTest } from './ims-dry-run.ts';
 import { decodeEntities, escapeSlack, inertText } from './ims-text.ts';
@@ -87,7 +87,8 @@ export class Commands {
     const ack = incident.acknowledgedBy ? (/^[UW]/.test(incident.acknowledgedBy) ? `acknowledged by <@${incident.acknowledgedBy}>` : 'acknowledged in its tool') : 'not acknowledged';
     const title = escapeSlack((incident.text.split('\n').find((l) => l.trim()) ?? '').trim().slice(0, 80));
     return `• <${this.inputs.permalink(incident.incidentChannel, incident.incidentTs)}|#${incident.id} ${escapeSlack(incident.head)}> ${title} — ${formatAge(now - incident.createdAt)} old, ${ack}` +
-      (incident.repeats ? `, repeated ${incident.repeats}×` : '') + (incident.flapping ? ', flapping' : '') + (incident.permalink ? ` (<${incident.permalink}|alert>)` : '');
+      (incident.repeats ? `, repeated ${incident.repeats}×` : '') + (incident.flapping ? ', flapping' : '') + (incident.permalink ? ` (<${incident.permalink}|alert>)` : '') +
+      (incident.alertKey ? ` · key \`${escapeSlack(incident.alertKey.replace(/`/g, "'"))}\`` : '');
   }
 
   /** Silences in force, and the maintenance windows to come. */
@@ -111,14 +112,18 @@ export class Commands {
     const [{ value: what }, { value: duration, end }] = tokens;
     const durationMs = parseSilenceDuration(duration);
     if (durationMs === undefined) return { text: `Expected ${DURATION_HINT} after what to silence, found \`${inertText(duration.slice(0, 40))}\`. ${usage}` };
-    const parsed = parseMatcher(what, new Set(this.inputs.config().incidents.keys()));
+    const config = this.inputs.config();
+    const parsed = parseMatcher(what, new Set(config.incidents.keys()), new Set(config.rules.map((rule) => rule.head)));
     if ('problem' in parsed) return { text: `${inertText(parsed.problem)}. ${usage}` };
     const verdict = await this.inputs.permissions.check(user, 'silence');
     if (!verdict.allowed) return { text: `:no_entry: ${verdict.why}.` };
     // The reason as typed, spaces and all.
     const reason = argument.slice(end).trim();
     const silence = await this.inputs.silencing.create({ what, matcher: parsed.matcher, reason: reason.slice(0, 500), user, durationMs, channel });
-    return { text: `:no_bell: Silence ${silence.id} is in force: ${inertText(describeMatcher(silence.matcher))} until ${clock(silence.endsAt, this.inputs.config().timezone)}. End it with \`/ims unsilence ${silence.id}\`.` };
+    // A key no alert has had yet may be a typo: said, though the silence still takes it when it comes.
+    const unseen = parsed.matcher.kind === 'key' && !this.inputs.state.keyRecord(parsed.matcher.key)
+      ? ` No alert with this key has been seen yet (keys look like \`/ims status\` and \`--test\` show them); it takes such alerts when they come.` : '';
+    return { text: `:no_bell: Silence ${silence.id} is in force: ${inertText(describeMatcher(silence.matcher))} until ${clock(silence.endsAt, config.timezone)}. End it with \`/ims unsilence ${silence.id}\`.${unseen}` };
   }
 
   private async unsilence(user: string, idText: string): Promise<CommandAnswer> {
@@ -130,9 +135,17 @@ export class Commands {
     if (silence.endedAt !== undefined || silence.endsAt <= now) return { text: `Silence ${id} already ended${silence.endedBy ? ` (ended by <@${silence.endedBy}>)` : ''}.` };
     const verdict = await this.inputs.permissions.check(user, 'unsilence', { creator: silence.createdBy });
     if (!verdict.allowed) return { text: `:no_entry: ${verdict.why}.` };
-    if (!(await this.inputs.silencing.end(silence, user))) return { text: `Silence ${id} already ended.` };
-    return { text: `:bell: Silence ${id} ended; its summary is posted.` };
+    const { ended, summary } = await this.inputs.silencing.end(silence, user);
+    if (!ended) return { text: `Silence ${id} already ended.` };
+    return { text: `:bell: Silence ${id} ended. ${summaryNote(summary)}` };
   }
+}
+
+/** Where a silence's summary went; when Slack refused it, the summary itself (so the person who ended it has it). */
+export function summaryNote(summary: SummaryOutcome | undefined): string {
+  if (!summary) return 'It silenced nothing that needs a summary.';
+  if (summary.posted) return `Its summary is in <#${summary.channel}>.`;
+  return `Its summary could not be posted in <#${summary.channel}> (Slack refused it); here it is:\n${summary.text}`;
 }
 
 /** Text in a code block it cannot break out of (a ``` in it is broken up), made inert. */

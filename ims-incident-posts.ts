@@ -10,10 +10,12 @@ import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Incident, Logger } from './ims.ts';
 import type { Silence, State } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
+import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { escapeSlack, inertText } from './ims-text.ts';
 import { formatAge, formatDate, tsToMs } from './ims-time.ts';
 import type { ChannelQueues } from './ims-slack.ts';
 import { DigestEditor } from './ims-digests.ts';
+import { incidentSubject, silenceMatches } from './ims-silences.ts';
 
 /** The post as IMS made it: what an edit starts from. */
 export interface KeptPost {
@@ -32,8 +34,8 @@ export interface PostStatus {
   reopenedBy?: { user: string; at: number };
   /** With `incident.flapping`: how long it must be stable before pages resume. */
   stableMs?: number;
-  /** A silence made from the post that is in force: until when, by whom, why. */
-  silence?: Pick<Silence, 'id' | 'endsAt' | 'createdBy' | 'reason'>;
+  /** The silence in force that covers it (the post's own first, else one from `/ims` or a maintenance window). */
+  silence?: Pick<Silence, 'id' | 'endsAt' | 'createdBy' | 'reason' | 'origin' | 'incidentId' | 'what'>;
   timezone?: string;
 }
 
@@ -69,8 +71,13 @@ export function statusLines(status: PostStatus): string[] {
     lines.push(`:eyes: Acknowledged ${by} at ${clock(incident.acknowledgedAt)} (after ${formatAge(Math.max(0, incident.acknowledgedAt - incident.createdAt))})`);
   }
   if (status.silence && incident.resolvedAt === undefined) {
-    const reason = status.silence.reason ? `: ${inertText(status.silence.reason).slice(0, 300)}` : '';
-    lines.push(`:no_bell: *Silenced* until ${clock(status.silence.endsAt)} by ${who(status.silence.createdBy)}${reason}`);
+    const { silence } = status;
+    const reason = silence.reason ? `: ${inertText(silence.reason).slice(0, 300)}` : '';
+    // Slack shows the date and time in each reader's own zone; the fallback is the config's.
+    const until = `<!date^${Math.floor(silence.endsAt / 1000)}^{date_short_pretty} {time}|${formatDate(silence.endsAt, timezone).slice(0, 16)}>`;
+    const by = silence.origin === 'maintenance' ? `maintenance window ${inertText(silence.createdBy)}` : who(silence.createdBy);
+    const which = silence.incidentId === incident.id ? '' : ` (silence ${silence.id}: ${inertText(silence.what.slice(0, 80))})`;
+    lines.push(`:no_bell: *Silenced* until ${until} by ${by}${which}${reason}`);
   }
   return lines;
 }
@@ -115,6 +122,12 @@ export function withStatus(post: KeptPost, lines: readonly string[], actions?: u
 }
 
 const ACTIONS_BLOCK = 'ims_actions';
+
+/** How often an edit that failed is tried again (after 2, 4, 8, 16, 32 s). */
+const EDIT_RETRIES = 5;
+/** Slack's answers that another try would get again. */
+const EDIT_REFUSED_FOR_GOOD = new Set(['message_not_found', 'cant_update_message', 'channel_not_found', 'is_archived', 'not_in_channel', 'edit_window_closed',
+  'invalid_blocks', 'msg_too_long', 'msg_blocks_too_long', 'missing_scope', 'not_authed', 'invalid_auth', 'account_inactive', 'token_revoked', 'invalid_arguments']);
 const STATUS_BLOCK = 'ims_status';
 
 /** What the post editor reads: the state, the config's zone and flapping rule, whether posts carry buttons, the clock. */
@@ -136,7 +149,9 @@ export function postStatusOf(state: State, incident: Incident, config: Pick<Comp
   const lastReopen = incident.resolvedAt === undefined ? events.filter((e) => e.kind === 'reopen').at(-1) : undefined;
   // Reopened by its integration (the alert fired again) or by a person (a button, a reaction taken back).
   const byIntegration = lastReopen && (lastReopen.user === incident.poster || !/^[UW][A-Z0-9]+$/.test(lastReopen.user ?? ''));
-  const silence = state.activeSilences(now).find((s) => s.incidentId === incident.id);
+  const active = state.activeSilences(now);
+  const subject = incidentSubject(incident);
+  const silence = active.find((s) => s.incidentId === incident.id) ?? active.find((s) => silenceMatches(s.matcher, subject));
   return {
     incident, timezone: config.timezone, stableMs: config.lifecycle.flapping?.stableMs,
     recovery: recovery?.detail ? { permalink: recovery.detail } : undefined,
@@ -150,6 +165,8 @@ export function postStatusOf(state: State, incident: Incident, config: Pick<Comp
 export class PostEditor {
   /** Edits waiting for their turn in the channel queue, by incident: a later request joins the waiting one. */
   private readonly waiting = new Map<number, Promise<void>>();
+  /** Edits that failed in a row, by incident: tried again a few times, further apart each time. */
+  private readonly failures = new Map<number, number>();
 
   constructor(private readonly inputs: PostEditorInputs) {}
 
@@ -161,6 +178,8 @@ export class PostEditor {
    * is made (or failed: logged, never thrown). When its post is a digest, the digest shows each incident it lists.
    */
   refresh(incident: Incident): Promise<void> {
+    // A retry that comes after IMS stopped has nothing to edit with.
+    if (!this.inputs.state.isOpen) return Promise.resolve();
     this.inputs.changed();
     this.digests ??= new DigestEditor(this.inputs);
     if (this.digests.holds(incident)) return this.digests.show(incident.incidentChannel, incident.incidentTs);
@@ -176,8 +195,16 @@ export class PostEditor {
       const status = postStatusOf(state, now, config, this.inputs.now());
       const post = withStatus(kept, statusLines(status), config.interactive.buttons ? actionsBlock(now, status.silence) : undefined);
       await slack.chat.update({ channel: now.incidentChannel, ts: now.incidentTs, text: post.text, blocks: post.blocks as never });
+      this.failures.delete(incident.id);
     }).catch((error: unknown) => {
-      log.warn(`could not edit the post of incident #${incident.id} in ${incident.incidentChannel}: ${errorText(error)}`);
+      // An edit redraws the post from the state, so trying again later is always right, unless Slack refuses it for good.
+      const code = classifySlackFailure(error).code;
+      const attempt = (this.failures.get(incident.id) ?? 0) + 1;
+      const again = !EDIT_REFUSED_FOR_GOOD.has(code) && attempt <= EDIT_RETRIES;
+      log.warn(`could not edit the post of incident #${incident.id} in ${incident.incidentChannel}: ${errorText(error)}${again ? `; trying again in ${2 ** attempt} s` : ''}`);
+      if (!again) { this.failures.delete(incident.id); return; }
+      this.failures.set(incident.id, attempt);
+      setTimeout(() => void this.refresh(incident), 2 ** attempt * 1000).unref();
     });
     this.waiting.set(incident.id, done);
     return done;

@@ -20,8 +20,7 @@ import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
 import type { Silencing } from './ims-silencing.ts';
-import { describeMatcher } from './ims-silences.ts';
-import { normalisedTextKey } from './ims-recognisers.ts';
+import { describeMatcher, incidentSubject } from './ims-silences.ts';
 
 /** A `reaction_added` / `reaction_removed` event, as far as IMS reads it. */
 export interface ReactionEvent {
@@ -84,9 +83,7 @@ export class IncidentLifecycle {
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
       silenced: (incident, message) => {
-        const silence = inputs.silencing.silenceFor({
-          head: incident.head, label: incident.label, keys: incident.alertKey ? [incident.alertKey] : [], textKey: normalisedTextKey(incident.text), text: message?.text ?? incident.text,
-        });
+        const silence = inputs.silencing.silenceFor({ ...incidentSubject(incident), text: message?.text ?? incident.text });
         if (silence && message) inputs.silencing.noteSilenced(silence, message, incident.alertKey);
         return !!silence;
       },

@@ -10,9 +10,9 @@ import type { WebClient } from '@slack/web-api';
 import type { Incident, Logger } from './ims.ts';
 import type { State } from './ims-state.ts';
 import type { Silencing } from './ims-silencing.ts';
-import type { PermissionChecker, Deed } from './ims-permissions.ts';
+import { notOwn, ownsStill, type PermissionChecker, type Deed } from './ims-permissions.ts';
 import type { IncidentActions, ActionOutcome } from './ims-incident-actions.ts';
-import type { Commands, SlashCommand } from './ims-commands.ts';
+import { summaryNote, type Commands, type SlashCommand } from './ims-commands.ts';
 import { errorText } from './ims-log.ts';
 import type { Metrics } from './ims-metrics.ts';
 import { escapeSlack, inertText } from './ims-text.ts';
@@ -144,20 +144,27 @@ export class Interactions {
     if (!incident) return 'IMS has no record of this incident (its post may be older than its state file).';
     const allowed = async (deed: Deed, about: { creator?: string } = {}) => {
       const verdict = await this.inputs.permissions.check(user, deed, { incident, ...about });
-      return verdict.allowed ? undefined : `:no_entry: ${verdict.why}.`;
+      if (!verdict.allowed) return `:no_entry: ${verdict.why}.`;
+      // Allowed as it was when asked: someone else may have acknowledged it while Slack was asked who is an admin.
+      const now = this.inputs.state.incidentById(incident.id) ?? incident;
+      return verdict.as === 'own' && !ownsStill(now, user) ? `:no_entry: ${notOwn(now, deed)}.` : undefined;
     };
-    // A change shows on the post itself; only someone whose click changed nothing is told why.
+    // A change shows on the post itself; only someone whose click changed nothing is told why. The state is read
+    // again after the permission check, and the change is made in the same turn (nothing can come between).
     const quiet = (outcome: ActionOutcome) => (outcome.changed ? undefined : outcome.text);
+    const fresh = () => this.inputs.state.incidentById(incident.id) ?? incident;
     switch (action.action_id) {
-      case ACTIONS.acknowledge: return (await allowed('acknowledge')) ?? quiet(this.inputs.actions.acknowledge(incident, user));
-      case ACTIONS.resolve: return (await allowed('resolve')) ?? quiet(this.inputs.actions.resolve(incident, user));
-      case ACTIONS.reopen: return (await allowed('reopen')) ?? quiet(this.inputs.actions.reopen(incident, user));
+      case ACTIONS.acknowledge: return (await allowed('acknowledge')) ?? quiet(this.inputs.actions.acknowledge(fresh(), user));
+      case ACTIONS.resolve: return (await allowed('resolve')) ?? quiet(this.inputs.actions.resolve(fresh(), user));
+      case ACTIONS.reopen: return (await allowed('reopen')) ?? quiet(this.inputs.actions.reopen(fresh(), user));
       case ACTIONS.unsilence: {
         const silence = this.inputs.state.silenceById(Number(value.split(':')[1]));
         if (!silence) return 'That silence is not known any more.';
         const refused = await allowed('unsilence', { creator: silence.createdBy });
         if (refused) return refused;
-        return (await this.inputs.silencing.end(silence, user)) ? undefined : `Silence ${silence.id} had already ended.`;
+        const { ended, summary } = await this.inputs.silencing.end(silence, user);
+        if (!ended) return `Silence ${silence.id} had already ended.`;
+        return summary && !summary.posted ? summaryNote(summary) : undefined;
       }
       case ACTIONS.silence: {
         const choice = value.split(':').at(-1) ?? '';

@@ -11,8 +11,22 @@ import { slackCall } from './ims-slack.ts';
 /** What someone asks to do. */
 export type Deed = 'acknowledge' | 'resolve' | 'reopen' | 'silence' | 'unsilence';
 
-/** The answer: allowed, or refused with a reason to show the person (ephemeral). */
-export type Verdict = { allowed: true } | { allowed: false; why: string };
+/**
+ * The answer: allowed (and on what grounds: `own` holds only while nobody else has acknowledged the incident, so
+ * the caller checks `ownsStill` again right before it acts), or refused with a reason to show the person (ephemeral).
+ */
+export type Verdict = { allowed: true; as: 'everyone' | 'admin' | 'own' | 'creator' } | { allowed: false; why: string };
+
+/** Whether an incident is still `user`'s own to resolve: nobody else (a person) has acknowledged it. */
+export function ownsStill(incident: Pick<Incident, 'acknowledgedBy'>, user: string): boolean {
+  const by = incident.acknowledgedBy;
+  return !by || by === user || !/^[UW][A-Z0-9]+$/.test(by);
+}
+
+/** The refusal when someone else acknowledged the incident first. */
+export function notOwn(incident: Pick<Incident, 'acknowledgedBy'>, deed: Deed): string {
+  return `<@${incident.acknowledgedBy}> acknowledged this incident: only they or an IMS admin may ${deed} it`;
+}
 
 const CACHE_MS = 5 * 60_000;
 
@@ -39,16 +53,16 @@ export class PermissionChecker {
   async check(user: string, deed: Deed, about: { incident?: Incident; creator?: string } = {}): Promise<Verdict> {
     const { permissions } = this.inputs.config().interactive;
     const rule = deed === 'acknowledge' ? permissions.acknowledge : deed === 'resolve' || deed === 'reopen' ? permissions.resolve : permissions.silence;
-    if (rule === 'everyone') return { allowed: true };
-    if (deed === 'unsilence' && about.creator === user) return { allowed: true };
-    if (rule === 'own' && about.incident) {
-      const by = about.incident.acknowledgedBy;
-      if (!by || by === user || !/^[UW][A-Z0-9]+$/.test(by)) return { allowed: true };
+    if (rule === 'everyone') return { allowed: true, as: 'everyone' };
+    if (deed === 'unsilence' && about.creator === user) return { allowed: true, as: 'creator' };
+    if (rule === 'own' && about.incident && ownsStill(about.incident, user)) {
+      // An admin may act whatever happens meanwhile; anyone else only while it stays theirs.
+      return (await this.isAdmin(user)) === true ? { allowed: true, as: 'admin' } : { allowed: true, as: 'own' };
     }
     const admin = await this.isAdmin(user);
-    if (admin === true) return { allowed: true };
+    if (admin === true) return { allowed: true, as: 'admin' };
     if (admin === 'unknown') return { allowed: false, why: `IMS could not check whether you are one of its admins (Slack did not answer); try again in a moment` };
-    if (rule === 'own') return { allowed: false, why: `<@${about.incident?.acknowledgedBy}> acknowledged this incident: only they or an IMS admin may ${deed} it` };
+    if (rule === 'own' && about.incident) return { allowed: false, why: notOwn(about.incident, deed) };
     return { allowed: false, why: `only IMS admins may ${deed === 'unsilence' ? 'end silences others made' : deed === 'silence' ? 'silence alerts' : `${deed} incidents`} (admins in the config)` };
   }
 

@@ -4,7 +4,8 @@
  * `buttons` / `admins` / `permissions` / `maintenance` config compiled, and which maintenance windows are open at
  * an instant. The runtime that keeps silences in state, applies them and posts their summaries is `ims-silencing.ts`.
  */
-import type { Config, PermissionsConfig } from './ims.ts';
+import type { Config, Incident, PermissionsConfig } from './ims.ts';
+import { normalisedTextKey } from './ims-recognisers.ts';
 import { translateRegex } from './ims-regex.ts';
 import { cron, parseDuration } from './ims-time.ts';
 import { describeValue, didYouMean } from './ims-plugin-kit.ts';
@@ -27,6 +28,11 @@ export interface SilenceSubject {
   /** Its normalised text key (for `text` matchers). */
   textKey?: string;
   text: string;
+}
+
+/** What silences read of an incident (its rule's head and label, its alert's key, its text). */
+export function incidentSubject(incident: Pick<Incident, 'head' | 'label' | 'alertKey' | 'text'>): SilenceSubject {
+  return { head: incident.head, label: incident.label, keys: incident.alertKey ? [incident.alertKey] : [], textKey: normalisedTextKey(incident.text), text: incident.text };
 }
 
 /** Longest silence: a typo (`2000h`) must not silence an alert for months. */
@@ -54,11 +60,19 @@ export const DURATION_HINT = "a duration such as 30m, 2h, 1d or 1h30m (1 minute 
  * `/regex/` or `/regex/i` (on the alert's text, RE2: linear time whatever is typed), `*` (everything), an incident
  * label (one the config defines), else a correlation key.
  */
-export function parseMatcher(what: string, labels: ReadonlySet<string>): { matcher: SilenceMatcher } | { problem: string } {
+export function parseMatcher(what: string, labels: ReadonlySet<string>, heads?: ReadonlySet<string>): { matcher: SilenceMatcher } | { problem: string } {
   const text = what.trim();
   if (!text) return { problem: 'expected what to silence: a rule head such as [Warn], an incident label, a correlation key or /regex/' };
   if (text === '*' || text.toLowerCase() === 'everything') return { matcher: { kind: 'everything' } };
-  if (/^\[[^\]]+\]$/.test(text)) return { matcher: { kind: 'head', head: text } };
+  if (/^\[[^\]]+\]$/.test(text)) {
+    // A head no rule has would silence nothing, quietly: refused, with the heads there are.
+    if (heads && !heads.has(text)) {
+      const same = [...heads].find((h) => h.toLowerCase() === text.toLowerCase());
+      if (same) return { matcher: { kind: 'head', head: same } };
+      return { problem: `no rule has the head ${text}${didYouMean(text, [...heads])}; the heads are ${[...heads].join(', ') || 'none'}` };
+    }
+    return { matcher: { kind: 'head', head: text } };
+  }
   const regex = /^\/(.+)\/([a-z]*)$/s.exec(text);
   if (regex) {
     const [, source, flags] = regex;
@@ -70,7 +84,8 @@ export function parseMatcher(what: string, labels: ReadonlySet<string>): { match
     }
     return { matcher: { kind: 'regex', source, ignoreCase: flags === 'i' } };
   }
-  if (labels.has(text)) return { matcher: { kind: 'label', label: text } };
+  const label = labels.has(text) ? text : [...labels].find((l) => l.toLowerCase() === text.toLowerCase());
+  if (label) return { matcher: { kind: 'label', label } };
   return { matcher: { kind: 'key', key: text } };
 }
 
@@ -151,7 +166,7 @@ const PERMISSION_CHOICES: Record<keyof PermissionsConfig, readonly string[]> = {
 };
 
 /** Check and compile `buttons`, `admins`, `permissions` and `maintenance`; problems as `[place, message]`. */
-export function compileInteractive(config: Pick<Config, 'buttons' | 'admins' | 'permissions' | 'maintenance'>, labels: ReadonlySet<string>, timezone: string | undefined):
+export function compileInteractive(config: Pick<Config, 'buttons' | 'admins' | 'permissions' | 'maintenance'>, labels: ReadonlySet<string>, timezone: string | undefined, heads?: ReadonlySet<string>):
   { settings: InteractiveSettings; problems: [string, string][] } {
   const problems: [string, string][] = [];
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -186,18 +201,19 @@ export function compileInteractive(config: Pick<Config, 'buttons' | 'admins' | '
     const name = typeof window.name === 'string' ? window.name.trim() : undefined;
     if (name && names.has(name)) { problems.push([`${at}.name`, `the name '${name}' is used by an earlier window; each needs its own`]); return; }
     if (name) names.add(name);
-    const compiled = compileWindow(window, at, labels, timezone, problems);
+    const compiled = compileWindow(window, at, labels, timezone, problems, heads);
     if (compiled) maintenance.push(compiled);
   });
   return { settings: { buttons: config.buttons !== false, admins: Array.isArray(admins) ? admins.map((a) => String(a).trim()) : [], permissions, maintenance, timezone }, problems };
 }
 
-function compileWindow(window: Record<string, unknown>, at: string, labels: ReadonlySet<string>, timezone: string | undefined, problems: [string, string][]): CompiledWindow | undefined {
+function compileWindow(window: Record<string, unknown>, at: string, labels: ReadonlySet<string>, timezone: string | undefined, problems: [string, string][],
+  heads?: ReadonlySet<string>): CompiledWindow | undefined {
   const before = problems.length;
   const name = typeof window.name === 'string' && window.name.trim() ? window.name.trim() : undefined;
   if (!name) problems.push([`${at}.name`, `expected a name for the window (shown in reports and /ims silences), found ${describeValue(window.name)}`]);
   const what = window.match === undefined ? '*' : String(window.match);
-  const parsed = typeof window.match === 'string' || window.match === undefined ? parseMatcher(what, labels) : { problem: `expected what to silence as a string ([Warn], a label, a key or /regex/), found ${describeValue(window.match)}` };
+  const parsed = typeof window.match === 'string' || window.match === undefined ? parseMatcher(what, labels, heads) : { problem: `expected what to silence as a string ([Warn], a label, a key or /regex/), found ${describeValue(window.match)}` };
   if ('problem' in parsed) problems.push([`${at}.match`, parsed.problem]);
   const reason = window.reason === undefined ? '' : typeof window.reason === 'string' ? window.reason : (problems.push([`${at}.reason`, `expected text, found ${describeValue(window.reason)}`]), '');
   const recurring = window.schedule !== undefined || window.duration !== undefined;

@@ -12,7 +12,7 @@ import { errorText } from './ims-log.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { inertText, escapeSlack } from './ims-text.ts';
 import { formatAge, formatDate, tsToMs } from './ims-time.ts';
-import { describeMatcher, openWindows, silenceMatches, type SilenceMatcher, type SilenceSubject } from './ims-silences.ts';
+import { describeMatcher, incidentSubject, openWindows, silenceMatches, type SilenceMatcher, type SilenceSubject } from './ims-silences.ts';
 import { normalisedTextKey } from './ims-recognisers.ts';
 
 /** What silencing needs from the running IMS. */
@@ -29,6 +29,13 @@ export interface SilencingInputs {
   changed(): void;
   /** A person's name, for posts (a mention there would notify them). */
   userName(user: string): Promise<string>;
+}
+
+/** What became of a silence's summary: posted in `channel`, or refused there for good (`text` is what it says). */
+export interface SummaryOutcome {
+  posted: boolean;
+  channel: string;
+  text: string;
 }
 
 /** A new silence from Slack. */
@@ -85,7 +92,8 @@ export class Silencing {
     const { state, log } = this.inputs;
     const now = this.inputs.now();
     const config = this.inputs.config();
-    const channel = config.report.channel ?? request.channel ?? request.incident?.incidentChannel;
+    // Where everyone sees it, and where the bot surely posts: the report channel, else an incident channel.
+    const channel = config.report.channel ?? request.incident?.incidentChannel ?? [...config.incidents.values()][0]?.channel ?? request.channel;
     const silence = state.addSilence({
       what: request.what, matcher: request.matcher, reason: request.reason, createdBy: request.user, origin: 'slack',
       incidentId: request.incident?.id, channel, startsAt: now, endsAt: now + request.durationMs,
@@ -93,8 +101,8 @@ export class Silencing {
     log.info(`silence #${silence.id} by ${request.user}: ${describeMatcher(silence.matcher)} for ${formatAge(request.durationMs)}`, { reason: request.reason });
     if (request.incident) {
       state.addIncidentEvent({ incidentId: request.incident.id, kind: 'silence', user: request.user, detail: `#${silence.id} until ${new Date(silence.endsAt).toISOString()}`, at: now });
-      this.inputs.refreshPost(request.incident);
     }
+    this.refreshCovered(silence);
     this.inputs.changed();
     if (channel) {
       const subject = request.incident ? `incident <${this.inputs.permalink(request.incident.incidentChannel, request.incident.incidentTs)}|#${request.incident.id}> (${inertText(describeMatcher(silence.matcher))})` : inertText(describeMatcher(silence.matcher));
@@ -109,12 +117,15 @@ export class Silencing {
     return silence;
   }
 
-  /** End a silence now (`/ims unsilence`, the Unsilence button); false when it had already ended. Its summary follows. */
-  async end(silence: Silence, user: string): Promise<boolean> {
-    if (!this.inputs.state.endSilence(silence.id, this.inputs.now(), user)) return false;
+  /**
+   * End a silence now (`/ims unsilence`, the Unsilence button); `ended` false when it had already ended. Its summary
+   * follows: where it went, or its text when Slack refused it (for the person who ended it: nothing is lost).
+   */
+  async end(silence: Silence, user: string): Promise<{ ended: boolean; summary?: SummaryOutcome }> {
+    if (!this.inputs.state.endSilence(silence.id, this.inputs.now(), user)) return { ended: false };
     this.inputs.log.info(`silence #${silence.id} ended by ${user}`);
-    await this.summariseDue();
-    return true;
+    const outcomes = await this.summariseDue();
+    return { ended: true, summary: outcomes.get(silence.id) };
   }
 
   /** Record maintenance openings, and summarise silences that are over (expired, ended early, or while IMS was down). */
@@ -138,45 +149,61 @@ export class Silencing {
         windowKey: opening.key, channel: this.inputs.config().report.channel, startsAt: opening.startsAt, endsAt: opening.endsAt,
       });
       // Recorded once per opening: one ended early by `/ims unsilence` is not opened again.
-      if (silence.endedAt === undefined && silence.endsAt > now) { opened = true; this.inputs.log.info(`maintenance window '${opening.window.name}' is open until ${this.clock(opening.endsAt)} (silence #${silence.id})`); }
+      if (silence.endedAt === undefined && silence.endsAt > now) {
+        opened = true;
+        this.inputs.log.info(`maintenance window '${opening.window.name}' is open until ${this.clock(opening.endsAt)} (silence #${silence.id})`);
+        this.refreshCovered(silence);
+      }
     }
     if (opened) this.inputs.changed();
   }
 
-  private async summariseDue(): Promise<void> {
+  /** Summarise the silences that are over; what became of each summary, by silence. */
+  private async summariseDue(): Promise<Map<number, SummaryOutcome>> {
     const { state, log } = this.inputs;
     const now = this.inputs.now();
+    const outcomes = new Map<number, SummaryOutcome>();
     for (const silence of state.silencesToSummarise(now)) {
+      const summary = await this.summaryOf(silence);
       try {
-        await this.summarise(silence);
+        if (summary) await this.post(summary.channel, summary.text, { event_type: 'ims_silence_summary', event_payload: { silence_id: silence.id } }, `summary of silence ${silence.id}`, summary.thread);
         state.markSilenceSummarised(silence.id, now);
-        if (silence.incidentId !== undefined) {
-          const incident = state.incidentById(silence.incidentId);
-          if (incident) this.inputs.refreshPost(incident);
-        }
-        this.inputs.changed();
+        if (summary) outcomes.set(silence.id, { posted: true, channel: summary.channel, text: summary.text });
       } catch (error) {
-        if (classifySlackFailure(error).kind === 'permanent') {
-          // Slack refuses it for good (an archived channel, one the bot left): said once, and the silence is closed.
-          log.error(`the summary of silence #${silence.id} cannot be posted (${errorText(error)}); given up`);
-          state.markSilenceSummarised(silence.id, now);
+        if (classifySlackFailure(error).kind !== 'permanent') {
+          // Tried again at the next sweep; the post is looked for first, so it is made once.
+          log.warn(`the summary of silence #${silence.id} could not be posted: ${errorText(error)}; trying again shortly`);
           continue;
         }
-        // Tried again at the next sweep; the post is looked for first, so it is made once.
-        log.warn(`the summary of silence #${silence.id} could not be posted: ${errorText(error)}; trying again shortly`);
+        // Slack refuses it for good (an archived channel, one the bot left): logged with the summary itself, and
+        // handed to whoever ended it; the silence is closed.
+        log.error(`the summary of silence #${silence.id} cannot be posted in ${summary!.channel} (${errorText(error)}); given up: ${summary!.text}`);
+        state.markSilenceSummarised(silence.id, now);
+        outcomes.set(silence.id, { posted: false, channel: summary!.channel, text: summary!.text });
       }
+      this.refreshCovered(silence);
+      this.inputs.changed();
     }
+    return outcomes;
   }
 
-  /** One post when a silence is over: how many alerts it kept quiet, and which are still firing. */
-  private async summarise(silence: Silence): Promise<void> {
+  /** Edit the posts of the open incidents a silence covers (it started or ended): their status line says so. */
+  private refreshCovered(silence: Silence): void {
+    const open = this.inputs.state.listIncidents({ open: true });
+    const covered = open.filter((incident) => incident.id === silence.incidentId || silenceMatches(silence.matcher, incidentSubject(incident)));
+    // The newest hundred: a silence of everything must not queue edits for hours.
+    for (const incident of covered.slice(-100)) this.inputs.refreshPost(incident);
+  }
+
+  /** The one post when a silence is over: how many alerts it kept quiet, and which are still firing; undefined when none is due. */
+  private async summaryOf(silence: Silence): Promise<{ channel: string; thread?: string; text: string } | undefined> {
     const { state } = this.inputs;
     const alerts = state.silencedAlerts(silence.id);
     // A maintenance window that kept nothing quiet ends without a word (they recur: a daily line would be noise).
-    if (silence.origin === 'maintenance' && !alerts.length) return;
+    if (silence.origin === 'maintenance' && !alerts.length) return undefined;
     const incident = silence.incidentId !== undefined ? state.incidentById(silence.incidentId) : undefined;
-    const channel = incident?.incidentChannel ?? silence.channel;
-    if (!channel) return;
+    const channel = incident?.incidentChannel ?? silence.channel ?? this.inputs.config().report.channel ?? [...this.inputs.config().incidents.values()][0]?.channel;
+    if (!channel) return undefined;
     const firing = alerts.filter((a) => a.recoveredTs === undefined);
     const ended = silence.endedAt !== undefined && silence.endedAt < silence.endsAt ? `ended by ${escapeSlack(await this.inputs.userName(silence.endedBy ?? ''))}` : 'expired';
     const name = silence.origin === 'maintenance' ? `Maintenance window ${inertText(silence.createdBy)}` : `Silence ${silence.id} (${inertText(describeMatcher(silence.matcher))})`;
@@ -184,7 +211,7 @@ export class Silencing {
       (alerts.length ? `, ${firing.length} still firing${firing.some((a) => a.key === undefined) ? ' (or with no recovery seen)' : ''}` : '') + (firing.length ? ':' : '.')];
     for (const alert of firing.slice(0, 20)) lines.push(`• <${this.inputs.permalink(alert.channel, alert.ts)}|${escapeSlack(firstLine(alert.text))}> (${this.clock(tsToMs(alert.ts))})`);
     if (firing.length > 20) lines.push(`…and ${firing.length - 20} more`);
-    await this.post(channel, lines.join('\n'), { event_type: 'ims_silence_summary', event_payload: { silence_id: silence.id } }, `summary of silence ${silence.id}`, incident?.incidentTs);
+    return { channel, thread: incident?.incidentTs, text: lines.join('\n') };
   }
 
   private post(channel: string, text: string, metadata: { event_type: string; event_payload: Record<string, string | number> }, what: string, thread?: string): Promise<string> {

@@ -209,7 +209,7 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   incidentCounts(): StoreAnswer<{ opened: number; resolved: number; open: number }, Mode>;
   /** Mark resolved (and record it as an event); false if it already was. */
   resolveIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
-  /** Mark open again (and record it as an event); false if it was not resolved. */
+  /** Mark open again (and record it as an event), its acknowledgement cleared; false if it was not resolved. */
   reopenIncident(id: number, at: number, by: string): StoreAnswer<boolean, Mode>;
   addIncidentEvent(event: IncidentEvent): StoreAnswer<void, Mode>;
   /** What is known of a correlation key (its incident, state, recent changes); undefined for a key never seen. */
@@ -521,7 +521,8 @@ function prepareStatements(db: Database.Database) {
     addDigest: db.prepare<[channel: string, ts: string, post: string, createdAt: number]>('INSERT OR IGNORE INTO digests (channel, ts, post, created_at) VALUES (?, ?, ?, ?)'),
     digestPost: db.prepare<[channel: string, ts: string], { post: string }>('SELECT post FROM digests WHERE channel = ? AND ts = ?'),
     resolve: db.prepare<[at: number, by: string, id: number]>('UPDATE incidents SET resolved_at = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL'),
-    reopen: db.prepare<[id: number]>('UPDATE incidents SET resolved_at = NULL, resolved_by = NULL WHERE id = ? AND resolved_at IS NOT NULL'),
+    // Open again, it waits for someone to take it again: its acknowledgement goes (the events keep the history).
+    reopen: db.prepare<[id: number]>('UPDATE incidents SET resolved_at = NULL, resolved_by = NULL, acknowledged_at = NULL, acknowledged_by = NULL WHERE id = ? AND resolved_at IS NOT NULL'),
     addEvent: db.prepare<[incidentId: number, kind: IncidentEvent['kind'], user: string | null, detail: string | null, at: number]>(
       'INSERT INTO incident_events (incident_id, kind, user, detail, at) VALUES (?, ?, ?, ?, ?)'),
     events: db.prepare<[incidentId: number], IncidentEventRow>('SELECT incident_id, kind, user, detail, at FROM incident_events WHERE incident_id = ? ORDER BY at, rowid'),

@@ -997,7 +997,8 @@ export function validateConfig(config: Config, options: { source?: string; rever
   // Read from IMS.ini (or spreading loadIni()): one incident per message, as the legacy tool, unless turned on.
   const lifecycle = compileLifecycle(config.lifecycle, (config as Located)[SOURCE_LINES] !== undefined);
   for (const [at, what] of lifecycle.problems) fail(at, what);
-  const interactive = compileInteractive(config, new Set(incidents.keys()), typeof config.timezone === 'string' && isTimeZone(config.timezone) ? config.timezone : undefined);
+  const interactive = compileInteractive(config, new Set(incidents.keys()), typeof config.timezone === 'string' && isTimeZone(config.timezone) ? config.timezone : undefined,
+    new Set(rules.map((rule) => rule.head)));
   for (const [at, what] of interactive.problems) fail(at, what);
   if (config.http !== undefined && !(typeof config.http === 'string' && parseListen(config.http))) fail('http', `expected where to listen, such as '127.0.0.1:9464' or ':9464', found ${describe(config.http)}`);
   const reminderIntervalMs = duration(config.reminderInterval, 'reminderInterval', 30_000);
