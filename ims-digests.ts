@@ -144,13 +144,14 @@ function hotlinesOf(members: readonly DigestMember[]): { name: string; mentions:
 }
 
 /** The digest post of `members`: a heading, each hotline involved once with its mentions, and one line per alert. */
-export function digestMessage(members: readonly DigestMember[]): KeptDigest {
+export function digestMessage(members: readonly DigestMember[], buttons = false): KeptDigest {
   const hotlines = hotlinesOf(members);
   const lines = members.map((m) => ({ source: sourceOf(m.sourceChannel, m.sourceTs), line: memberLine(m) }));
   const heading = `:rotating_light: *${members.length} alerts* arrived while Slack's posting limit held this channel back: `
     + 'they are listed together. Each is an incident of its own; a resolved reaction on this post resolves every one of them.';
   const pages = hotlines.map((h) => `:rotating_light: *Hotline ${escapeSlack(h.name)}*: ${h.mentions.join(' ')}`);
-  const blocks = [section(heading, HEAD_BLOCK), ...(pages.length ? [section(pages.join('\n'), HOTLINE_BLOCK)] : []), ...listBlocks(lines.map((l) => withState(l.line)))];
+  const blocks = [section(heading, HEAD_BLOCK), ...(pages.length ? [section(pages.join('\n'), HOTLINE_BLOCK)] : []), ...listBlocks(lines.map((l) => withState(l.line))),
+    ...(buttons ? [DIGEST_ACTIONS] : [])];
   const summary = members.slice(0, 5).map((m) => `${m.head} ${m.title.replace(/\s+/g, ' ')}`).join('; ');
   const text = `${members.length} alerts: ${escapeSlack(clip(summary, 500))}${members.length > 5 ? ' …' : ''}`
     + (hotlines.length ? `\n${hotlines.flatMap((h) => h.mentions).filter((m, i, all) => all.indexOf(m) === i).join(' ')}` : '');
@@ -164,9 +165,23 @@ export function digestWithStates(kept: KeptDigest, incidents: readonly Incident[
   const lines = kept.lines ?? [...incidents].sort((a, b) => (tsAfter(a.sourceTs, b.sourceTs) ? 1 : -1)).map((i) => ({
     source: sourceOf(i.sourceChannel, i.sourceTs), line: memberLine({ head: i.head, title: i.text.split('\n').find((l) => l.trim()) ?? '', permalink: i.permalink ?? '' }),
   }));
-  const heading = kept.blocks.filter((b) => !String((b as { block_id?: string }).block_id ?? '').startsWith(LIST_BLOCK));
-  return { text: kept.text, blocks: [...heading, ...listBlocks(lines.map((l) => withState(l.line, bySource.get(l.source))))] };
+  const blockId = (b: unknown) => String((b as { block_id?: string }).block_id ?? '');
+  const heading = kept.blocks.filter((b) => !blockId(b).startsWith(LIST_BLOCK) && blockId(b) !== DIGEST_ACTIONS_BLOCK);
+  // Its buttons last, while any of its incidents is open.
+  const buttons = kept.blocks.some((b) => blockId(b) === DIGEST_ACTIONS_BLOCK) && incidents.some((i) => i.resolvedAt === undefined) ? [DIGEST_ACTIONS] : [];
+  return { text: kept.text, blocks: [...heading, ...listBlocks(lines.map((l) => withState(l.line, bySource.get(l.source)))), ...buttons] };
 }
+
+/** A click's value on a digest's buttons: they act on every incident it lists. */
+export const DIGEST_VALUE = 'digest';
+const DIGEST_ACTIONS_BLOCK = 'ims_digest_actions';
+/** A digest's buttons: acknowledge or resolve every incident it lists (the same actions as an incident post's). */
+const DIGEST_ACTIONS = {
+  type: 'actions', block_id: DIGEST_ACTIONS_BLOCK, elements: [
+    { type: 'button', text: { type: 'plain_text', text: 'Acknowledge all', emoji: true }, action_id: 'ims_acknowledge', value: DIGEST_VALUE },
+    { type: 'button', text: { type: 'plain_text', text: 'Resolve all', emoji: true }, action_id: 'ims_resolve', value: DIGEST_VALUE, style: 'primary' },
+  ],
+};
 
 /** The metadata of a digest: its members' sources, grouped by channel (`C1:ts,ts;C2:ts`), short. */
 export function digestMetadata(members: readonly DigestMember[]): PostSpec['metadata'] {
@@ -272,7 +287,9 @@ export class DigestPoster {
   private async digest(channel: string, taken: Waiting[]): Promise<void> {
     const { poster, state, log } = this.inputs;
     const members = taken.map((w) => w.member);
-    const post = digestMessage(members);
+    // With buttons on, its members' own posts would have had them: the digest has buttons for all of them.
+    const buttons = taken.some((w) => (w.spec.blocks ?? []).some((b) => (b as { type?: string }).type === 'actions'));
+    const post = digestMessage(members, buttons);
     const oldest = members.map((m) => m.sourceTs).reduce((a, b) => (tsAfter(a, b) ? b : a));
     try {
       const outcome = await poster.postInTask({

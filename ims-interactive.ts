@@ -19,6 +19,7 @@ import { escapeSlack, inertText } from './ims-text.ts';
 import { slackFetch } from './ims-slack.ts';
 import { normalisedTextKey } from './ims-recognisers.ts';
 import { ACTIONS } from './ims-incident-posts.ts';
+import { DIGEST_VALUE } from './ims-digests.ts';
 import { DURATION_HINT, parseSilenceDuration, type SilenceMatcher } from './ims-silences.ts';
 
 /** A Socket Mode envelope of an interactive payload or a slash command, as the SDK hands it over. */
@@ -140,6 +141,7 @@ export class Interactions {
   private async act(action: BlockAction, payload: BlockActionsPayload, where: { user: string; triggerId?: string }): Promise<string | undefined> {
     const { user } = where;
     const value = action.selected_option?.value ?? action.value ?? '';
+    if (value === DIGEST_VALUE && (action.action_id === ACTIONS.acknowledge || action.action_id === ACTIONS.resolve)) return this.actOnDigest(action.action_id, payload, user);
     const incident = this.incidentOf(value, payload);
     if (!incident) return 'IMS has no record of this incident (its post may be older than its state file).';
     const allowed = async (deed: Deed, about: { creator?: string } = {}) => {
@@ -181,6 +183,31 @@ export class Interactions {
         this.inputs.log.debug(`unknown action ${action.action_id} ignored`);
         return undefined;
     }
+  }
+
+  /**
+   * Acknowledge or resolve every open incident a digest lists, each by the same rules as on its own post; the person
+   * is told only what was skipped and why (the digest shows the rest).
+   */
+  private async actOnDigest(actionId: string, payload: BlockActionsPayload, user: string): Promise<string | undefined> {
+    const { state, permissions, actions } = this.inputs;
+    const channel = payload.container?.channel_id ?? payload.channel?.id;
+    const ts = payload.container?.message_ts ?? payload.message?.ts;
+    const listed = channel && ts ? state.incidentsByPost(channel, ts) : [];
+    if (!listed.length) return 'IMS has no record of the incidents this digest lists.';
+    const deed = actionId === ACTIONS.acknowledge ? 'acknowledge' : 'resolve';
+    const refused: string[] = [];
+    let changed = 0;
+    for (const listedIncident of listed) {
+      const incident = state.incidentById(listedIncident.id) ?? listedIncident;
+      if (incident.resolvedAt !== undefined || (deed === 'acknowledge' && incident.acknowledgedAt !== undefined)) continue;
+      const verdict = await permissions.check(user, deed, { incident });
+      const now = state.incidentById(incident.id) ?? incident;
+      if (!verdict.allowed || (verdict.as === 'own' && !ownsStill(now, user))) { refused.push(`#${incident.id}: ${verdict.allowed ? notOwn(now, deed) : verdict.why}`); continue; }
+      if ((deed === 'acknowledge' ? actions.acknowledge(now, user) : actions.resolve(now, user)).changed) changed++;
+    }
+    if (refused.length) return `:no_entry: ${refused.length} of the digest's incidents were left as they are:\n${refused.slice(0, 10).join('\n')}`;
+    return changed ? undefined : `Every incident of this digest was already ${deed === 'acknowledge' ? 'acknowledged or resolved' : 'resolved'}.`;
   }
 
   /** The incident a click is about: the one its value names, else the one whose post was clicked. */

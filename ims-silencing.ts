@@ -131,6 +131,8 @@ export class Silencing {
   /** Record maintenance openings, and summarise silences that are over (expired, ended early, or while IMS was down). */
   async sweep(): Promise<void> {
     this.recordOpenWindows(this.inputs.now(), true);
+    // A sweep while summaries are still being posted (a channel's pace, a slow Slack) leaves them to that run.
+    if (this.summarising) return;
     await this.summariseDue();
   }
 
@@ -158,8 +160,18 @@ export class Silencing {
     if (opened) this.inputs.changed();
   }
 
-  /** Summarise the silences that are over; what became of each summary, by silence. */
-  private async summariseDue(): Promise<Map<number, SummaryOutcome>> {
+  /** Summaries under way: one run at a time, so a silence's summary is never being posted twice at once. */
+  private summarising?: Promise<Map<number, SummaryOutcome>>;
+
+  /** Summarise the silences that are over, after any run under way; what became of each summary, by silence. */
+  private summariseDue(): Promise<Map<number, SummaryOutcome>> {
+    const run = (this.summarising ?? Promise.resolve(undefined)).catch(() => undefined).then(() => this.summariseNow());
+    this.summarising = run;
+    void run.finally(() => { if (this.summarising === run) this.summarising = undefined; }).catch(() => undefined);
+    return run;
+  }
+
+  private async summariseNow(): Promise<Map<number, SummaryOutcome>> {
     const { state, log } = this.inputs;
     const now = this.inputs.now();
     const outcomes = new Map<number, SummaryOutcome>();

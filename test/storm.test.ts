@@ -133,6 +133,27 @@ test('a recovery edits the digest to show its alert resolved; a resolved reactio
   assert.equal(fake.postRateLimited, 0, 'no 429 provoked');
 });
 
+test('a digest carries Acknowledge all and Resolve all, which act on every incident it lists and leave once they are resolved', async (t) => {
+  const { fake, start } = await setup(t, SLACK_LIMIT);
+  const bot = await start(baseConfig(), PACE);
+  for (let i = 0; i < 12; i++) alert(fake, `web-${i}`);
+  await fake.waitFor(() => bot.ims.state.listIncidents().length === 12, 'twelve incidents', 10_000);
+  await settle(bot);
+  const digest = topLevel(fake, INC_INFRA).find(isDigest)!;
+  assert.ok(digest, 'a digest');
+  const members = bot.ims.state.incidentsByPost(INC_INFRA, digest.ts);
+  const buttons = () => (digest.blocks ?? []).filter((b: any) => b.type === 'actions').flatMap((b: any) => b.elements.map((e: any) => e.text.text));
+  assert.deepEqual(buttons(), ['Acknowledge all', 'Resolve all']);
+  await fake.click(HUMAN, INC_INFRA, digest.ts, 'Acknowledge all');
+  await fake.waitFor(() => members.every((m) => bot.ims.state.incidentById(m.id)?.acknowledgedBy === HUMAN), 'every listed incident acknowledged', 5000);
+  const others = bot.ims.state.listIncidents().filter((i) => i.incidentTs !== digest.ts);
+  assert.ok(others.every((i) => i.acknowledgedAt === undefined), 'incidents posted elsewhere are not acknowledged');
+  await fake.click(HUMAN, INC_INFRA, digest.ts, 'Resolve all');
+  await fake.waitFor(() => members.every((m) => bot.ims.state.incidentById(m.id)?.resolvedBy === HUMAN), 'every listed incident resolved', 5000);
+  await fake.waitFor(() => buttons().length === 0, 'the buttons to go once every listed incident is resolved', 10_000);
+  assert.equal(fake.postRateLimited, 0, 'no 429 provoked');
+});
+
 test('alerts that come no faster than Slack\'s limit allows each get their own post, as before, with no 429', async (t) => {
   const { fake, start } = await setup(t, SLACK_LIMIT);
   const bot = await start(baseConfig(), PACE);
