@@ -94,8 +94,11 @@ export class AppHome {
     ];
     const byLabel = new Map<string, Incident[]>();
     for (const incident of open.slice(-MAX_INCIDENTS).reverse()) byLabel.set(incident.label, [...(byLabel.get(incident.label) ?? []), incident]);
+    const openByLabel = new Map<string, number>();
+    for (const incident of open) openByLabel.set(incident.label, (openByLabel.get(incident.label) ?? 0) + 1);
     for (const [label, incidents] of byLabel) {
-      blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*${escapeSlack(label)}* (${incidents.length})` } });
+      const total = openByLabel.get(label) ?? incidents.length;
+      blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*${escapeSlack(label)}* (${total === incidents.length ? total : `the newest ${incidents.length} of ${total}`})` } });
       for (const incident of incidents) blocks.push(...this.incidentBlocks(incident, now));
     }
     if (open.length > MAX_INCIDENTS) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${open.length - MAX_INCIDENTS} older open incidents (\`/ims status\`, the report)` }] });
