@@ -34,6 +34,8 @@ export interface CliOptions {
   printManifest: boolean;
   /** Where the operations endpoint listens (`/healthz`, `/metrics`). */
   http?: string;
+  /** Copy the state file into PostgreSQL: the URL given, or `''` for `DATABASE_URL`. */
+  migrateState?: string;
   replay?: string;
   help: boolean;
   version: boolean;
@@ -48,6 +50,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'replay', kind: 'string', key: 'replay', arg: 'FILE', help: 'run the rules over recorded messages (JSON lines, or a Slack export folder) and print what would happen' },
   { name: 'print-config', kind: 'boolean', key: 'printConfig', help: 'print the effective config as a ready-to-save ims.config.ts (the IMS.ini migration path), exit' },
   { name: 'print-manifest', kind: 'boolean', key: 'printManifest', help: 'print the Slack app manifest (JSON: scopes, events, /ims, interactivity, Socket Mode) to paste at api.slack.com/apps, exit' },
+  { name: 'migrate-state', kind: 'optional-string', key: 'migrateState', arg: '[URL]', help: "copy the state file (ims.db) into PostgreSQL at URL (default: DATABASE_URL), keeping what is there; safe to run again, exit" },
   { name: 'reverse', kind: 'boolean', key: 'reverse', help: 'reverse mode: repost messages that match NO rule to the DEFAULT channel' },
   { name: 'reacji', kind: 'boolean', key: 'reacji', help: 'Reacji Channeler mode: react with [Reacji] instead of reposting posts of [ReacjiID] bots' },
   { name: 'only-report', legacy: 'onlyReport', kind: 'boolean', key: 'onlyReport', help: 'post one report and exit (0, or 1 if posting failed): for cron/systemd timers' },

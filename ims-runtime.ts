@@ -4,11 +4,12 @@
  * — and owns what spans them: start-up and stop, in-flight work and config reload. `runSlack` is the command
  * line's way in (`ims.ts` reaches it with a lazy import; it re-exports `Ims` for tests and embedding).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { WebClient } from '@slack/web-api';
 import type { CliOptions, CompiledConfig, HookContext, HookName, Incident, Logger, MessageOrigin, Plugin } from './ims.ts';
-import { State, StateVersionError } from './ims-state.ts';
+import { State, StateVersionError, type StateDump } from './ims-state.ts';
+import type { PgState } from './ims-state-pg.ts';
 import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
 import { ConfigError, configName } from './ims-config-errors.ts';
 import { createLogger, errorText, reportRefusal } from './ims-log.ts';
@@ -469,6 +470,40 @@ function settleWithin(work: Promise<unknown>, deadline: number): Promise<boolean
   return withTimeout(() => work, Math.max(0, deadline - Date.now()), 'work before the deadline').then(() => true, (error) => !(error instanceof TimeoutError));
 }
 
+
+/**
+ * `--migrate-state`: copy the config's state file into PostgreSQL at `url` (schema made or upgraded first), in one
+ * transaction, keeping what is there: safe to run again. Prints what was read and added, by table; exit 0, 1 when
+ * it could not, 2 for a missing URL.
+ */
+export async function migrateState(config: CompiledConfig, url: string | undefined, io: { out: (s: string) => void; err: (s: string) => void }): Promise<number> {
+  if (!url) { io.err('ims: --migrate-state needs the PostgreSQL URL: --migrate-state postgres://user:password@host:5432/ims, or DATABASE_URL'); return 2; }
+  if (!/^postgres(ql)?:\/\//.test(url)) { io.err(`ims: --migrate-state expects a postgres:// URL, found '${url.replace(/:[^:@/]*@/, ':…@')}'`); return 2; }
+  const file = config.state.path;
+  if (!existsSync(file)) { io.err(`ims: --migrate-state: there is no state file at ${file} to copy (state.path in the config, or beside it)`); return 1; }
+  let dump: StateDump;
+  try {
+    const state = new State(file);
+    try { dump = state.dump(); } finally { state.close(); }
+  } catch (error) {
+    io.err(`ims: --migrate-state: cannot read ${file}: ${errorText(error)}`);
+    return 1;
+  }
+  const { PgState: Store } = await import('./ims-state-pg.ts');
+  let target: PgState | undefined;
+  try {
+    target = await Store.open(url);
+    const counts = await target.load(dump);
+    const copied = Object.entries(counts).filter(([, c]) => c.read > 0).map(([table, c]) => `  ${table.padEnd(16)} ${c.added} added of ${c.read}`);
+    io.out([`copied ${file} into ${target.where}:`, ...(copied.length ? copied : ['  (the state file is empty)'])].join('\n'));
+    return 0;
+  } catch (error) {
+    io.err(`ims: --migrate-state: ${errorText(error)}`);
+    return 1;
+  } finally {
+    await target?.close();
+  }
+}
 
 /** Tokens from the environment, checked: one clear line and exit 1 when missing or of the wrong kind. */
 export function slackTokens(env: NodeJS.ProcessEnv = process.env): { appToken: string; botToken: string } | string {

@@ -41,7 +41,7 @@ import type { SilenceMatcher } from './ims-silences.ts';
 import type {
   IncidentEvent, IncidentFilter, MessageClaim, NewIncident, NewSilence, OutboxItem, OutboxStats, PendingMessage, Silence, SilencedAlert, StateStore,
 } from './ims-state.ts';
-import { StateVersionError } from './ims-state.ts';
+import { DUMPED_TABLES, StateVersionError, type StateDump } from './ims-state.ts';
 
 /** One step of the PostgreSQL schema. Released steps are never edited: a change is a new step at the end. */
 interface PgMigration {
@@ -268,7 +268,10 @@ export class PgState implements StateStore<'async'> {
     const types = new pg.TypeOverrides();
     // BIGINT columns hold epoch milliseconds, ids and counts, all below 2^53: numbers, as SQLite gives them.
     types.setTypeParser(INT8_OID, (text: string) => Number(text));
-    this.pool = new pg.Pool({ max: 10, idleTimeoutMillis: 30_000, ...options.pool, connectionString: url, types, pipeline: true });
+    // A connection that cannot be made in 10 s fails (a server gone or frozen must not hang a caller forever).
+    this.pool = new pg.Pool({
+      max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, keepAlive: true, ...options.pool, connectionString: url, types, pipeline: true,
+    });
     this.pool.on('error', (error) => options.onIdleError?.(error));
   }
 
@@ -989,12 +992,61 @@ export class PgState implements StateStore<'async'> {
     });
   }
 
+  /**
+   * Copy a SQLite state (`State.dump()`) into this database, in one transaction, idempotently: a row whose key is
+   * here already is kept as it is (so a second run adds nothing, and a run cut short added nothing), an incident's
+   * events come with it only when the incident itself is added, and ids keep their numbers (the identities continue
+   * after the highest). Returns, by table, how many rows were read and how many added.
+   */
+  async load(dump: StateDump): Promise<Record<string, { read: number; added: number }>> {
+    const client = await this.pool.connect();
+    const counts: Record<string, { read: number; added: number }> = {};
+    try {
+      await client.query('BEGIN');
+      const added = new Set<number>();
+      for (const table of DUMPED_TABLES) {
+        const rows = dump[table] ?? [];
+        counts[table] = { read: rows.length, added: 0 };
+        for (const row of rows) {
+          if (table === 'incident_events' && !added.has(Number(row.incident_id))) continue;
+          const copied = copyableRow(table, row);
+          const columns = Object.keys(copied);
+          const answer = await client.query(
+            `INSERT INTO ${table} (${columns.map((c) => `"${c}"`).join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING${table === 'incidents' ? ' RETURNING id' : ''}`,
+            columns.map((c) => storable(copied[c])));
+          counts[table].added += answer.rowCount ?? 0;
+          if (table === 'incidents' && answer.rows[0]) added.add(Number(answer.rows[0].id));
+        }
+      }
+      // New rows made here later must not take a copied number.
+      for (const table of ['incidents', 'outbox', 'silences']) {
+        await client.query(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), GREATEST((SELECT COALESCE(MAX(id), 0) FROM ${table}), 1), (SELECT COUNT(*) > 0 FROM ${table}))`);
+      }
+      await client.query('COMMIT');
+      return counts;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw new Error(`copying the state into ${this.where} failed, nothing was copied: ${(error as Error).message}`, { cause: error });
+    } finally {
+      client.release();
+    }
+  }
+
   /** Close the pool (waiting for statements under way); later calls are refused. Closing twice is harmless. */
   close(): Promise<void> {
     this.closed = true;
     this.closing ??= this.pool.end();
     return this.closing;
   }
+}
+
+/** A SQLite row as this schema takes it: flags as booleans, generated sequence numbers left to PostgreSQL. */
+function copyableRow(table: string, row: Record<string, unknown>): Record<string, unknown> {
+  const copy: Record<string, unknown> = { ...row };
+  delete copy.seq;
+  if (table === 'incidents') copy.flapping = row.flapping === 1 || row.flapping === true;
+  if (table === 'outbox') copy.dead = row.dead === 1 || row.dead === true;
+  return copy;
 }
 
 /** A short, growing, jittered wait before sending again after a deadlock, so that the two instances do not meet again. */

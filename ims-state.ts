@@ -948,7 +948,23 @@ export class State implements StateStore<'sync'> {
     this.pruneInOneCommit(before);
   }
 
+  /**
+   * Every row of every table, as stored (column → value), in one read transaction: what `--migrate-state` copies
+   * into PostgreSQL. Incident events and alert keys in the order they were written.
+   */
+  dump(): StateDump {
+    return this.withinOneCommit(() => Object.fromEntries(DUMPED_TABLES.map((table) => [table,
+      this.db.prepare(`SELECT * FROM ${table} ORDER BY ${table === 'incident_events' || table === 'alert_keys' ? 'rowid' : '1'}`).all() as Record<string, unknown>[]])) as StateDump);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
 }
+
+/** The tables `dump` reads, parents before the rows that point at them. */
+export const DUMPED_TABLES = ['events', 'messages', 'incidents', 'incident_events', 'cursors', 'reminders', 'meta', 'owned_channels', 'plugin_store',
+  'outbox', 'alert_keys', 'digests', 'silences', 'silenced_alerts'] as const;
+
+/** The whole state as rows, by table (see `State.dump`). */
+export type StateDump = Record<(typeof DUMPED_TABLES)[number], Record<string, unknown>[]>;

@@ -1369,6 +1369,11 @@ export async function main(argv: string[], io: { out: (s: string) => void; err: 
     }
     return 0;
   }
+  if (options.migrateState !== undefined) {
+    for (const warning of config.warnings) io.err(`ims: warning: ${warning}`);
+    const { migrateState } = await import('./ims-runtime.ts');
+    return migrateState(config, options.migrateState || process.env.DATABASE_URL, io);
+  }
   // The Slack runtime is loaded only now: `--test`, `--replay` and `--print-config` never load it.
   const { runSlack } = await import('./ims-runtime.ts');
   return runSlack(config, options, io);

@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { tempDir } from './harness.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const HEAVY = /[\\/]node_modules[\\/](@slack[\\/]web-api|@slack[\\/]socket-mode|better-sqlite3|ws)[\\/]/;
+const HEAVY = /[\\/]node_modules[\\/](@slack[\\/]web-api|@slack[\\/]socket-mode|better-sqlite3|ws|pg|prom-client)[\\/]/;
 
 /** The CommonJS modules (the SDK, SQLite's binding and their dependencies are CommonJS) loaded after importing each of `modules`, then running `then`. */
 function loadedAfter(modules: string[], then = ''): string[] {
