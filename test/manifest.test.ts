@@ -271,3 +271,14 @@ test('the manifest module imports nothing, so printing it loads none of IMS\'s r
   const source = readFileSync(path.join(ROOT, 'ims-manifest.ts'), 'utf8');
   assert.deepEqual(source.match(/^\s*import\s+(?!type\b).*$/gm) ?? [], []);
 });
+
+test('npx tsx ims.ts --print-manifest prints the example manifest, with no config and no tokens', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const root = path.resolve(import.meta.dirname, '..');
+  const { tmpdir } = await import('node:os');
+  // From a folder with no config in it: the manifest is what makes the Slack app, before any config exists.
+  const printed = execFileSync(process.execPath, ['--import', path.join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'), path.join(root, 'ims.ts'), '--print-manifest'],
+    { cwd: tmpdir(), encoding: 'utf8', env: { PATH: process.env.PATH } });
+  assert.equal(printed, readFileSync(path.join(root, 'examples', 'slack-app-manifest.json'), 'utf8'));
+  assert.deepEqual(JSON.parse(printed).settings.interactivity, { is_enabled: true });
+});
