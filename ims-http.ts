@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { Logger } from './ims.ts';
-import type { Metrics } from './ims-metrics.ts';
+import type { Metrics, MetricSources } from './ims-metrics.ts';
 import { errorText } from './ims-log.ts';
 
 /** What `/healthz` checks. */
@@ -86,4 +86,25 @@ export class OpsServer {
     response.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
     response.end(body);
   }
+}
+
+/**
+ * Wire the metrics to what they read, and make the endpoint when one is asked for (undefined otherwise). The role is
+ * `leader` while one instance does all the work.
+ */
+export function operationsFor(inputs: {
+  listen?: { host: string; port: number }; metrics: Metrics; instance: string; log: Logger;
+  state: { incidentCounts(): ReturnType<MetricSources['incidents']>; outboxStats(): ReturnType<MetricSources['outbox']>; getMeta(key: string): unknown };
+  queueDepth(): number; catchUpLagSeconds(): number; connected(): boolean; now(): number;
+}): OpsServer | undefined {
+  const { metrics, state } = inputs;
+  metrics.readFrom({
+    incidents: () => state.incidentCounts(), outbox: () => state.outboxStats(), queueDepth: inputs.queueDepth, catchUpLagSeconds: inputs.catchUpLagSeconds,
+    connected: inputs.connected, role: () => 'leader', now: inputs.now,
+  });
+  if (!inputs.listen) return undefined;
+  return new OpsServer({
+    listen: inputs.listen, metrics, log: inputs.log,
+    health: { instance: inputs.instance, connected: inputs.connected, role: () => 'leader', checkState: () => { state.getMeta('health'); } },
+  });
 }

@@ -4,8 +4,7 @@
  * — and owns what spans them: start-up and stop, in-flight work and config reload. `runSlack` is the command
  * line's way in (`ims.ts` reaches it with a lazy import; it re-exports `Ims` for tests and embedding).
  */
-import { existsSync, watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
+import { existsSync } from 'node:fs';
 import type { WebClient } from '@slack/web-api';
 import type { CliOptions, CompiledConfig, HookContext, HookName, Incident, Logger, MessageOrigin, Plugin } from './ims.ts';
 import { State, StateVersionError, type StateDump } from './ims-state.ts';
@@ -33,8 +32,9 @@ import { IncidentActions } from './ims-incident-actions.ts';
 import { Commands } from './ims-commands.ts';
 import { Interactions } from './ims-interactive.ts';
 import { AppHome } from './ims-home.ts';
+import { ConfigReload } from './ims-reload.ts';
 import { Metrics } from './ims-metrics.ts';
-import { OpsServer, parseListen } from './ims-http.ts';
+import { operationsFor, parseListen, type OpsServer } from './ims-http.ts';
 import os from 'node:os';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
@@ -130,7 +130,7 @@ export class Ims {
   /** Work under way (events, posts, hooks, catch-ups, reports): `idle()` and a stop wait for it. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly schedules: Schedules;
-  private watcher?: FSWatcher;
+  private readonly reloads: ConfigReload;
   private stopping = false;
   private stopped?: Promise<void>;
   /** Aborted when `stop()` begins: start-up gives up at once. */
@@ -222,16 +222,15 @@ export class Ims {
       onConnected: (count) => { this.connected = true; if (count > 1) this.track(this.catchUps.run()); },
       onDropped: (lostMs) => { this.connected = false; this.catchUps.noteDisconnect(this.now() - lostMs); },
     });
-    this.metrics.readFrom({
-      incidents: () => this.state.incidentCounts(), outbox: () => this.state.outboxStats(), queueDepth: () => this.queues.depth(),
-      catchUpLagSeconds: () => this.catchUps.lagSeconds(), connected: () => this.connected, role: () => 'leader', now: this.now,
+    this.reloads = new ConfigReload({
+      log, config: config$, use: (fresh) => { this.config = fresh; }, modes: { reverse: options.reverse, reacji: options.reacji },
+      resolveNames: (fresh) => this.resolveNames(fresh), running: () => this.socket.built && !this.stopping, reconfigureSchedules: () => this.schedules.reconfigure(),
+      runHooks: (hook, plugins) => this.hooks(hook, () => ({}), plugins), track,
     });
-    if (options.http) {
-      this.ops = new OpsServer({
-        listen: options.http, metrics: this.metrics, log,
-        health: { instance, connected: () => this.connected && !this.stopping, role: () => 'leader', checkState: () => { this.state.getMeta('health'); } },
-      });
-    }
+    this.ops = operationsFor({
+      listen: options.http, metrics: this.metrics, instance, log, state: this.state, queueDepth: () => this.queues.depth(), catchUpLagSeconds: () => this.catchUps.lagSeconds(),
+      connected: () => this.connected && !this.stopping, now: this.now,
+    });
   }
 
   /** Connect, resolve names, finish interrupted work, catch up, and start schedules and plugins. `stop()` ends it at any point. */
@@ -253,7 +252,7 @@ export class Ims {
     await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run()));
     if (this.stopping) throw new StoppedError();
     this.schedules.start();
-    if (this.options.autoReload !== false && this.options.configPath) this.watchConfig(this.options.configPath);
+    if (this.options.autoReload !== false && this.options.configPath) this.reloads.watch(this.options.configPath);
   }
 
   /**
@@ -330,28 +329,9 @@ export class Ims {
     return resolveNames(config, { slack: this.slack, log: this.log, idLookup: this.options.idLookup !== false, retry: this.retryPolicy(), stop: this.stopRequested.signal });
   }
 
-  /** Reload `absolute`; a bad config is logged with its problems and the last good one keeps running. */
-  async reload(absolute: string, shown = absolute): Promise<boolean> {
-    try {
-      const fresh = await this.config.engine.loadConfig({ path: absolute, reverse: this.options.reverse, reacji: this.options.reacji });
-      const resolved = await this.resolveNames({ ...fresh, source: shown, state: this.config.state });
-      const previous = this.config;
-      this.config = resolved;
-      this.log.info(`config reloaded from ${shown}: ${resolved.rules.length} rules`);
-      if (this.socket.built && !this.stopping) {
-        this.schedules.reconfigure();
-        // The reloaded config brings fresh plugin instances: retire the old ones, start the new ones.
-        const kept = new Set(resolved.plugins);
-        await this.hooks('onStop', () => ({}), previous.plugins.filter((p) => !kept.has(p)));
-        const before = new Set(previous.plugins);
-        await this.hooks('onStart', () => ({}), resolved.plugins.filter((p) => !before.has(p)));
-      }
-      return true;
-    } catch (error) {
-      const problems = error instanceof ConfigError ? error.problems : [errorText(error)];
-      this.log.error(`config reload refused; still running on the last good config:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-      return false;
-    }
+  /** Reload `absolute`; a bad config is logged with its problems and the last good one keeps running (see `ConfigReload`). */
+  reload(absolute: string, shown = absolute): Promise<boolean> {
+    return this.reloads.reload(absolute, shown);
   }
 
   private retryPolicy(): Required<RetryPolicy> {
@@ -424,7 +404,7 @@ export class Ims {
     const budgetMs = this.options.stopTimeoutMs ?? 6000;
     const deadline = Date.now() + budgetMs;
     this.log.info('stopping: finishing in-flight work');
-    this.watcher?.close();
+    this.reloads.close();
     this.schedules.stop();
     this.home.stop();
     await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
@@ -441,17 +421,6 @@ export class Ims {
     this.log.info('stopped');
   }
 
-  /** Reload on change; a bad config is logged with its problems and the last good one keeps running. */
-  private watchConfig(configPath: string): void {
-    const absolute = path.resolve(configPath);
-    let debounce: NodeJS.Timeout | undefined;
-    this.watcher = watch(path.dirname(absolute), (_event, name) => {
-      if (!name || !/\.(ts|mts|js|mjs|cjs|json|ini)$/i.test(name) || /\.db/.test(name)) return;
-      clearTimeout(debounce);
-      debounce = setTimeout(() => void this.track(this.reload(absolute, configPath)), 300);
-    });
-    this.watcher.on('error', (error) => this.log.warn(`config watch failed: ${error.message}`));
-  }
 }
 
 /** `work`, or a `StoppedError` as soon as `stop` is aborted (the work itself is left to finish or fail unobserved). */
