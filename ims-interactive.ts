@@ -87,8 +87,15 @@ export class Interactions {
   /** One envelope (`interactive` or `slash_commands`). */
   onEnvelope(envelope: InteractiveEnvelope): void {
     const { log } = this.inputs;
-    if (this.inputs.stopping()) return;
     const body = envelope.body ?? {};
+    if (this.inputs.stopping()) {
+      // Slack does not send a click or a command again: the person is told to, rather than left with a spinner.
+      envelope.ack().catch(() => undefined);
+      const user = (body.user as { id?: string } | undefined)?.id ?? (body.user_id as string | undefined);
+      const responseUrl = (body.response_url as string | undefined) ?? undefined;
+      if (user && responseUrl) void this.tell({ user, responseUrl }, ':hourglass: IMS is restarting; try again in a moment.').catch(() => undefined);
+      return;
+    }
     const kind = envelope.type === 'slash_commands' ? 'slash_command' : String(body.type ?? envelope.type);
     const arrived = performance.now();
     const ack = (response?: Record<string, unknown>) => envelope.ack(response).then(() => this.inputs.metrics.noteAck(kind, (performance.now() - arrived) / 1000));
