@@ -66,7 +66,9 @@ export class Commands {
       case 'silence': return this.silence(command.user_id, command.channel_id, argument);
       case 'unsilence': return this.unsilence(command.user_id, rest[0] ?? '');
       case 'test': return argument ? { text: codeBlock(describeTest(this.inputs.config(), argument, this.inputs.now())) } : { text: `Usage: ${USAGE[4]}` };
-      case 'report': return { text: (await this.inputs.postReport()) ? 'Report posted.' : 'The report could not be posted; IMS logged why.' };
+      case 'report':
+        if (!this.inputs.config().report.channel) return { text: 'There is no report channel to post to: set report.channel in the config ([Report] in IMS.ini).' };
+        return { text: (await this.inputs.postReport()) ? `Report posted in <#${this.inputs.config().report.channel}>.` : 'The report could not be posted; IMS logged why.' };
       default: {
         const close = SUBCOMMANDS.find((s) => s.startsWith(word.toLowerCase().slice(0, 3)));
         return { text: `Unknown command \`${inertText(word.slice(0, 40))}\`${close ? ` (did you mean \`${close}\`?)` : ''}. Usage: \`/ims status | silence <what> <duration> [reason…] | silences | unsilence <id> | test <alert text> | report | help\`` };

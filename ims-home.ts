@@ -1,8 +1,8 @@
 /**
  * The App Home: the bot's Home tab shows open incidents by label (age, acknowledger, buttons), silences in force
  * with their end, flapping alerts, and how the outbox and the last report are doing. It is published when someone
- * opens it and again, for the people who opened it lately, when something it shows changes — at most once per
- * `REFRESH_MS` (a storm changes many incidents; one view per person covers them all).
+ * opens it and again, for the people who opened it lately, when something it shows changes — at most every 2 s, or
+ * a second per viewer when more look (a storm changes many incidents; one view per person covers them all).
  */
 import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Incident, Logger } from './ims.ts';
@@ -13,8 +13,8 @@ import { formatAge, formatDate } from './ims-time.ts';
 import { describeMatcher } from './ims-silences.ts';
 import { ACTIONS } from './ims-incident-posts.ts';
 
-/** How often a viewer's Home is published again at most while things change. */
-const REFRESH_MS = 10_000;
+/** How often a viewer's Home is published again at most while things change (more apart with many viewers). */
+const REFRESH_MS = 2_000;
 /** Viewers who opened the Home this long ago still get it refreshed. */
 const VIEWER_MS = 24 * 3600_000;
 /** Slack's limit is 100 blocks per view: incidents beyond this are counted, not listed. */
@@ -53,7 +53,8 @@ export class AppHome {
   /** Something the Home shows changed: publish it again for recent viewers, paced. */
   changed(): void {
     if (this.refreshTimer || !this.viewers.size) return;
-    const wait = Math.max(0, this.lastRefresh + REFRESH_MS - Date.now());
+    // Paced by how many people look: about one publish a second in all (views.publish allows some 100 a minute).
+    const wait = Math.max(0, this.lastRefresh + Math.max(REFRESH_MS, 1000 * this.viewers.size) - Date.now());
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
       this.lastRefresh = Date.now();

@@ -89,7 +89,7 @@ export const ACTIONS = {
 
 /** The Silence menu's choices (`custom` opens a modal). */
 export const SILENCE_CHOICES = [
-  { label: '1 h', value: '1h' }, { label: '4 h', value: '4h' }, { label: '24 h', value: '24h' }, { label: 'Custom…', value: 'custom' },
+  { label: '1 h', value: '1h' }, { label: '4 h', value: '4h' }, { label: '24 h', value: '24h' }, { label: 'custom…', value: 'custom' },
 ] as const;
 
 /** The buttons under an incident's post: Acknowledge, Resolve, Silence (a menu) while open; Reopen once resolved. */

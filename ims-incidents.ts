@@ -20,6 +20,7 @@ import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
 import type { Silencing } from './ims-silencing.ts';
+import { notOwn, ownsStill, type PermissionChecker } from './ims-permissions.ts';
 import { describeMatcher, incidentSubject } from './ims-silences.ts';
 
 /** A `reaction_added` / `reaction_removed` event, as far as IMS reads it. */
@@ -52,6 +53,8 @@ export interface IncidentInputs {
   silencing: Silencing;
   /** An incident changed (the App Home shows it). */
   changed(): void;
+  /** Who may resolve by reaction (the same rules as the buttons). */
+  permissions: PermissionChecker;
 }
 
 /** Where an incident goes and what its post says. */
@@ -83,7 +86,7 @@ export class IncidentLifecycle {
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
       silenced: (incident, message) => {
-        const silence = inputs.silencing.silenceFor({ ...incidentSubject(incident), text: message?.text ?? incident.text });
+        const silence = inputs.silencing.silenceFor({ ...incidentSubject(incident), text: message?.text ?? incident.text }, message ? tsToMs(message.ts) : undefined);
         if (silence && message) inputs.silencing.noteSilenced(silence, message, incident.alertKey);
         return !!silence;
       },
@@ -139,7 +142,7 @@ export class IncidentLifecycle {
     const rule = decision.match.rule;
     const keys = decision.alert?.alerts.map((a) => a.key) ?? [];
     // A silence in force takes it: seen, not reposted, not paged, counted (a message recovered after a crash was decided before).
-    const silence = origin === 'recovery' && state.incidentBySource(message.channel, message.ts) ? undefined : silencing.silenceFor(silencing.subjectOf(message, rule, keys));
+    const silence = origin === 'recovery' && state.incidentBySource(message.channel, message.ts) ? undefined : silencing.silenceFor(silencing.subjectOf(message, rule, keys), tsToMs(message.ts));
     if (silence) {
       await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
       state.withinOneCommit(() => {
@@ -256,13 +259,16 @@ export class IncidentLifecycle {
     const at = event.event_ts ? tsToMs(event.event_ts) : this.inputs.now();
     if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
     if (!this.inputs.config().resolvedReactions.includes(event.reaction)) {
-      // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post).
-      if (added && incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, at, event.user)) {
-        void this.posts.refresh(state.incidentById(incident.id)!);
-      }
+      // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post),
+      // when `permissions` lets them acknowledge.
+      if (!added || incident.resolvedAt !== undefined || !isHuman(event.user, this.inputs.self().userId)) return;
+      if (!(await this.mayAct(incident, event, 'acknowledge', false))) return;
+      if (state.acknowledgeIncident(incident.id, at, event.user)) void this.posts.refresh(state.incidentById(incident.id)!);
       return;
     }
     if (added) {
+      // Reactions follow `permissions` as buttons do: a refusal is told to the person (their reaction stays, inert).
+      if (incident.resolvedAt === undefined && !(await this.mayAct(incident, event, 'resolve', true))) return;
       if (!state.resolveIncident(incident.id, at, event.user)) return;
       const resolved = state.incidentById(incident.id)!;
       log.info(`incident #${incident.id} resolved by ${event.user}`);
@@ -272,12 +278,30 @@ export class IncidentLifecycle {
       if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
       // Resolved by its integration's recovery: a person taking their reaction back does not make the alert fire again.
       if (state.incidentEvents(incident.id).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
+      if (!(await this.mayAct(incident, event, 'reopen', true))) return;
       if (!state.reopenIncident(incident.id, at, event.user)) return;
       log.info(`incident #${incident.id} reopened by ${event.user}`);
       const reopened = state.incidentById(incident.id)!;
       void this.posts.refresh(reopened);
       await hooks.run('onReopen', () => ({ incident: reopened, user: event.user, reaction: event.reaction, via: 'reaction' as const }));
     }
+  }
+
+  /**
+   * Whether `permissions` let the reacting person do `deed` (checked again after the await, as for clicks); a refusal
+   * is told to them privately when `tell`, and logged.
+   */
+  private async mayAct(incident: Incident, event: ReactionEvent, deed: 'acknowledge' | 'resolve' | 'reopen', tell: boolean): Promise<boolean> {
+    const verdict = await this.inputs.permissions.check(event.user, deed, { incident });
+    const now = this.inputs.state.incidentById(incident.id) ?? incident;
+    const why = !verdict.allowed ? verdict.why : verdict.as === 'own' && !ownsStill(now, event.user) ? notOwn(now, deed) : undefined;
+    if (!why) return true;
+    this.inputs.log.info(`the :${event.reaction}: of ${event.user} on incident #${incident.id} does not ${deed} it: ${why}`);
+    if (tell) {
+      await this.inputs.slack.chat.postEphemeral({ channel: event.item.channel, user: event.user, text: `:no_entry: Your :${event.reaction}: does not ${deed} incident #${incident.id}: ${why}.` })
+        .catch((error: unknown) => this.inputs.log.warn(`could not tell ${event.user} why: ${errorText(error)}`));
+    }
+    return false;
   }
 
   /** Whether someone (not IMS) still has a resolved reaction on the incident's post or its original. */
@@ -302,12 +326,16 @@ export class IncidentLifecycle {
   }
 
   /** A resolved reaction added while IMS was not listening: record it now (the reaction's own time is not known). */
-  recordMissedResolution(incident: Incident, user: string): void {
+  async recordMissedResolution(incident: Incident, user: string): Promise<boolean> {
     const { state } = this.inputs;
-    if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return;
+    // By the same rules as a reaction seen live.
+    const verdict = await this.inputs.permissions.check(user, 'resolve', { incident });
+    if (!verdict.allowed || (verdict.as === 'own' && !ownsStill(state.incidentById(incident.id) ?? incident, user))) return false;
+    if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return false;
     this.inputs.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
     void this.posts.refresh(state.incidentById(incident.id)!);
     void this.inputs.hooks.run('onResolve', () => ({ incident: state.incidentById(incident.id)!, user, reaction: this.inputs.config().resolvedReactions[0], via: 'reaction' as const }));
+    return true;
   }
 
   /** Reactions are not replayed after downtime: read the posts of open incidents to find the ones resolved meanwhile. */
@@ -328,7 +356,7 @@ export class IncidentLifecycle {
         for await (const m of listAll<{ ts: string; reactions?: { name: string; users?: string[] }[] }>(this.inputs.slack, log, 'conversations.history', { channel, oldest, inclusive: true, limit: 200 }, 'messages')) {
           const incidents = posts.get(m.ts) ?? [];
           const resolver = incidents.length ? this.resolversOf(m.reactions)[0] : undefined;
-          if (resolver) for (const incident of incidents) this.recordMissedResolution(incident, resolver);
+          if (resolver) for (const incident of incidents) await this.recordMissedResolution(incident, resolver);
         }
       } catch (error) {
         log.warn(`could not read ${channel} for resolutions made while IMS was away: ${errorText(error)}`);

@@ -119,7 +119,7 @@ export async function resolveNames(config: CompiledConfig, deps: NameResolution)
   const reportChannel = config.report.channel && channel(config.report.channel, 'report.channel');
   const reminders = config.reminders.map((r, i) => ({ ...r, channel: channel(r.channel, `reminders[${i}].channel`) }));
 
-  const userRefs = [...(config.posters ?? []), ...[...config.hotlines.values()].flat(), ...(config.report.onlyPosters ?? [])];
+  const userRefs = [...(config.posters ?? []), ...[...config.hotlines.values()].flat(), ...(config.report.onlyPosters ?? []), ...config.interactive.admins];
   const userIds = new Map<string, string>();
   if (!lookup) {
     const names = userRefs.filter(needsUser);
@@ -144,9 +144,14 @@ export async function resolveNames(config: CompiledConfig, deps: NameResolution)
   const hotlines = new Map([...config.hotlines].map(([label, members]) => [label, members.map((m) => user(m, `hotlines.${label}`))]));
   const posters = config.posters && new Set([...config.posters].map((p) => user(p, 'posters')));
   const onlyPosters = config.report.onlyPosters && new Set([...config.report.onlyPosters].map((p) => user(p, 'report.onlyPosters')));
+  // A misspelt admin would leave nobody able to silence: refused like any name that does not resolve.
+  const admins = config.interactive.admins.map((a, i) => user(a, `admins[${i}]`));
   if (problems.length) throw new ConfigError(problems, config.source);
   const ownChannels = new Set([...incidents.values()].map((i) => i.channel).concat(reportChannel ?? [], reverseDefault?.channel ?? []));
-  return { ...config, incidents, reverseDefault, reminders, hotlines, posters, ownChannels, report: { ...config.report, channel: reportChannel, onlyPosters } };
+  return {
+    ...config, incidents, reverseDefault, reminders, hotlines, posters, ownChannels, report: { ...config.report, channel: reportChannel, onlyPosters },
+    interactive: { ...config.interactive, admins },
+  };
 }
 
 /**

@@ -83,8 +83,10 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
         if (config.report.onlyPosters ? !config.report.onlyPosters.has(poster) : !incident && poster !== ims.self.botId) continue;
         if (!incident && poster === ims.self.botId && !/^\*?\[/.test(m.text ?? '')) continue;
         const resolvers = ims.lifecycle.resolversOf(m.reactions);
-        const resolved = resolvers.length > 0 || !!incident?.resolvedAt;
-        if (incident && !incident.resolvedAt && resolvers.length) ims.lifecycle.recordMissedResolution(incident, resolvers[0]);
+        // An incident IMS knows is resolved when its state says so: a reaction not recorded yet is recorded first (if
+        // `permissions` let its author resolve it).
+        if (incident && !incident.resolvedAt && resolvers.length) await ims.lifecycle.recordMissedResolution(incident, resolvers[0]);
+        const resolved = incident ? !!ims.state.incidentById(incident.id)?.resolvedAt : resolvers.length > 0;
         const item: ReportItem = { channel, ts: m.ts, text: incident?.text ?? messageText({ text: m.text, attachments: m.attachments, blocks: m.blocks }), permalink: ims.permalink(channel, m.ts), incident: incident ? ims.state.incidentById(incident.id) : undefined };
         if (!resolved) report.open.push(item);
         else if (verbose) {

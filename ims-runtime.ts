@@ -190,11 +190,11 @@ export class Ims {
     });
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
     this.silencing = new Silencing({ state: this.state, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
+    const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
     this.lifecycle = new IncidentLifecycle({
       state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
-      permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(),
+      permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(), permissions,
     });
-    const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
     this.interactions = new Interactions({
       state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
       actions: new IncidentActions({ state: this.state, log, hooks: this.hookRunner, now: this.now, refreshPost }),

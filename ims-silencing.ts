@@ -58,11 +58,14 @@ export class Silencing {
 
   constructor(private readonly inputs: SilencingInputs) {}
 
-  /** The silence in force that takes this alert, if any (maintenance windows opening now are recorded first). */
-  silenceFor(subject: SilenceSubject): Silence | undefined {
-    const now = this.inputs.now();
-    this.recordOpenWindows(now);
-    return this.inputs.state.activeSilences(now).find((silence) => silenceMatches(silence.matcher, subject));
+  /**
+   * The silence that takes this alert, if any: one in force at `at`, the alert's own time (so an alert read back
+   * after downtime is judged as it would have been live, by a silence that has ended since included); maintenance
+   * windows open then are recorded first.
+   */
+  silenceFor(subject: SilenceSubject, at = this.inputs.now()): Silence | undefined {
+    this.recordOpenWindows(at);
+    return this.inputs.state.silencesAt(at).find((silence) => silenceMatches(silence.matcher, subject));
   }
 
   /** What silences read of a decided alert. */
@@ -144,14 +147,14 @@ export class Silencing {
     if (!maintenance.length) return;
     let opened = false;
     for (const opening of openWindows(maintenance, now, timezone)) {
-      const before = this.inputs.state.activeSilences(now).some((s) => s.windowKey === opening.key);
+      const before = this.inputs.state.silencesAt(now).some((s) => s.windowKey === opening.key);
       if (before) continue;
       const silence = this.inputs.state.addSilence({
         what: opening.window.what, matcher: opening.window.matcher, reason: opening.window.reason, createdBy: opening.window.name, origin: 'maintenance',
         windowKey: opening.key, channel: this.inputs.config().report.channel, startsAt: opening.startsAt, endsAt: opening.endsAt,
       });
       // Recorded once per opening: one ended early by `/ims unsilence` is not opened again.
-      if (silence.endedAt === undefined && silence.endsAt > now) {
+      if (silence.endedAt === undefined && silence.endsAt > this.inputs.now()) {
         opened = true;
         this.inputs.log.info(`maintenance window '${opening.window.name}' is open until ${this.clock(opening.endsAt)} (silence #${silence.id})`);
         this.refreshCovered(silence);

@@ -30,6 +30,12 @@
  * rowid. It is versioned in `schema_migrations`, changed only by appending to `PG_MIGRATIONS`, each step in
  * its own transaction under an advisory lock: instances started together migrate once, a database a newer
  * IMS migrated is refused (`StateVersionError`).
+ *
+ * Beyond the StateStore, what several instances share (not in SQLite: one instance needs none of it): leases,
+ * for work one instance does at a time (`acquireLease`, renewed by its holder, taken over once expired, with a
+ * growing term as a fencing token), and each channel's posting pace (`takePostingTurn`, one token bucket for all
+ * instances; `postingRateLimited` empties it for all after a 429). Their times are the server's clock unless the
+ * caller passes `now`: instances' clocks differ, the database's is one.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
@@ -104,9 +110,26 @@ CREATE TABLE silenced_alerts (
 CREATE INDEX silenced_alerts_by_key ON silenced_alerts (alert_key);
 `;
 
+/**
+ * Step 2: what only several instances need. `ims_clock_ms()` is the server's clock in epoch milliseconds
+ * (`clock_timestamp()`, the time the statement runs, not the start of its transaction): one clock for every
+ * instance, whatever their own clocks say. `leases`: work done by one instance at a time; a released or expired
+ * lease keeps its row, so its `term` only grows. `posting_pace`: one token bucket per channel (the tokens it held
+ * at `refilled_at`, growing from then; no turn before `blocked_until`, set by a 429), `granted` the answer of
+ * the statement that last wrote it (read back by that statement's RETURNING).
+ */
+const SCHEMA_2 = `
+CREATE FUNCTION ims_clock_ms() RETURNS BIGINT LANGUAGE sql VOLATILE PARALLEL SAFE
+  AS $$ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL, term BIGINT NOT NULL, taken_at BIGINT NOT NULL);
+CREATE TABLE posting_pace (
+  channel TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, refilled_at BIGINT NOT NULL, blocked_until BIGINT NOT NULL, granted BOOLEAN NOT NULL);
+`;
+
 /** The PostgreSQL schema's history (its own numbering: step 1 is SQLite's version 5). */
 const PG_MIGRATIONS: readonly PgMigration[] = [
   { version: 1, what: 'the schema of SQLite version 5 (incidents, lifecycles, digests, silences), translated', sql: SCHEMA_1 },
+  { version: 2, what: 'leases and the shared posting pace, on the server clock', sql: SCHEMA_2 },
 ];
 
 /** The PostgreSQL schema version this IMS writes and reads. */
@@ -242,6 +265,34 @@ function describeUrl(url: string): string {
   } catch {
     return 'postgres (an unparsable URL)';
   }
+}
+
+/**
+ * Who holds a lease and until when. Times are epoch milliseconds on the clock the lease was taken by: the
+ * server's (`clock_timestamp()`) unless the caller gave `now`.
+ */
+export interface Lease {
+  holder: string;
+  expiresAt: number;
+  /** The fencing token: grows by one each time the lease is taken while free or expired (a renewal keeps it). */
+  term: number;
+}
+
+/** `acquireLease`'s answer: whether the caller holds the lease now, and who does (the caller, or the other holder). */
+export interface LeaseAnswer extends Lease {
+  held: boolean;
+}
+
+/**
+ * A time or a duration in epoch milliseconds as BIGINT takes it: a whole number (at least `min`), or undefined
+ * for "the server's clock" where `optional`. Throws, naming the operation and the argument, when it is not.
+ */
+function wholeMs(operation: string, argument: string, value: number | undefined, min: number, optional = false): number | null {
+  if (value === undefined && optional) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new TypeError(`PgState.${operation}: ${argument} must be a whole number of milliseconds ≥ ${min}, found ${String(value)}`);
+  }
+  return value;
 }
 
 /** What `PgState.open` takes besides the URL. */
@@ -818,6 +869,10 @@ export class PgState implements StateStore<'async'> {
     return this.silences('activeSilences', 'SELECT * FROM silences WHERE starts_at <= $1 AND ends_at > $1 AND ended_at IS NULL ORDER BY id', [now]);
   }
 
+  silencesAt(at: number): Promise<Silence[]> {
+    return this.silences('silencesAt', 'SELECT * FROM silences WHERE starts_at <= $1 AND $1 < LEAST(ends_at, COALESCE(ended_at, ends_at)) ORDER BY id', [at]);
+  }
+
   endedSilences(since: number, now: number): Promise<Silence[]> {
     return this.silences('endedSilences', `SELECT * FROM silences WHERE COALESCE(ended_at, ends_at) >= $1 AND (ended_at IS NOT NULL OR ends_at <= $2)
       ORDER BY COALESCE(ended_at, ends_at) DESC, id DESC`, [since, now]);
@@ -981,6 +1036,145 @@ export class PgState implements StateStore<'async'> {
     });
   }
 
+  // ─── Several instances: leases and the shared posting pace ───
+  // Each operation is one statement that takes the row lock of its lease or channel, decides on the latest
+  // committed row (ON CONFLICT DO UPDATE waits for a racing instance and then sees its change) and returns the
+  // outcome from what it wrote, so two instances cannot both take a lease or the same token. Times come from
+  // `now` when given (tests) or else from the server's clock, never from this instance's: instances' clocks
+  // differ, the server's is one. Use one or the other for a given lease or channel, not both.
+
+  /**
+   * Take the lease `name` for `holder` for `ttlMs`, in one statement: taken when it is free (never taken,
+   * released, or expired), renewed (expiry moved to now + ttlMs, same term) when `holder` holds it already,
+   * else left to whoever holds it, who is returned. `term` grows by one each time the lease is taken while free
+   * or expired, so a holder that stalled past its expiry can tell its term is over (a fencing token).
+   * `now` (epoch ms) replaces the server's clock `clock_timestamp()`.
+   */
+  acquireLease(name: string, holder: string, ttlMs: number, now?: number): Promise<LeaseAnswer> {
+    let values: unknown[];
+    try {
+      if (!holder) throw new TypeError(`PgState.acquireLease: the holder of lease ${JSON.stringify(name)} must be named, found ${JSON.stringify(holder)}`);
+      values = [name, holder, wholeMs('acquireLease', 'ttlMs', ttlMs, 1), wholeMs('acquireLease', 'now', now, 0, true)];
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // `free`: nobody holds it at `now` (excluded.taken_at). Every SET expression reads the row as it was.
+    const free = 'l.expires_at <= excluded.taken_at';
+    const takes = `(l.holder = excluded.holder OR ${free})`;
+    return this.run({
+      name: 'acquireLease', values,
+      text: `WITH clock AS (SELECT COALESCE($4::bigint, ims_clock_ms()) AS now)
+        INSERT INTO leases AS l (name, holder, expires_at, term, taken_at)
+        SELECT $1::text, $2::text, clock.now + $3::bigint, 1, clock.now FROM clock
+        ON CONFLICT (name) DO UPDATE SET
+          holder = CASE WHEN ${takes} THEN excluded.holder ELSE l.holder END,
+          expires_at = CASE WHEN ${takes} THEN excluded.expires_at ELSE l.expires_at END,
+          term = CASE WHEN ${free} THEN l.term + 1 ELSE l.term END,
+          taken_at = CASE WHEN ${free} THEN excluded.taken_at ELSE l.taken_at END
+        RETURNING holder, expires_at, term`,
+      answer: (r) => {
+        const row = r.rows[0] as { holder: string; expires_at: number; term: number };
+        return { held: row.holder === holder, holder: row.holder, expiresAt: row.expires_at, term: row.term };
+      },
+    });
+  }
+
+  /**
+   * Give the lease up now, so another instance can take it at once instead of waiting for it to expire.
+   * True when `holder` held it (not expired); false when it did not (expired, or another holds it), nothing
+   * changed then. The row stays, so the next taker's term is higher. `now` as in `acquireLease`.
+   */
+  releaseLease(name: string, holder: string, now?: number): Promise<boolean> {
+    let at: number | null;
+    try { at = wholeMs('releaseLease', 'now', now, 0, true); } catch (error) { return Promise.reject(error); }
+    return this.run({
+      name: 'releaseLease', values: [name, holder, at], answer: (r) => r.rowCount === 1,
+      text: `UPDATE leases SET expires_at = clock.now FROM (SELECT COALESCE($3::bigint, ims_clock_ms()) AS now) AS clock
+        WHERE name = $1::text AND holder = $2::text AND expires_at > clock.now`,
+    });
+  }
+
+  /** Who holds the lease `name` at `now` (the server's clock when not given); undefined when it is free. */
+  leaseHolder(name: string, now?: number): Promise<Lease | undefined> {
+    let at: number | null;
+    try { at = wholeMs('leaseHolder', 'now', now, 0, true); } catch (error) { return Promise.reject(error); }
+    return this.run({
+      name: 'leaseHolder', values: [name, at],
+      text: `SELECT holder, expires_at, term FROM leases, (SELECT COALESCE($2::bigint, ims_clock_ms()) AS now) AS clock
+        WHERE name = $1::text AND expires_at > clock.now`,
+      answer: (r) => {
+        const row = r.rows[0] as { holder: string; expires_at: number; term: number } | undefined;
+        return row && { holder: row.holder, expiresAt: row.expires_at, term: row.term };
+      },
+    });
+  }
+
+  /**
+   * Ask for a turn to post in `channel`, paced for every instance together: a token bucket per channel, refilled
+   * at `perSecond` and holding at most `burst` tokens (a channel not seen before starts full), kept in the
+   * database and changed by one statement under the channel's row lock. Returns 0 when the caller may post now
+   * (a token was taken for it), else how many milliseconds to wait before asking again (nothing taken: a caller
+   * that gives up costs no turn). `now` as in `acquireLease`.
+   */
+  takePostingTurn(channel: string, perSecond: number, burst: number, now?: number): Promise<number> {
+    let at: number | null;
+    try {
+      if (!(Number.isFinite(perSecond) && perSecond > 0) || !(Number.isFinite(burst) && burst >= 1)) {
+        throw new TypeError(`PgState.takePostingTurn: the pace of ${channel} needs perSecond > 0 and burst ≥ 1, found perSecond ${perSecond}, burst ${burst}`);
+      }
+      at = wholeMs('takePostingTurn', 'now', now, 0, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // `now` is excluded.refilled_at. A statement reads the clock before it waits for the row lock, so `now` may be
+    // a little before the last turn's refilled_at: nothing has grown since then (never a negative time).
+    const available = 'LEAST($3::float8, p.tokens + GREATEST(0, excluded.refilled_at - p.refilled_at) * $2::float8 / 1000)';
+    const grant = `(excluded.refilled_at >= p.blocked_until AND ${available} >= 1)`;
+    return this.run({
+      name: 'takePostingTurn', values: [channel, perSecond, burst, at],
+      text: `WITH clock AS (SELECT COALESCE($4::bigint, ims_clock_ms()) AS now),
+        turn AS (
+          INSERT INTO posting_pace AS p (channel, tokens, refilled_at, blocked_until, granted)
+          SELECT $1::text, $3::float8 - 1, clock.now, 0, true FROM clock
+          ON CONFLICT (channel) DO UPDATE SET
+            granted = ${grant},
+            tokens = CASE WHEN ${grant} THEN ${available} - 1 ELSE p.tokens END,
+            refilled_at = CASE WHEN ${grant} THEN GREATEST(p.refilled_at, excluded.refilled_at) ELSE p.refilled_at END
+          RETURNING tokens, refilled_at, blocked_until, granted)
+        SELECT turn.tokens, turn.refilled_at, turn.blocked_until, turn.granted, clock.now FROM turn, clock`,
+      answer: (r) => {
+        const row = r.rows[0] as { tokens: number; refilled_at: number; blocked_until: number; granted: boolean; now: number };
+        return row.granted ? 0 : waitForToken(row, perSecond);
+      },
+    });
+  }
+
+  /**
+   * Slack answered 429 for `channel` with Retry-After: every instance's bucket for it is empty until
+   * `retryAfterMs` from now, when one token is there (Slack's "retry after"), refilling at the usual pace from
+   * then. A longer wait already recorded is kept. `now` as in `acquireLease`.
+   */
+  postingRateLimited(channel: string, retryAfterMs: number, now?: number): Promise<void> {
+    let values: unknown[];
+    try {
+      values = [channel, wholeMs('postingRateLimited', 'retryAfterMs', Number.isFinite(retryAfterMs) ? Math.ceil(retryAfterMs) : retryAfterMs, 0),
+        wholeMs('postingRateLimited', 'now', now, 0, true)];
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.run({
+      name: 'postingRateLimited', values, answer: () => undefined,
+      text: `WITH clock AS (SELECT COALESCE($3::bigint, ims_clock_ms()) AS now)
+        INSERT INTO posting_pace AS p (channel, tokens, refilled_at, blocked_until, granted)
+        SELECT $1::text, 1, clock.now + $2::bigint, clock.now + $2::bigint, false FROM clock
+        ON CONFLICT (channel) DO UPDATE SET
+          tokens = 1,
+          refilled_at = GREATEST(p.blocked_until, excluded.blocked_until),
+          blocked_until = GREATEST(p.blocked_until, excluded.blocked_until),
+          granted = false`,
+    });
+  }
+
   prune(before: number): Promise<void> {
     // Delivered (or given-up) deliveries are history; their keys guard against repeats for a month longer.
     return this.run({
@@ -1047,6 +1241,16 @@ function copyableRow(table: string, row: Record<string, unknown>): Record<string
   if (table === 'incidents') copy.flapping = row.flapping === 1 || row.flapping === true;
   if (table === 'outbox') copy.dead = row.dead === 1 || row.dead === true;
   return copy;
+}
+
+/**
+ * How long from `now` until a bucket that refused a turn can give one: when its tokens (`tokens` at
+ * `refilled_at`, growing at `perSecond`) reach one, and not before `blocked_until` (a 429's Retry-After).
+ * At least 1 ms: asking again at once would be refused again.
+ */
+function waitForToken(bucket: { tokens: number; refilled_at: number; blocked_until: number; now: number }, perSecond: number): number {
+  const oneTokenAt = bucket.refilled_at + (Math.max(0, 1 - bucket.tokens) * 1000) / perSecond;
+  return Math.max(1, Math.ceil(Math.max(oneTokenAt, bucket.blocked_until) - bucket.now));
 }
 
 /** A short, growing, jittered wait before sending again after a deadlock, so that the two instances do not meet again. */

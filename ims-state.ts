@@ -243,6 +243,8 @@ export interface StateStore<Mode extends StoreMode = StoreMode> {
   silenceById(id: number): StoreAnswer<Silence | undefined, Mode>;
   /** Silences in force at `now` (started, not ended, not expired), oldest first. */
   activeSilences(now: number): StoreAnswer<Silence[], Mode>;
+  /** Silences that were (or are) in force at the instant `at`, whether or not they have ended since, oldest first. */
+  silencesAt(at: number): StoreAnswer<Silence[], Mode>;
   /** Silences that ended (expired by `now` or ended early) since `since`, newest first. */
   endedSilences(since: number, now: number): StoreAnswer<Silence[], Mode>;
   /** End a silence early; false when it had already ended. */
@@ -568,6 +570,7 @@ function prepareStatements(db: Database.Database) {
     silenceById: db.prepare<[id: number], SilenceRow>('SELECT * FROM silences WHERE id = ?'),
     silenceByWindow: db.prepare<[windowKey: string], SilenceRow>('SELECT * FROM silences WHERE window_key = ?'),
     activeSilences: db.prepare<[now: number, now2: number], SilenceRow>('SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? AND ended_at IS NULL ORDER BY id'),
+    silencesAt: db.prepare<[at: number, at2: number], SilenceRow>('SELECT * FROM silences WHERE starts_at <= ? AND ? < MIN(ends_at, COALESCE(ended_at, ends_at)) ORDER BY id'),
     endedSilences: db.prepare<[since: number, now: number], SilenceRow>(
       'SELECT * FROM silences WHERE COALESCE(ended_at, ends_at) >= ? AND (ended_at IS NOT NULL OR ends_at <= ?) ORDER BY COALESCE(ended_at, ends_at) DESC'),
     endSilence: db.prepare<[at: number, by: string, id: number, at2: number]>('UPDATE silences SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL AND ends_at > ?'),
@@ -854,6 +857,10 @@ export class State implements StateStore<'sync'> {
 
   activeSilences(now: number): Silence[] {
     return this.statements.activeSilences.all(now, now).map(toSilence);
+  }
+
+  silencesAt(at: number): Silence[] {
+    return this.statements.silencesAt.all(at, at).map(toSilence);
   }
 
   endedSilences(since: number, now: number): Silence[] {

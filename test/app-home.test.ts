@@ -134,7 +134,7 @@ test('Resolve on the Home resolves the incident, and the Home is published again
 
   const click = await fake.clickInView(HUMAN, home.id, 'Resolve', { value: String(gone.id) });
   assert.deepEqual(click.ack, {});
-  // Refreshes are paced at one per 10 s (ims-home.ts REFRESH_MS): allow for one.
+  // A click on the Home shows its result there at once.
   const after = await fake.waitFor(() => fake.homePublishes(HUMAN) > published && !incidentSection(fake.homeView(HUMAN), gone.id) && fake.homeView(HUMAN), 'the Home without the resolved incident', 15_000);
   assert.equal(bot.ims.state.incidentById(gone.id)!.resolvedBy, HUMAN);
   assert.equal(sectionTexts(after)[0], '*1 open incident*');
@@ -145,7 +145,7 @@ test('Resolve on the Home resolves the incident, and the Home is published again
   assert.equal(fake.openedViews().length, 0, 'and no modal is needed to say so');
 });
 
-test('a new incident publishes the Home again for whoever opened it, at most once per 10 s while things keep changing', async (t) => {
+test('a new incident publishes the Home again for whoever opened it, at most once per 2 s (for one viewer) while things keep changing', async (t) => {
   const { fake, bot } = await begin(t);
   await fake.openHome(HUMAN);
   const empty = await fake.waitFor(() => fake.homeView(HUMAN), 'the Home');
@@ -159,12 +159,12 @@ test('a new incident publishes the Home again for whoever opened it, at most onc
   const firstRefresh = Date.now();
   const publishes = fake.homePublishes(HUMAN);
 
-  // More changes right away: one more publish, no sooner than 10 s after the last, showing all of them.
+  // More changes right away: one more publish, no sooner than 2 s after the last, showing all of them.
   const next = [postAlert(fake, nagios('PROBLEM', 'db-01', 'MySQL')), postAlert(fake, 'orders api error rate 40%')];
   const ids = await Promise.all(next.map(async (m) => (await incidentOf(fake, bot, m)).id));
   await fake.waitFor(() => ids.every((id) => incidentSection(fake.homeView(HUMAN), id)), 'the Home with the next incidents', 15_000);
   const secondRefresh = Date.now();
-  assert.ok(secondRefresh - firstRefresh >= 9_000, `published again after ${secondRefresh - firstRefresh} ms: refreshes are paced`);
+  assert.ok(secondRefresh - firstRefresh >= 1_800, `published again after ${secondRefresh - firstRefresh} ms: refreshes are paced`);
   assert.equal(fake.homePublishes(HUMAN), publishes + 1, 'one publish for all those changes');
   assert.equal(sectionTexts(fake.homeView(HUMAN))[0], '*3 open incidents*');
   assert.equal(fake.homePublishes(ONCALL), 0, 'someone who never opened the Home gets none');

@@ -41,9 +41,11 @@ function recorder() {
   return { plugin, seen };
 }
 
-async function withIncident(t: Parameters<typeof setup>[0], overrides: Parameters<typeof baseConfig>[0] = {}, options: Parameters<Awaited<ReturnType<typeof setup>>['start']>[1] = {}) {
+async function withIncident(t: Parameters<typeof setup>[0], overrides: Parameters<typeof baseConfig>[0] = {}, options: Parameters<Awaited<ReturnType<typeof setup>>['start']>[1] = {},
+  workspace: (fake: FakeSlack) => void = () => undefined) {
   const { fake, start } = await setup(t);
   fake.addUser({ id: OTHER, name: 'olga', real_name: 'Olga Other' });
+  workspace(fake);
   const rec = recorder();
   const bot = await start(baseConfig({ plugins: [rec.plugin], ...overrides }), options);
   const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
@@ -154,9 +156,9 @@ test('Silence 1 h from the menu silences the alert, shows until when on the post
   assert.match(summary.text ?? '', /ended by Hugo Human/);
 });
 
-test('Custom… opens a modal; a bad duration keeps it open with the error, a good one silences with the reason', async (t) => {
+test('custom… opens a modal; a bad duration keeps it open with the error, a good one silences with the reason', async (t) => {
   const { fake, bot, post, incident } = await withIncident(t);
-  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'Custom…');
+  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'custom…');
   const modal = await fake.waitFor(() => fake.openedViews().find((v) => v.type === 'modal' && v.user === HUMAN), 'the modal');
   const bad = await fake.submitView(HUMAN, modal.id, { duration: { duration: 'forever' }, reason: { reason: 'db migration' } });
   assert.equal(bad.ack.response_action, 'errors');
@@ -172,8 +174,7 @@ test('Custom… opens a modal; a bad duration keeps it open with the error, a go
 });
 
 test('with admins set, someone else may not silence and is told why; a member of an admin user group may', async (t) => {
-  const { fake, bot, post } = await withIncident(t, { admins: ['@sre-leads'] });
-  fake.addUsergroup({ id: 'S0SRELEADS', handle: 'sre-leads', users: [ONCALL] });
+  const { fake, bot, post } = await withIncident(t, { admins: ['@sre-leads'] }, {}, (workspace) => workspace.addUsergroup({ id: 'S0SRELEADS', handle: 'sre-leads', users: [ONCALL] }));
   await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', '4 h');
   const refusal = await fake.waitForEphemeral(HUMAN, (e) => /only IMS admins/.test(e.text));
   assert.match(refusal.text, /silence/);
@@ -208,7 +209,7 @@ test('a click on a post made before a restart acts on its incident', async (t) =
 test('a click that fails is told to the person who clicked, never swallowed', async (t) => {
   const { fake, bot, post } = await withIncident(t);
   fake.failNext('views.open', 'internal_error', 5);
-  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'Custom…');
+  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'custom…');
   const told = await fake.waitForEphemeral(HUMAN, (e) => /did not work/.test(e.text));
   assert.match(told.text, /internal_error/);
   assert.ok(bot.logs.some((l) => /ims_silence click of U0HUMAN001 failed/.test(l)));
@@ -222,7 +223,7 @@ test('with buttons off, incident posts carry none', async (t) => {
 
 test('the incident post does not mention the silencer or anyone in what they typed', async (t) => {
   const { fake, bot, post } = await withIncident(t);
-  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'Custom…');
+  await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', 'custom…');
   const modal = await fake.waitFor(() => fake.openedViews().find((v) => v.type === 'modal'), 'the modal');
   await fake.submitView(HUMAN, modal.id, { duration: { duration: '1h' }, reason: { reason: '<!channel> @here <https://evil.example|click me> <@U0ONCALL01>' } });
   await until(bot, 'the post to show the silence', () => status(postOf(fake, post.ts)).includes('Silenced'));
