@@ -4,6 +4,9 @@
  * (`slackApiUrl: fake.apiUrl`). The protocol facts it honours are in ../shared/docs/slack-protocol.md beside the project.
  * The person's side of interactivity is here too: `click`, `choose`, `slash`, `submitView`, `clickInView` and
  * `openHome` send the envelopes Slack sends, and response_urls are served on the same port (see "Interactivity").
+ * Several connections with the app token (several instances) share the envelopes as Slack shares them: each to
+ * one open connection (`connectionChoice`), an unacked event redelivered maybe elsewhere, and what a connection
+ * that died had not acked sent again to another at once (`envelopes[i].connection`, `openConnections`).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -94,6 +97,8 @@ export interface SentEnvelope {
   retry_attempt: number;
   /** When it was written to a socket; 0 while it waits for a connection (or if it was dropped). */
   sentAt: number;
+  /** The connection it was written to (its number: connection n got the n-th hello); undefined while it waits. */
+  connection?: number;
   ackedAt?: number;
   /** The payload of the app's ack (`{envelope_id, payload}`), once acked. */
   ack?: Record<string, any>;
@@ -166,6 +171,8 @@ export interface SentInteraction {
   type: 'interactive' | 'slash_commands';
   payload: any;
   sentAt: number;
+  /** The connection it was written to (connection n got the n-th hello). */
+  connection?: number;
   ackedAt?: number;
   ack?: Record<string, any>;
 }
@@ -207,6 +214,12 @@ export interface FakeSlackOptions {
   pageSize?: number;
   /** Drop, instead of queueing, deliveries that find no connected socket (for catch-up tests). Default false. */
   dropWhileDisconnected?: boolean;
+  /**
+   * Which of the app's open connections gets each envelope (events, redeliveries, interactions, commands): one
+   * of them, never all, as Slack does ("each event to only 1 random connection"). 'round-robin' (default) takes
+   * them in turn, oldest first, so a test knows the spread; 'random' picks at random.
+   */
+  connectionChoice?: 'round-robin' | 'random';
   /**
    * Slack's posting limit, off by default. Slack documents chat.postMessage as "1 per second per channel, short
    * bursts >1 allowed" (docs.slack.dev/apis/web-api/rate-limits): here a token bucket per channel and method for
@@ -508,11 +521,15 @@ interface PendingEvent {
   nextAttempt: number;
   acked: boolean;
   timer?: ReturnType<typeof setTimeout>;
+  /** Its latest envelope written to a socket: only that one is sent again when its connection dies. */
+  latest?: SentEnvelope;
 }
 
 interface Delivery {
   envelope: SentEnvelope;
   pending: PendingEvent;
+  /** The socket it was written to, while it waits for its ack there. */
+  socket?: WebSocket;
 }
 
 interface PendingFile {
@@ -587,11 +604,18 @@ export class FakeSlack {
   private readonly maxRedeliveries: number;
   private readonly pageSize: number;
   private readonly dropWhileDisconnected: boolean;
+  private readonly connectionChoice: 'round-robin' | 'random';
 
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly sockets = new Set<WebSocket>();
-  /** Open sockets that got hello, oldest first; events go to the newest. */
+  /** Open sockets that got hello, oldest first; each envelope goes to one of them (`pickSocket`). */
   private greeted: WebSocket[] = [];
+  /** Each greeted socket's connection number (the n-th hello since start). */
+  private readonly connectionNumbers = new Map<WebSocket, number>();
+  /** Events written to each socket and not yet acked: sent again elsewhere when that socket dies. */
+  private readonly unacked = new Map<WebSocket, Set<Delivery>>();
+  /** The round robin's next turn. */
+  private turn = 0;
   /** Sockets told to disconnect: still open, but no longer given events. */
   private readonly retiring = new Set<WebSocket>();
   private helloCount = 0;
@@ -653,6 +677,10 @@ export class FakeSlack {
     this.maxRedeliveries = opts.maxRedeliveries ?? 3;
     this.pageSize = opts.pageSize ?? 100;
     this.dropWhileDisconnected = opts.dropWhileDisconnected ?? false;
+    this.connectionChoice = opts.connectionChoice ?? 'round-robin';
+    if (this.connectionChoice !== 'round-robin' && this.connectionChoice !== 'random') {
+      throw new Error(`FakeSlack: connectionChoice is 'round-robin' or 'random', found ${JSON.stringify(opts.connectionChoice)}`);
+    }
     if (opts.postRateLimit && !(opts.postRateLimit.perSecond > 0 && opts.postRateLimit.burst >= 1)) {
       throw new Error(`FakeSlack: postRateLimit needs perSecond > 0 and burst ≥ 1, found ${JSON.stringify(opts.postRateLimit)}`);
     }
@@ -798,6 +826,14 @@ export class FakeSlack {
     return this.greeted.filter((ws) => ws.readyState === WebSocket.OPEN && !this.silenced.has(ws)).length;
   }
 
+  /**
+   * The numbers of the connections envelopes go to now (open, greeted, neither told to disconnect nor silenced),
+   * oldest first. Connection n is the one that got the n-th hello; `envelopes[i].connection` names one of them.
+   */
+  get openConnections(): number[] {
+    return this.receivingSockets().map((ws) => this.connectionNumbers.get(ws)!);
+  }
+
   // ─── Fault injection ───
 
   /** The next `count` calls of `method` (only those for `channel`, if given) answer 429 with Retry-After. */
@@ -821,6 +857,16 @@ export class FakeSlack {
   /** Abruptly terminates every open socket (no close frame). */
   dropConnections(): void {
     for (const ws of this.sockets) ws.terminate();
+  }
+
+  /**
+   * Abruptly terminates one connection (no close frame), as when the instance at its end is killed: what was
+   * written to it and not acked goes to another open connection at once. false when it is not open.
+   */
+  dropConnection(connection: number): boolean {
+    const socket = [...this.connectionNumbers].find(([ws, n]) => n === connection && ws.readyState === WebSocket.OPEN)?.[0];
+    socket?.terminate();
+    return socket !== undefined;
   }
 
   /** false: new sockets get no hello (an outage: the client's start() waits). true: greet the waiting ones. */
@@ -876,9 +922,9 @@ export class FakeSlack {
     return this.helloCount;
   }
 
-  /** Writes `frame` as it is (not JSON, unknown types, broken envelopes…) to the socket that gets events. false if none is connected. */
+  /** Writes `frame` as it is (not JSON, unknown types, broken envelopes…) to one socket that gets events. false if none is connected. */
   sendRawFrame(frame: string | Buffer): boolean {
-    const socket = this.activeSocket();
+    const socket = this.pickSocket();
     if (!socket) return false;
     socket.send(frame, () => {});
     return true;
@@ -952,7 +998,7 @@ export class FakeSlack {
 
   // ─── Events over Socket Mode ───
 
-  /** Delivers any event in an events_api envelope to the newest connected socket (queued if none). */
+  /** Delivers any event in an events_api envelope to one connected socket (`connectionChoice`; queued if none). */
   sendEvent(event: any, opts: { eventId?: string; retryAttempt?: number } = {}): SentEnvelope {
     const pending: PendingEvent = {
       eventId: opts.eventId ?? this.newId('Ev'),
@@ -972,17 +1018,24 @@ export class FakeSlack {
       retry_attempt: pending.nextAttempt++,
       sentAt: 0,
     };
-    const delivery = { envelope, pending };
+    const delivery: Delivery = { envelope, pending };
     this.deliveries.set(envelope.envelope_id, delivery);
-    const socket = this.activeSocket();
+    const socket = this.pickSocket();
     if (socket) this.transmit(socket, delivery);
     else if (!this.dropWhileDisconnected) this.queued.push(delivery);
     return envelope;
   }
 
-  private transmit(socket: WebSocket, { envelope, pending }: Delivery): void {
+  private transmit(socket: WebSocket, delivery: Delivery): void {
+    const { envelope, pending } = delivery;
     socket.send(JSON.stringify(this.envelopeFrame(envelope, pending)), () => {});
     envelope.sentAt = Date.now();
+    envelope.connection = this.connectionNumbers.get(socket);
+    pending.latest = envelope;
+    delivery.socket = socket;
+    let waiting = this.unacked.get(socket);
+    if (!waiting) this.unacked.set(socket, (waiting = new Set()));
+    waiting.add(delivery);
     this.envelopes.push(envelope);
     this.scheduleRedelivery(pending);
   }
@@ -1016,15 +1069,45 @@ export class FakeSlack {
     };
   }
 
-  /** Like Slack with several connections: one socket gets each event, here the newest greeted one. */
-  private activeSocket(): WebSocket | undefined {
-    return this.greeted.findLast((ws) => ws.readyState === WebSocket.OPEN && !this.retiring.has(ws) && !this.silenced.has(ws));
+  /** Greeted sockets that take envelopes, oldest first: open, not told to disconnect, not silenced. */
+  private receivingSockets(): WebSocket[] {
+    return this.greeted.filter((ws) => ws.readyState === WebSocket.OPEN && !this.retiring.has(ws) && !this.silenced.has(ws));
+  }
+
+  /**
+   * Like Slack with several connections: each envelope goes to ONE of them, in turn or at random
+   * (`connectionChoice`). With one connection that one; while an old one retires (told to disconnect), the new one.
+   */
+  private pickSocket(): WebSocket | undefined {
+    const open = this.receivingSockets();
+    if (open.length === 0) return undefined;
+    if (this.connectionChoice === 'random') return open[Math.floor(Math.random() * open.length)];
+    return open[this.turn++ % open.length];
   }
 
   private flushQueue(): void {
-    const socket = this.activeSocket();
-    if (!socket) return;
-    for (const delivery of this.queued.splice(0)) this.transmit(socket, delivery);
+    while (this.queued.length > 0) {
+      const socket = this.pickSocket();
+      if (!socket) return;
+      this.transmit(socket, this.queued.shift()!);
+    }
+  }
+
+  /**
+   * A socket closed: the events last written to it and not acked are sent again (a redelivery: new envelope_id,
+   * next retry_attempt) to another open connection now, so that no event dies with a connection while another
+   * is up. With none open they are left to the redelivery timer, as with one connection.
+   */
+  private resend(socket: WebSocket): void {
+    const waiting = this.unacked.get(socket);
+    this.unacked.delete(socket);
+    if (!waiting || this.closed) return;
+    for (const { envelope, pending } of waiting) {
+      if (pending.acked || pending.latest !== envelope || this.receivingSockets().length === 0) continue;
+      if (pending.timer) clearTimeout(pending.timer);
+      pending.timer = undefined;
+      this.deliver(pending);
+    }
   }
 
   /** An ack (`{envelope_id, payload?}`): of an events_api delivery, or of an interaction waiting for it. */
@@ -1036,6 +1119,7 @@ export class FakeSlack {
     delivery.envelope.ack ??= ack;
     delivery.envelope.ackedAt ??= Date.now();
     delivery.pending.acked = true;
+    if (delivery.socket) this.unacked.get(delivery.socket)?.delete(delivery);
     if (delivery.pending.timer) clearTimeout(delivery.pending.timer);
   }
 
@@ -1068,6 +1152,8 @@ export class FakeSlack {
       this.retiring.delete(ws);
       this.silenced.delete(ws);
       this.greeted = this.greeted.filter((other) => other !== ws);
+      this.connectionNumbers.delete(ws);
+      this.resend(ws);
     });
     if (this.acceptConnections) this.greet(ws);
   }
@@ -1075,6 +1161,7 @@ export class FakeSlack {
   private greet(ws: WebSocket): void {
     this.greeted.push(ws);
     this.helloCount++;
+    this.connectionNumbers.set(ws, this.helloCount);
     const hello = {
       type: 'hello',
       num_connections: this.greeted.length,
@@ -1650,7 +1737,7 @@ export class FakeSlack {
   // Payloads as Slack documents them: api.slack.com/reference/interaction-payloads/block-actions and …/views,
   // /interactivity/slash-commands, /apis/connections/socket (envelopes and acks), /interactivity/handling
   // (response_url: 5 uses in 30 minutes, ephemeral by default; trigger_id: once, within 3 seconds). Each helper
-  // writes one envelope to the socket that gets events and resolves once the app has acked it.
+  // writes one envelope to one of the sockets that get events and resolves once the app has acked it.
 
   /**
    * `user` clicks the button labelled `label` on message `ts` in `channel` (a message of the channel, or an
@@ -1881,13 +1968,14 @@ export class FakeSlack {
   }
 
   /**
-   * Writes an `interactive` or `slash_commands` envelope to the socket that gets events and waits for its ack
-   * (`{envelope_id, payload?}`). Slack retries none of these: no socket, or no ack in time, fails the action.
+   * Writes an `interactive` or `slash_commands` envelope to one socket that gets events (as events are chosen)
+   * and waits for its ack (`{envelope_id, payload?}`). Slack retries none of these: no socket, or no ack in time
+   * (its connection died, say), fails the action.
    */
   private async deliverInteraction(type: SentInteraction['type'], payload: Record<string, any>, what: string): Promise<SentInteraction> {
-    const socket = this.activeSocket();
+    const socket = this.pickSocket();
     if (!socket) throw new Error(`FakeSlack: ${what} needs a connected socket and none is; Slack would show the person an error`);
-    const sent: SentInteraction = { envelope_id: randomUUID(), type, payload, sentAt: Date.now() };
+    const sent: SentInteraction = { envelope_id: randomUUID(), type, payload, sentAt: Date.now(), connection: this.connectionNumbers.get(socket) };
     this.interactions.push(sent);
     const ack = await new Promise<Record<string, any>>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Incident } from '../ims.ts';
 import type { KeyRecord } from '../ims-lifecycle.ts';
@@ -569,6 +570,138 @@ describe('PostgreSQL state store (PgState)', () => {
       await server.restart();
       assert.equal(await store.rememberEvent('Ev0BEFORE1', T0), false, 'committed before the crash: kept');
       assert.equal(await store.rememberEvent('Ev0AFTER01', T0), true);
+    });
+  });
+
+  describe('leases and the shared posting pace, across instances', () => {
+    let url: string;
+    let stores: PgState[] = [];
+    const open = async () => { const store = await PgState.open(url); stores.push(store); return store; };
+    beforeEach(async () => { url = await freshDatabase(server.url); });
+    afterEach(async () => { await Promise.all(stores.map((s) => s.close())); stores = []; });
+
+    test('five holders on three instances racing for a lease: one holds it, all are told the same holder and term, round after round', async () => {
+      const instances = [await open(), await open(), await open()];
+      const holders = ['ims-a', 'ims-b', 'ims-c', 'ims-d', 'ims-e'];
+      const ttl = 10_000;
+      for (let round = 0; round < 5; round++) {
+        // Each round starts when the lease of the round before has expired.
+        const at = T0 + round * ttl;
+        const answers = await Promise.all(holders.map((holder, i) => instances[i % instances.length].acquireLease('report', holder, ttl, at)));
+        const winners = answers.filter((a) => a.held);
+        assert.equal(winners.length, 1, `round ${round}: ${JSON.stringify(answers)}`);
+        const expected = { holder: winners[0].holder, expiresAt: at + ttl, term: round + 1 };
+        for (const [i, answer] of answers.entries()) {
+          assert.deepEqual({ holder: answer.holder, expiresAt: answer.expiresAt, term: answer.term }, expected, `round ${round}, ${holders[i]}`);
+          assert.equal(answer.held, answer.holder === holders[i]);
+        }
+        assert.deepEqual(await instances[2].leaseHolder('report', at + 1), expected);
+      }
+    });
+
+    test('the holder renews its lease (same term, later expiry); another is refused until it expires, then takes it with a higher term', async () => {
+      const [a, b] = [await open(), await open()];
+      assert.deepEqual(await a.acquireLease('outbox', 'ims-a', 10_000, T0), { held: true, holder: 'ims-a', expiresAt: T0 + 10_000, term: 1 });
+      assert.deepEqual(await b.acquireLease('outbox', 'ims-b', 10_000, T0 + 5_000), { held: false, holder: 'ims-a', expiresAt: T0 + 10_000, term: 1 });
+      assert.deepEqual(await a.acquireLease('outbox', 'ims-a', 10_000, T0 + 8_000), { held: true, holder: 'ims-a', expiresAt: T0 + 18_000, term: 1 }, 'renewed');
+      assert.equal((await b.acquireLease('outbox', 'ims-b', 10_000, T0 + 17_999)).held, false, 'the renewal counts: not expired at its first expiry');
+      assert.deepEqual(await b.leaseHolder('outbox', T0 + 17_999), { holder: 'ims-a', expiresAt: T0 + 18_000, term: 1 });
+      assert.equal(await b.leaseHolder('outbox', T0 + 18_000), undefined, 'expired: nobody holds it');
+      assert.deepEqual(await b.acquireLease('outbox', 'ims-b', 10_000, T0 + 18_000), { held: true, holder: 'ims-b', expiresAt: T0 + 28_000, term: 2 });
+      assert.deepEqual(await a.acquireLease('outbox', 'ims-a', 10_000, T0 + 18_001), { held: false, holder: 'ims-b', expiresAt: T0 + 28_000, term: 2 },
+        'the holder that let it expire has lost it');
+      assert.equal(await a.releaseLease('outbox', 'ims-a', T0 + 18_001), false, 'it cannot release what it no longer holds');
+      assert.equal((await a.leaseHolder('outbox', T0 + 18_001))?.holder, 'ims-b');
+      // Taken again after expiry, even by the same holder, it is a new term: work fenced by term 2 is over.
+      assert.deepEqual(await b.acquireLease('outbox', 'ims-b', 10_000, T0 + 40_000), { held: true, holder: 'ims-b', expiresAt: T0 + 50_000, term: 3 });
+      assert.deepEqual(await a.acquireLease('catch-up', 'ims-a', 10_000, T0), { held: true, holder: 'ims-a', expiresAt: T0 + 10_000, term: 1 }, 'leases are independent');
+    });
+
+    test('a released lease is free at once and the next holder gets a higher term; on the server clock a lease left alone expires after its ttl', async () => {
+      const [a, b] = [await open(), await open()];
+      const first = await a.acquireLease('silence-summaries', 'ims-a', 60_000);
+      assert.deepEqual([first.held, first.term], [true, 1]);
+      assert.ok(Math.abs(first.expiresAt - 60_000 - Date.now()) < 5_000, `expires about a minute from now on the server clock: ${first.expiresAt}`);
+      assert.equal(await b.releaseLease('silence-summaries', 'ims-b'), false, 'not its holder: nothing changes');
+      assert.equal((await b.leaseHolder('silence-summaries'))?.holder, 'ims-a');
+      assert.equal(await a.releaseLease('silence-summaries', 'ims-a'), true);
+      assert.equal(await a.releaseLease('silence-summaries', 'ims-a'), false, 'released already');
+      assert.equal(await b.leaseHolder('silence-summaries'), undefined);
+      const taken = await b.acquireLease('silence-summaries', 'ims-b', 1_000);
+      assert.deepEqual([taken.held, taken.holder, taken.term], [true, 'ims-b', 2]);
+
+      assert.equal((await a.acquireLease('silence-summaries', 'ims-a', 1_000)).held, false, 'held by ims-b for a second');
+      await sleep(1_100);
+      assert.equal(await a.leaseHolder('silence-summaries'), undefined, 'expired on the server clock');
+      assert.deepEqual((({ held, holder, term }) => ({ held, holder, term }))(await a.acquireLease('silence-summaries', 'ims-a', 300)),
+        { held: true, holder: 'ims-a', term: 3 });
+    });
+
+    test('a lease asked for with no holder, a ttl that is no whole positive number or a time that is none is refused before anything is sent', async () => {
+      const store = await open();
+      await assert.rejects(store.acquireLease('report', 'ims-a', 0), /acquireLease: ttlMs must be a whole number of milliseconds ≥ 1, found 0/);
+      await assert.rejects(store.acquireLease('report', 'ims-a', 1.5), /ttlMs .* found 1\.5/);
+      await assert.rejects(store.acquireLease('report', '', 1000), /the holder of lease "report" must be named/);
+      await assert.rejects(store.leaseHolder('report', Number.NaN), /leaseHolder: now must be a whole number .* found NaN/);
+      await assert.rejects(store.takePostingTurn(INC, 0, 1), /perSecond > 0 and burst ≥ 1, found perSecond 0, burst 1/);
+      assert.equal(await store.leaseHolder('report'), undefined, 'nothing was recorded');
+    });
+
+    test('two instances taking turns in one channel for 3 s are together never granted more than burst + perSecond × elapsed', async () => {
+      const [a, b] = [await open(), await open()];
+      const perSecond = 2;
+      const burst = 3;
+      const start = Date.now();
+      const grants: { at: number; by: string }[] = [];
+      let refusals = 0;
+      const post20 = async (store: PgState, by: string) => {
+        let mine = 0;
+        while (mine < 20 && Date.now() - start < 3_000) {
+          const wait = await store.takePostingTurn(INC, perSecond, burst);
+          if (wait === 0) {
+            mine++;
+            grants.push({ at: Date.now(), by });
+          } else {
+            refusals++;
+            // At most one token's time from the last turn given, which another instance may have taken a few ms after this call read the clock.
+            assert.ok(wait >= 1 && wait <= 1000 / perSecond + 100, `a wait of about one token's time at most: ${wait} ms`);
+            await sleep(Math.min(wait, Math.max(1, 3_000 - (Date.now() - start))));
+          }
+        }
+      };
+      await Promise.all([post20(a, 'a'), post20(b, 'b'), post20(a, 'a2'), post20(b, 'b2')]);
+      grants.sort((x, y) => x.at - y.at);
+      // Each grant was decided before it was seen here, and the bucket started full no earlier than `start`.
+      grants.forEach((grant, i) => {
+        const allowed = burst + (perSecond * (grant.at - start)) / 1000;
+        assert.ok(i + 1 <= allowed, `grant #${i + 1} at +${grant.at - start} ms: at most ${allowed.toFixed(2)} by then`);
+      });
+      assert.ok(grants.length >= burst + perSecond * 2, `the pace is kept, not starved: ${grants.length} turns in 3 s`);
+      assert.ok(new Set(grants.map((g) => g.by[0])).size === 2, 'both instances got turns');
+      assert.ok(refusals > 0);
+    });
+
+    test("a 429 seen by one instance empties the channel's bucket for every instance until its Retry-After, then turns come at the pace again", async () => {
+      const [a, b] = [await open(), await open()];
+      assert.equal(await a.takePostingTurn(INC, 1, 3, T0), 0);
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0), 0, 'one token of three left');
+      await a.postingRateLimited(INC, 5_000, T0 + 100);
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0 + 100), 5_000, 'the other instance waits for the Retry-After too');
+      await b.postingRateLimited(INC, 1_000, T0 + 200);
+      assert.equal(await a.takePostingTurn(INC, 1, 3, T0 + 200), 4_900, 'a shorter Retry-After does not cut the longer one short');
+      assert.equal(await a.takePostingTurn(INC2, 1, 3, T0 + 200), 0, 'another channel is not slowed');
+      assert.equal(await a.takePostingTurn(INC, 1, 3, T0 + 5_099), 1);
+      // One token at the Retry-After (T0 + 5.1 s), one more a second later: two turns, then the next a second on.
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0 + 6_100), 0);
+      assert.equal(await a.takePostingTurn(INC, 1, 3, T0 + 6_100), 0);
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0 + 6_100), 1_000);
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0 + 6_600), 500);
+      assert.equal(await b.takePostingTurn(INC, 1, 3, T0 + 7_100), 0);
+
+      // On the server clock.
+      await a.postingRateLimited(REPORT, 1_500);
+      const wait = await b.takePostingTurn(REPORT, 1, 3);
+      assert.ok(wait > 1_000 && wait <= 1_500, `waits out the other instance's Retry-After: ${wait} ms`);
     });
   });
 });
