@@ -43,11 +43,10 @@ import type pgModule from 'pg';
 import type { Pool, PoolClient, PoolConfig, QueryResult } from 'pg';
 import type { Incident } from './ims.ts';
 import type { KeyRecord } from './ims-lifecycle.ts';
-import type { SilenceMatcher } from './ims-silences.ts';
 import type {
   IncidentEvent, IncidentFilter, MessageClaim, NewIncident, NewSilence, OutboxItem, OutboxStats, PendingMessage, Silence, SilencedAlert, StateStore,
 } from './ims-state.ts';
-import { DUMPED_TABLES, StateVersionError, type StateDump } from './ims-state.ts';
+import { DUMPED_TABLES, StateVersionError, parseGroups, toKeyRecord, toSilence, type KeyRow, type SilenceRow, type StateDump } from './ims-state.ts';
 
 /** One step of the PostgreSQL schema. Released steps are never edited: a change is a new step at the end. */
 interface PgMigration {
@@ -155,12 +154,7 @@ interface IncidentRow {
   acknowledged_at: number | null; acknowledged_by: string | null;
 }
 
-interface SilenceRow {
-  id: number; what: string; matcher: string; reason: string; created_by: string; origin: string; window_key: string | null; incident_id: number | null;
-  channel: string | null; starts_at: number; ends_at: number; ended_at: number | null; ended_by: string | null; silenced: number; summary_at: number | null;
-}
 
-interface KeyRow { key: string; incident_id: number; state: 'firing' | 'resolved'; changed_ts: string; changes: string; last_seen_ts: string; title: string }
 
 interface OutboxRow {
   id: number; plugin: string; key: string; grp: string; payload: string; attempts: number; next_at: number; last_error: string | null; created_at: number;
@@ -176,31 +170,8 @@ function toIncident(row: IncidentRow): Incident {
   };
 }
 
-/** Stored groups as an object of strings; anything else (NULL, a damaged value) is `{}`, as in SQLite. */
-function parseGroups(stored: string | null): Record<string, string> {
-  if (!stored) return {};
-  try {
-    const parsed: unknown = JSON.parse(stored);
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
-    return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-  } catch { return {}; }
-}
 
-function toSilence(row: SilenceRow): Silence {
-  let matcher: SilenceMatcher = { kind: 'key', key: row.what };
-  try { matcher = JSON.parse(row.matcher) as SilenceMatcher; } catch { /* a damaged matcher reads as the key it was typed as */ }
-  return {
-    id: row.id, what: row.what, matcher, reason: row.reason, createdBy: row.created_by, origin: row.origin === 'maintenance' ? 'maintenance' : 'slack',
-    windowKey: row.window_key ?? undefined, incidentId: row.incident_id ?? undefined, channel: row.channel ?? undefined, startsAt: row.starts_at, endsAt: row.ends_at,
-    endedAt: row.ended_at ?? undefined, endedBy: row.ended_by ?? undefined, silenced: row.silenced, summaryAt: row.summary_at ?? undefined,
-  };
-}
 
-function toKeyRecord(row: KeyRow): KeyRecord {
-  let changes: string[] = [];
-  try { changes = (JSON.parse(row.changes) as unknown[]).filter((c): c is string => typeof c === 'string'); } catch { /* a damaged list counts no changes */ }
-  return { key: row.key, incidentId: row.incident_id, state: row.state, changedTs: row.changed_ts, changes, lastSeenTs: row.last_seen_ts, title: row.title };
-}
 
 /** A stored JSON text read back; undefined when there is none or it is damaged. */
 function parseStored(stored: string | null | undefined): unknown {

@@ -420,12 +420,14 @@ interface IncidentRow {
 }
 const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, resolved_by, permalink, groups, alert_key, repeats, last_seen_ts, last_note_ts, flapping, acknowledged_at, acknowledged_by';
 
-interface SilenceRow {
+/** A `silences` row as both backends read it. */
+export interface SilenceRow {
   id: number; what: string; matcher: string; reason: string; created_by: string; origin: string; window_key: string | null; incident_id: number | null;
   channel: string | null; starts_at: number; ends_at: number; ended_at: number | null; ended_by: string | null; silenced: number; summary_at: number | null;
 }
 
-function toSilence(row: SilenceRow): Silence {
+/** A `silences` row as a `Silence` (both backends). */
+export function toSilence(row: SilenceRow): Silence {
   let matcher: SilenceMatcher = { kind: 'key', key: row.what };
   try { matcher = JSON.parse(row.matcher) as SilenceMatcher; } catch { /* a damaged matcher reads as the key it was typed as */ }
   return {
@@ -437,9 +439,11 @@ function toSilence(row: SilenceRow): Silence {
 
 interface SilencedAlertRow { silence_id: number; channel: string; ts: string; alert_key: string | null; text: string; at: number; recovered_ts: string | null }
 
-interface KeyRow { key: string; incident_id: number; state: 'firing' | 'resolved'; changed_ts: string; changes: string; last_seen_ts: string; title: string }
+/** An `alert_keys` row as both backends read it. */
+export interface KeyRow { key: string; incident_id: number; state: 'firing' | 'resolved'; changed_ts: string; changes: string; last_seen_ts: string; title: string }
 
-function toKeyRecord(row: KeyRow): KeyRecord {
+/** An `alert_keys` row as a `KeyRecord` (both backends). */
+export function toKeyRecord(row: KeyRow): KeyRecord {
   let changes: string[] = [];
   try { changes = (JSON.parse(row.changes) as unknown[]).filter((c): c is string => typeof c === 'string'); } catch { /* a damaged list counts no changes */ }
   return { key: row.key, incidentId: row.incident_id, state: row.state, changedTs: row.changed_ts, changes, lastSeenTs: row.last_seen_ts, title: row.title };
@@ -484,7 +488,7 @@ function toIncident(row: IncidentRow): Incident {
 }
 
 /** Stored groups as an object of strings; anything else (NULL from before version 2, a damaged value) is `{}`. */
-function parseGroups(stored: string | null): Record<string, string> {
+export function parseGroups(stored: string | null): Record<string, string> {
   if (!stored) return {};
   try {
     const parsed: unknown = JSON.parse(stored);

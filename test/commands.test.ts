@@ -58,8 +58,9 @@ function postNagios(fake: FakeSlack, kind: 'PROBLEM' | 'RECOVERY', host: string,
   return fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', text: nagios(kind, host, service) });
 }
 
-function postAlert(fake: FakeSlack, text: string): FakeMessage {
-  return fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', text });
+/** An alert as Nagios posts it; `at` (epoch ms) dates it on a moved clock (alerts are judged by their own time). */
+function postAlert(fake: FakeSlack, text: string, at?: number): FakeMessage {
+  return fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', text, ...(at === undefined ? {} : { ts: (at / 1000).toFixed(6) }) });
 }
 
 const seen = (fake: FakeSlack, alert: FakeMessage) =>
@@ -284,8 +285,8 @@ test('a silence that expires while IMS is down is summarised after the next star
   const [summary] = await fake.waitFor(() => summaries().length ? summaries() : undefined, 'the summary after the restart');
   assert.match(summary.text, new RegExp(`^:bell: Silence ${id} \\(rule \\[Error\\]\\) expired after 1m: 1 alert silenced, 1 still firing`));
   assert.ok(summary.text.includes(`<${bot.ims.permalink(ALERTS, silenced.ts)}|payment api error rate 12%>`), summary.text);
-  // It no longer silences anything.
-  const after = postAlert(fake, 'orders api error rate 40%');
+  // It no longer silences anything: an alert of the moved clock's time is reposted.
+  const after = postAlert(fake, 'orders api error rate 40%', now());
   await fake.waitFor(() => botPosts(fake, INC_APPS).length === 1, 'the next alert reposted');
   await incidentOf(fake, second, after);
   await settle(second, 300);
@@ -410,7 +411,7 @@ test('/ims report posts a report in the report channel now', async (t) => {
   await fake.waitFor(() => botPosts(fake, INC_APPS).length === 1, 'the incident post');
   const reports = () => fake.messagesIn(REPORT).filter((m) => m.metadata?.event_type === 'ims_report');
   assert.equal(reports().length, 0, 'no report before');
-  assert.equal(await ask(fake, bot, HUMAN, 'report'), 'Report posted.');
+  assert.equal(await ask(fake, bot, HUMAN, 'report'), 'Report posted in <#C0REPORT01>.');
   assert.equal(reports().length, 1);
   assert.match(allStrings(reports()[0]).join('\n'), /payment api error rate 12%/);
 });

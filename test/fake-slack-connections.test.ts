@@ -10,10 +10,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SocketModeClient } from '@slack/socket-mode';
-import { LogLevel, WebClient } from '@slack/web-api';
-import { FakeSlack, type FakeSlackOptions } from './fake-slack.ts';
+import type { WebClient } from '@slack/web-api';
+import type { FakeSlack, FakeSlackOptions } from './fake-slack.ts';
 import { guardSocketModeShutdownBug } from './harness.ts';
+import { fakeWithClients } from './sdk-clients.ts';
 
 guardSocketModeShutdownBug();
 
@@ -42,18 +42,10 @@ interface Setup {
 }
 
 async function setup(t: TestContext, opts?: FakeSlackOptions): Promise<Setup> {
-  const fake = await FakeSlack.start(opts);
-  const clients: SocketModeClient[] = [];
-  t.after(async () => {
-    await Promise.all(clients.map((client) => client.disconnect()));
-    await fake.close();
-  });
-  const web = new WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: LogLevel.ERROR });
+  const { fake, web: webClient, socket } = await fakeWithClients(t, opts);
+  const web = webClient();
   const instance = async (acks: (seen: Seen) => boolean = () => true): Promise<Instance> => {
-    const client = new SocketModeClient({
-      appToken: 'xapp-test', clientOptions: { slackApiUrl: fake.apiUrl }, clientPingTimeout: 500, serverPingTimeout: 30_000, logLevel: LogLevel.ERROR,
-    });
-    clients.push(client);
+    const client = socket({ clientPingTimeout: 500, serverPingTimeout: 30_000 });
     const seen: Seen[] = [];
     client.on('slack_event', async ({ ack, type, body, retry_num, retry_reason }) => {
       const frame: Seen = { type, eventId: body?.event_id, retryNum: retry_num, retryReason: retry_reason, body };

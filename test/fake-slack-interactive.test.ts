@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SocketModeClient } from '@slack/socket-mode';
-import { ErrorCode, LogLevel, WebClient } from '@slack/web-api';
+import { ErrorCode, type WebClient } from '@slack/web-api';
 import type { Button } from '@slack/web-api';
-import { FakeSlack } from './fake-slack.ts';
+import type { FakeSlack } from './fake-slack.ts';
 import type { FakeSlackOptions } from './fake-slack.ts';
 import { guardSocketModeShutdownBug } from './harness.ts';
+import { fakeWithClients } from './sdk-clients.ts';
 
 guardSocketModeShutdownBug();
 
@@ -35,16 +35,10 @@ interface Setup {
 }
 
 async function setup(t: TestContext, opts?: FakeSlackOptions): Promise<Setup> {
-  const fake = await FakeSlack.start(opts);
-  const clients: SocketModeClient[] = [];
-  t.after(async () => {
-    await Promise.all(clients.map((client) => client.disconnect()));
-    await fake.close();
-  });
-  const web = new WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: LogLevel.ERROR });
+  const { fake, web: webClient, socket } = await fakeWithClients(t, opts);
+  const web = webClient();
   const connect = async (answer: Answer = () => ({})) => {
-    const client = new SocketModeClient({ appToken: 'xapp-test', clientOptions: { slackApiUrl: fake.apiUrl }, logLevel: LogLevel.ERROR });
-    clients.push(client);
+    const client = socket();
     const received: Received[] = [];
     client.on('slack_event', async ({ ack, type, body, accepts_response_payload }) => {
       received.push({ type, body, accepts_response_payload });

@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SocketModeClient } from '@slack/socket-mode';
-import { ErrorCode, LogLevel, WebClient } from '@slack/web-api';
+import type { SocketModeClient } from '@slack/socket-mode';
+import { ErrorCode, type WebClient } from '@slack/web-api';
 import type { WebClientOptions } from '@slack/web-api';
-import { FakeSlack } from './fake-slack.ts';
+import type { FakeSlack } from './fake-slack.ts';
+import { fakeWithClients } from './sdk-clients.ts';
 import type { FakeSlackOptions } from './fake-slack.ts';
 
 // socket-mode 3.1: disconnect() while a reconnect waits for hello rejects a promise nobody handles, with
@@ -37,26 +38,8 @@ interface Setup {
 }
 
 async function setup(t: TestContext, opts?: FakeSlackOptions): Promise<Setup> {
-  const fake = await FakeSlack.start(opts);
-  const clients: SocketModeClient[] = [];
-  // One hook, clients first: a client left running after the fake closes keeps reconnecting.
-  t.after(async () => {
-    await Promise.all(clients.map((client) => client.disconnect()));
-    await fake.close();
-  });
-  const webWith = (options: WebClientOptions, token = 'xoxb-test') =>
-    new WebClient(token, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: LogLevel.ERROR, ...options });
-  const socket = () => {
-    const client = new SocketModeClient({
-      appToken: 'xapp-test',
-      clientOptions: { slackApiUrl: fake.apiUrl },
-      clientPingTimeout: 500,
-      serverPingTimeout: 30000,
-      logLevel: LogLevel.ERROR,
-    });
-    clients.push(client);
-    return client;
-  };
+  const { fake, web: webWith, socket: client } = await fakeWithClients(t, opts);
+  const socket = () => client({ clientPingTimeout: 500, serverPingTimeout: 30000 });
   const listen = async () => {
     const client = socket();
     const events: any[] = [];
