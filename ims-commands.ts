@@ -9,8 +9,8 @@ import type { State } from './ims-state.ts';
 import { describeSilence, type Silencing, type SummaryOutcome } from './ims-silencing.ts';
 import type { PermissionChecker } from './ims-permissions.ts';
 import { describeTest } from './ims-dry-run.ts';
-import { decodeEntities, escapeSlack, inertText } from './ims-text.ts';
-import { formatAge, formatDate } from './ims-time.ts';
+import { decodeEntities, escapeSlack, firstLine, inertText } from './ims-text.ts';
+import { formatAge, formatShortDate } from './ims-time.ts';
 import { DURATION_HINT, describeMatcher, nextOpenings, parseMatcher, parseSilenceDuration } from './ims-silences.ts';
 
 /** A slash command as Slack sends it, as far as IMS reads it. */
@@ -87,7 +87,7 @@ export class Commands {
 
   incidentLine(incident: Incident, now: number): string {
     const ack = incident.acknowledgedBy ? (/^[UW]/.test(incident.acknowledgedBy) ? `acknowledged by <@${incident.acknowledgedBy}>` : 'acknowledged in its tool') : 'not acknowledged';
-    const title = escapeSlack((incident.text.split('\n').find((l) => l.trim()) ?? '').trim().slice(0, 80));
+    const title = escapeSlack(firstLine(incident.text, 80));
     return `• <${this.inputs.permalink(incident.incidentChannel, incident.incidentTs)}|#${incident.id} ${escapeSlack(incident.head)}> ${title} — ${formatAge(now - incident.createdAt)} old, ${ack}` +
       (incident.repeats ? `, repeated ${incident.repeats}×` : '') + (incident.flapping ? ', flapping' : '') + (incident.permalink ? ` (<${incident.permalink}|alert>)` : '') +
       (incident.alertKey ? ` · key \`${escapeSlack(incident.alertKey.replace(/`/g, "'"))}\`` : '');
@@ -155,9 +155,7 @@ function codeBlock(text: string): string {
   return `\`\`\`${inertText(text).replace(/`{3,}/g, (ticks) => ticks.split('').join('\u200b'))}\`\`\``;
 }
 
-function clock(ms: number, timezone: string | undefined): string {
-  return formatDate(ms, timezone).slice(5, 16);
-}
+const clock = formatShortDate;
 
 /** Arguments split on spaces, each with where it ends; `"quoted words"` and `/a regex with spaces/flags` stay one argument each. */
 export function splitArguments(text: string): { value: string; end: number }[] {

@@ -8,8 +8,8 @@ import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Incident, Logger } from './ims.ts';
 import type { OutboxStats, Silence, State } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
-import { escapeSlack, inertText } from './ims-text.ts';
-import { formatAge, formatDate } from './ims-time.ts';
+import { escapeSlack, firstLine, inertText } from './ims-text.ts';
+import { formatAge, formatShortDate } from './ims-time.ts';
 import { describeMatcher } from './ims-silences.ts';
 import { ACTIONS } from './ims-incident-posts.ts';
 
@@ -86,7 +86,7 @@ export class AppHome {
     const { state } = this.inputs;
     const config = this.inputs.config();
     const now = this.inputs.now();
-    const clock = (ms: number) => formatDate(ms, config.timezone).slice(5, 16);
+    const clock = (ms: number) => formatShortDate(ms, config.timezone);
     const open = state.listIncidents({ open: true });
     const blocks: unknown[] = [
       { type: 'header', text: { type: 'plain_text', text: 'IMS: incidents', emoji: true } },
@@ -118,7 +118,7 @@ export class AppHome {
   }
 
   private incidentBlocks(incident: Incident, now: number): unknown[] {
-    const title = escapeSlack((incident.text.split('\n').find((l) => l.trim()) ?? '').trim().slice(0, 120));
+    const title = escapeSlack(firstLine(incident.text));
     const ack = incident.acknowledgedBy ? (/^[UW]/.test(incident.acknowledgedBy) ? `acknowledged by <@${incident.acknowledgedBy}>` : 'acknowledged in its tool') : '*not acknowledged*';
     const value = String(incident.id);
     const elements: unknown[] = [];

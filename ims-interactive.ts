@@ -15,7 +15,7 @@ import type { IncidentActions, ActionOutcome } from './ims-incident-actions.ts';
 import { summaryNote, type Commands, type SlashCommand } from './ims-commands.ts';
 import { errorText } from './ims-log.ts';
 import type { Metrics } from './ims-metrics.ts';
-import { escapeSlack, inertText } from './ims-text.ts';
+import { escapeSlack, firstLine, inertText } from './ims-text.ts';
 import { slackFetch } from './ims-slack.ts';
 import { normalisedTextKey } from './ims-recognisers.ts';
 import { ACTIONS } from './ims-incident-posts.ts';
@@ -234,7 +234,7 @@ export class Interactions {
   private async silenceIncident(incident: Incident, user: string, durationMs: number, reason: string): Promise<string | undefined> {
     const existing = this.inputs.silencing.active().find((s) => s.incidentId === incident.id);
     if (existing) return `Incident #${incident.id} is already silenced (silence ${existing.id}, by <@${existing.createdBy}>).`;
-    const title = (incident.text.split('\n').find((l) => l.trim()) ?? incident.text).trim().slice(0, 120);
+    const title = firstLine(incident.text) || incident.text.trim().slice(0, 120);
     const matcher: SilenceMatcher = incident.alertKey ? { kind: 'key', key: incident.alertKey } : { kind: 'text', key: normalisedTextKey(incident.text), title };
     await this.inputs.silencing.create({ what: incident.alertKey ?? title, matcher, reason, user, durationMs, incident });
     return undefined;

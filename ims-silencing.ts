@@ -10,8 +10,8 @@ import type { Silence, State } from './ims-state.ts';
 import type { Poster } from './ims-slack.ts';
 import { errorText } from './ims-log.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
-import { inertText, escapeSlack } from './ims-text.ts';
-import { formatAge, formatDate, tsToMs } from './ims-time.ts';
+import { escapeSlack, firstLine, inertText } from './ims-text.ts';
+import { formatAge, formatShortDate, tsToMs } from './ims-time.ts';
 import { describeMatcher, incidentSubject, openWindows, silenceMatches, type SilenceMatcher, type SilenceSubject } from './ims-silences.ts';
 import { normalisedTextKey } from './ims-recognisers.ts';
 
@@ -224,7 +224,7 @@ export class Silencing {
     const name = silence.origin === 'maintenance' ? `Maintenance window ${inertText(silence.createdBy)}` : `Silence ${silence.id} (${inertText(describeMatcher(silence.matcher))})`;
     const lines = [`:bell: ${name} ${ended} after ${formatAge(Math.min(silence.endedAt ?? silence.endsAt, silence.endsAt) - silence.startsAt)}: ${alerts.length} alert${alerts.length === 1 ? '' : 's'} silenced` +
       (alerts.length ? `, ${firing.length} still firing${firing.some((a) => a.key === undefined) ? ' (or with no recovery seen)' : ''}` : '') + (firing.length ? ':' : '.')];
-    for (const alert of firing.slice(0, 20)) lines.push(`• <${this.inputs.permalink(alert.channel, alert.ts)}|${escapeSlack(firstLine(alert.text))}> (${this.clock(tsToMs(alert.ts))})`);
+    for (const alert of firing.slice(0, 20)) lines.push(`• <${this.inputs.permalink(alert.channel, alert.ts)}|${escapeSlack(firstLine(alert.text) || alert.text.slice(0, 120))}> (${this.clock(tsToMs(alert.ts))})`);
     if (firing.length > 20) lines.push(`…and ${firing.length - 20} more`);
     return { channel, thread: incident?.incidentTs, text: lines.join('\n') };
   }
@@ -234,7 +234,7 @@ export class Silencing {
   }
 
   private clock(ms: number): string {
-    return formatDate(ms, this.inputs.config().timezone).slice(5, 16);
+    return formatShortDate(ms, this.inputs.config().timezone);
   }
 }
 
@@ -242,11 +242,6 @@ export class Silencing {
 export function describeSilence(silence: Silence, timezone: string | undefined, creatorName?: string): string {
   // In a post, a name (a mention would notify); ephemeral answers and the Home tab may mention (they notify nobody).
   const by = silence.origin === 'maintenance' ? `maintenance window ${inertText(silence.createdBy)}` : creatorName !== undefined ? escapeSlack(creatorName) : `<@${silence.createdBy}>`;
-  return `*${silence.id}* ${inertText(describeMatcher(silence.matcher))} until ${formatDate(silence.endsAt, timezone).slice(5, 16)}, by ${by}` +
+  return `*${silence.id}* ${inertText(describeMatcher(silence.matcher))} until ${formatShortDate(silence.endsAt, timezone)}, by ${by}` +
     `${silence.reason ? `: ${inertText(silence.reason.slice(0, 200))}` : ''} — ${silence.silenced} alert${silence.silenced === 1 ? '' : 's'} silenced`;
-}
-
-function firstLine(text: string): string {
-  const line = text.split('\n').find((l) => l.trim()) ?? text;
-  return line.trim().slice(0, 120);
 }

@@ -16,6 +16,11 @@ export function escapeSlack(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/** The first line of a text that is not blank, trimmed, at most `max` characters: an alert's title in lists. */
+export function firstLine(text: string, max = 120): string {
+  return (text.split('\n').find((line) => line.trim()) ?? '').trim().slice(0, max);
+}
+
 /**
  * What a person typed (a silence reason, a command's argument), made inert for mrkdwn: escaped, so it cannot make a
  * link, a mention or a channel-wide ping (`<!here>`, `<@U…>`, `<https://…|text>`), and the bare `@here`, `@channel`,

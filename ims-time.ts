@@ -76,6 +76,11 @@ export function formatDate(epochMs: number, timeZone?: string): string {
   return ruleClock(epochMs, timeZone).slice(0, 19);
 }
 
+/** `MM/DD HH:mm` in `timeZone`: when a silence ends, when a report was posted (short, for Slack lines). */
+export function formatShortDate(epochMs: number, timeZone?: string): string {
+  return formatDate(epochMs, timeZone).slice(5, 16);
+}
+
 /** The cron package, loaded on first use: most setups have no cron schedule, and it brings luxon along (~3 MB). */
 export function cron(): typeof CronModule {
   return createRequire(import.meta.url)('cron') as typeof CronModule;
