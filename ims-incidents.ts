@@ -20,7 +20,7 @@ import type { AlertIdentity } from './ims-recognisers.ts';
 import type { NameDirectory } from './ims-names.ts';
 import type { HookRunner } from './ims-hooks.ts';
 import type { Silencing } from './ims-silencing.ts';
-import { notOwn, ownsStill, type PermissionChecker } from './ims-permissions.ts';
+import type { PermissionChecker } from './ims-permissions.ts';
 import { describeMatcher, incidentSubject } from './ims-silences.ts';
 
 /** A `reaction_added` / `reaction_removed` event, as far as IMS reads it. */
@@ -262,13 +262,16 @@ export class IncidentLifecycle {
       // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post),
       // when `permissions` lets them acknowledge.
       if (!added || incident.resolvedAt !== undefined || !isHuman(event.user, this.inputs.self().userId)) return;
-      if (!(await this.mayAct(incident, event, 'acknowledge', false))) return;
+      const mayAcknowledge = await this.permitFor(incident, event, 'acknowledge');
+      if (!mayAcknowledge(false)) return;
       if (state.acknowledgeIncident(incident.id, at, event.user)) void this.posts.refresh(state.incidentById(incident.id)!);
       return;
     }
     if (added) {
       // Reactions follow `permissions` as buttons do: a refusal is told to the person (their reaction stays, inert).
-      if (incident.resolvedAt === undefined && !(await this.mayAct(incident, event, 'resolve', true))) return;
+      // The permission is judged on the incident as it is now, and the change made in the same turn.
+      const mayResolve = await this.permitFor(incident, event, 'resolve');
+      if (!state.incidentById(incident.id)?.resolvedAt && !mayResolve(true)) return;
       if (!state.resolveIncident(incident.id, at, event.user)) return;
       const resolved = state.incidentById(incident.id)!;
       log.info(`incident #${incident.id} resolved by ${event.user}`);
@@ -278,7 +281,8 @@ export class IncidentLifecycle {
       if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
       // Resolved by its integration's recovery: a person taking their reaction back does not make the alert fire again.
       if (state.incidentEvents(incident.id).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
-      if (!(await this.mayAct(incident, event, 'reopen', true))) return;
+      const mayReopen = await this.permitFor(incident, event, 'reopen');
+      if (!mayReopen(true)) return;
       if (!state.reopenIncident(incident.id, at, event.user)) return;
       log.info(`incident #${incident.id} reopened by ${event.user}`);
       const reopened = state.incidentById(incident.id)!;
@@ -288,20 +292,21 @@ export class IncidentLifecycle {
   }
 
   /**
-   * Whether `permissions` let the reacting person do `deed` (checked again after the await, as for clicks); a refusal
-   * is told to them privately when `tell`, and logged.
+   * Ask whether `permissions` let the reacting person do `deed`; the answer judges the incident as it is when called
+   * (synchronously: the caller changes it in the same turn). A refusal is logged, and told to them privately when `tell`.
    */
-  private async mayAct(incident: Incident, event: ReactionEvent, deed: 'acknowledge' | 'resolve' | 'reopen', tell: boolean): Promise<boolean> {
-    const verdict = await this.inputs.permissions.check(event.user, deed, { incident });
-    const now = this.inputs.state.incidentById(incident.id) ?? incident;
-    const why = !verdict.allowed ? verdict.why : verdict.as === 'own' && !ownsStill(now, event.user) ? notOwn(now, deed) : undefined;
-    if (!why) return true;
-    this.inputs.log.info(`the :${event.reaction}: of ${event.user} on incident #${incident.id} does not ${deed} it: ${why}`);
-    if (tell) {
-      await this.inputs.slack.chat.postEphemeral({ channel: event.item.channel, user: event.user, text: `:no_entry: Your :${event.reaction}: does not ${deed} incident #${incident.id}: ${why}.` })
-        .catch((error: unknown) => this.inputs.log.warn(`could not tell ${event.user} why: ${errorText(error)}`));
-    }
-    return false;
+  private async permitFor(incident: Incident, event: ReactionEvent, deed: 'acknowledge' | 'resolve' | 'reopen'): Promise<(tell: boolean) => boolean> {
+    const permit = await this.inputs.permissions.permit(event.user, deed, incident);
+    return (tell) => {
+      const why = permit.refusal(this.inputs.state.incidentById(incident.id) ?? incident);
+      if (!why) return true;
+      this.inputs.log.info(`the :${event.reaction}: of ${event.user} on incident #${incident.id} does not ${deed} it: ${why}`);
+      if (tell) {
+        void this.inputs.slack.chat.postEphemeral({ channel: event.item.channel, user: event.user, text: `:no_entry: Your :${event.reaction}: does not ${deed} incident #${incident.id}: ${why}.` })
+          .catch((error: unknown) => this.inputs.log.warn(`could not tell ${event.user} why: ${errorText(error)}`));
+      }
+      return false;
+    };
   }
 
   /** Whether someone (not IMS) still has a resolved reaction on the incident's post or its original. */
@@ -329,8 +334,8 @@ export class IncidentLifecycle {
   async recordMissedResolution(incident: Incident, user: string): Promise<boolean> {
     const { state } = this.inputs;
     // By the same rules as a reaction seen live.
-    const verdict = await this.inputs.permissions.check(user, 'resolve', { incident });
-    if (!verdict.allowed || (verdict.as === 'own' && !ownsStill(state.incidentById(incident.id) ?? incident, user))) return false;
+    const permit = await this.inputs.permissions.permit(user, 'resolve', incident);
+    if (permit.refusal(state.incidentById(incident.id) ?? incident)) return false;
     if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return false;
     this.inputs.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
     void this.posts.refresh(state.incidentById(incident.id)!);

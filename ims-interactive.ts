@@ -10,7 +10,7 @@ import type { WebClient } from '@slack/web-api';
 import type { Incident, Logger } from './ims.ts';
 import type { State } from './ims-state.ts';
 import type { Silencing } from './ims-silencing.ts';
-import { notOwn, ownsStill, type PermissionChecker, type Deed } from './ims-permissions.ts';
+import type { PermissionChecker, Deed } from './ims-permissions.ts';
 import type { IncidentActions, ActionOutcome } from './ims-incident-actions.ts';
 import { summaryNote, type Commands, type SlashCommand } from './ims-commands.ts';
 import { errorText } from './ims-log.ts';
@@ -153,19 +153,21 @@ export class Interactions {
     if (!incident) return 'IMS has no record of this incident (its post may be older than its state file).';
     const allowed = async (deed: Deed, about: { creator?: string } = {}) => {
       const verdict = await this.inputs.permissions.check(user, deed, { incident, ...about });
-      if (!verdict.allowed) return `:no_entry: ${verdict.why}.`;
-      // Allowed as it was when asked: someone else may have acknowledged it while Slack was asked who is an admin.
-      const now = this.inputs.state.incidentById(incident.id) ?? incident;
-      return verdict.as === 'own' && !ownsStill(now, user) ? `:no_entry: ${notOwn(now, deed)}.` : undefined;
+      return verdict.allowed ? undefined : `:no_entry: ${verdict.why}.`;
     };
-    // A change shows on the post itself; only someone whose click changed nothing is told why. The state is read
-    // again after the permission check, and the change is made in the same turn (nothing can come between).
+    // A change shows on the post itself; only someone whose click changed nothing is told why. After the one await
+    // (the permission), the incident is read again, judged and changed in the same turn: nothing can come between.
     const quiet = (outcome: ActionOutcome) => (outcome.changed ? undefined : outcome.text);
-    const fresh = () => this.inputs.state.incidentById(incident.id) ?? incident;
+    const change = async (deed: 'acknowledge' | 'resolve' | 'reopen', make: (now: Incident) => ActionOutcome) => {
+      const permit = await this.inputs.permissions.permit(user, deed, incident);
+      const now = this.inputs.state.incidentById(incident.id) ?? incident;
+      const refusal = permit.refusal(now);
+      return refusal ? `:no_entry: ${refusal}.` : quiet(make(now));
+    };
     switch (action.action_id) {
-      case ACTIONS.acknowledge: return (await allowed('acknowledge')) ?? quiet(this.inputs.actions.acknowledge(fresh(), user));
-      case ACTIONS.resolve: return (await allowed('resolve')) ?? quiet(this.inputs.actions.resolve(fresh(), user));
-      case ACTIONS.reopen: return (await allowed('reopen')) ?? quiet(this.inputs.actions.reopen(fresh(), user));
+      case ACTIONS.acknowledge: return change('acknowledge', (now) => this.inputs.actions.acknowledge(now, user));
+      case ACTIONS.resolve: return change('resolve', (now) => this.inputs.actions.resolve(now, user));
+      case ACTIONS.reopen: return change('reopen', (now) => this.inputs.actions.reopen(now, user));
       case ACTIONS.unsilence: {
         const silence = this.inputs.state.silenceById(Number(value.split(':')[1]));
         if (!silence) return 'That silence is not known any more.';
@@ -208,9 +210,10 @@ export class Interactions {
     for (const listedIncident of listed) {
       const incident = state.incidentById(listedIncident.id) ?? listedIncident;
       if (incident.resolvedAt !== undefined || (deed === 'acknowledge' && incident.acknowledgedAt !== undefined)) continue;
-      const verdict = await permissions.check(user, deed, { incident });
+      const permit = await permissions.permit(user, deed, incident);
       const now = state.incidentById(incident.id) ?? incident;
-      if (!verdict.allowed || (verdict.as === 'own' && !ownsStill(now, user))) { refused.push(`#${incident.id}: ${verdict.allowed ? notOwn(now, deed) : verdict.why}`); continue; }
+      const why = permit.refusal(now);
+      if (why) { refused.push(`#${incident.id}: ${why}`); continue; }
       if ((deed === 'acknowledge' ? actions.acknowledge(now, user) : actions.resolve(now, user)).changed) changed++;
     }
     if (refused.length) return `:no_entry: ${refused.length} of the digest's incidents were left as they are:\n${refused.slice(0, 10).join('\n')}`;

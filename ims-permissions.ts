@@ -66,6 +66,16 @@ export class PermissionChecker {
     return { allowed: false, why: `only IMS admins may ${deed === 'unsilence' ? 'end silences others made' : deed === 'silence' ? 'silence alerts' : `${deed} incidents`} (admins in the config)` };
   }
 
+  /**
+   * Ask once (it may need Slack: who is an admin), then judge the incident as it is when the caller acts: the
+   * answer's `refusal(now)` is synchronous, so a caller that reads the incident, calls it and acts in the same turn
+   * leaves no room for someone else's acknowledgement in between. Undefined from `refusal`: allowed.
+   */
+  async permit(user: string, deed: Deed, incident: Incident): Promise<{ refusal(now: Incident): string | undefined }> {
+    const verdict = await this.check(user, deed, { incident });
+    return { refusal: (now) => (!verdict.allowed ? verdict.why : verdict.as === 'own' && !ownsStill(now, user) ? notOwn(now, deed) : undefined) };
+  }
+
   /** Whether `user` is an admin; everyone is while `admins` is empty. `'unknown'` when Slack could not tell. */
   async isAdmin(user: string): Promise<boolean | 'unknown'> {
     const { admins } = this.inputs.config().interactive;
