@@ -228,7 +228,7 @@ function newSlice(): Slice {
 const NOT_YET = Symbol('not settled yet');
 
 /** The URL without its password, to name the database in errors and logs. */
-function describeUrl(url: string): string {
+export function describeUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

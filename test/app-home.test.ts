@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { FakeMessage, FakeSlack, FakeView } from './fake-slack.ts';
 import {
   ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, UNPACED,
-  allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot,
+  allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot, until,
 } from './harness.ts';
 
 guardSocketModeShutdownBug();
@@ -55,14 +55,6 @@ function clock(ms: number): string {
   const d = new Date(ms);
   const two = (n: number) => String(n).padStart(2, '0');
   return `${two(d.getUTCMonth() + 1)}/${two(d.getUTCDate())} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}`;
-}
-
-async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(bot, 30);
-  }
 }
 
 /** A fake Slack with an #ops channel (where commands are typed), and IMS started on `config`. */

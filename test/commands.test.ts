@@ -11,7 +11,7 @@ import { describeTest, type Config } from '../ims.ts';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
 import {
   ALERTS, ALERTS2, DEFAULT_CH, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT,
-  UNPACED, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, tempDir, unescapeSlack, type Bot,
+  UNPACED, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, tempDir, unescapeSlack, type Bot, until,
 } from './harness.ts';
 
 guardSocketModeShutdownBug();
@@ -81,14 +81,6 @@ const paged = (fake: FakeSlack, user: string) => everythingPosted(fake).some((m)
 /** What a command must leave alone when it only answers: silences, and every channel's messages. */
 function snapshot(fake: FakeSlack, bot: Bot) {
   return { silences: bot.ims.state.activeSilences(bot.ims.now()).length, messages: CHANNELS.map((c) => fake.messagesIn(c).length) };
-}
-
-async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(bot, 30);
-  }
 }
 
 /** IMS's messages in the report channel whose text matches `pattern`. */

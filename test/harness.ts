@@ -99,6 +99,15 @@ export async function settle(bot: Bot, ms = 150): Promise<void> {
   await bot.ims.idle();
 }
 
+/** Wait until `check` holds, letting the bot settle between looks; fails naming `what` after `timeoutMs`. */
+export async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await settle(bot, 30);
+  }
+}
+
 /** Every string inside a value (message text, Block Kit objects, nested), for "never appears anywhere" checks. */
 export function allStrings(value: unknown): string[] {
   if (typeof value === 'string') return [value];

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
 import { stats } from '../plugins/stats.ts';
-import { ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot } from './harness.ts';
+import { ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot, until } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -55,14 +55,6 @@ async function ask(fake: FakeSlack, user: string, text: string): Promise<string>
   const answer = await fake.waitForResponse(command.response_url!);
   assert.deepEqual(answer.did, ['ephemeral'], `"/ims ${text}" answered ephemerally`);
   return String(answer.body.text);
-}
-
-async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(bot, 30);
-  }
 }
 
 test('the Silence menu offers the options as the issue words them: 1 h, 4 h, 24 h, custom…', async (t) => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
-import { ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot } from './harness.ts';
+import { ALERTS, HUMAN, INC_APPS, INC_INFRA, NAGIOS, ONCALL, REPORT, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, type Bot, until } from './harness.ts';
 
 guardSocketModeShutdownBug();
 
@@ -31,14 +31,6 @@ async function ask(fake: FakeSlack, bot: Bot, user: string, text: string): Promi
   const answer = await fake.waitForResponse(command.response_url!);
   await settle(bot, 50);
   return String(answer.body.text ?? '');
-}
-
-async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(bot, 30);
-  }
 }
 
 // Issue: "The post shows its state, updated in place: … silenced until when".

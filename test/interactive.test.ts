@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { acknowledgement, definePlugin, type Incident } from '../ims.ts';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
-import { ALERTS, HUMAN, INC_APPS, NAGIOS, ONCALL, REPORT, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, tempDir, type Bot } from './harness.ts';
+import { ALERTS, HUMAN, INC_APPS, NAGIOS, ONCALL, REPORT, allStrings, baseConfig, guardSocketModeShutdownBug, settle, setup, tempDir, type Bot, until } from './harness.ts';
 import path from 'node:path';
 
 guardSocketModeShutdownBug();
@@ -54,14 +54,6 @@ async function withIncident(t: Parameters<typeof setup>[0], overrides: Parameter
   const incident = bot.ims.state.incidentBySource(ALERTS, alert.ts)!;
   assert.ok(incident, 'the alert became an incident');
   return { fake, bot, start, alert, post, incident, rec };
-}
-
-async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(bot, 30);
-  }
 }
 
 test('an incident post carries Acknowledge, Resolve and a Silence menu from the start', async (t) => {

@@ -19,6 +19,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { describeUrl } from '../ims-state-pg.ts';
 
 /** A PostgreSQL server the tests may use. */
 export interface TestPostgres {
@@ -299,15 +300,7 @@ async function checkReachable(url: string): Promise<void> {
 }
 
 /** A URL without its password, for messages. */
-export function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(an unparsable URL)';
-  }
-}
+export const redact = describeUrl;
 
 /** A new, empty database on the server of `url`, uniquely named; its URL. */
 export async function freshDatabase(url: string): Promise<string> {
