@@ -6,7 +6,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Logger, MessageOrigin, SlackMessageEvent } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
 import { tsToMs } from './ims-time.ts';
@@ -14,7 +14,7 @@ import { listAll } from './ims-slack.ts';
 
 /** What catch-up needs from the running IMS. */
 export interface CatchUpInputs {
-  state: State;
+  state: Store;
   slack: WebClient;
   log: Logger;
   now(): number;
@@ -37,6 +37,8 @@ export class CatchUp {
   private readonly holding = new Map<string, SlackMessageEvent[]>();
   /** Channels whose last catch-up failed: live messages are handled, but the cursor waits for a catch-up. */
   private readonly cursorFrozen = new Set<string>();
+  /** Channels with a cursor, as far as this instance knows (read from the state at each catch-up). */
+  private readonly knownChannels = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
   /**
    * Since when a channel without a cursor is read at the next catch-up: the instant before the socket first
@@ -50,8 +52,8 @@ export class CatchUp {
   constructor(private readonly inputs: CatchUpInputs) {}
 
   /** IMS is about to listen for the first time (call before the socket connects). */
-  startListening(): void {
-    this.holdAll();
+  async startListening(): Promise<void> {
+    await this.holdAll();
     this.listeningSince = { ts: (this.inputs.now() / 1000).toFixed(6), after: 'start' };
   }
 
@@ -84,34 +86,40 @@ export class CatchUp {
 
   /** Read what was missed, from each watched channel's history since its cursor; one catch-up at a time. */
   run(): Promise<void> {
-    const held = this.holdAll();
+    // Held at once (the channels known so far): a live message arriving from now on waits for its channel's history.
+    const held = this.holdChannels(this.knownChannels);
     this.chain = this.chain.then(() => this.once(held), () => this.once(held));
     return this.chain;
   }
 
-  /** Hold live messages of every channel IMS has a cursor for, until their history is read. */
-  private holdAll(): string[] {
-    const { state, pluginChannels } = this.inputs;
+  /** Hold live messages of `channels` (not IMS's or plugins' own) until their history is read; the channels held. */
+  private holdChannels(channels: Iterable<string>): string[] {
     const own = this.inputs.config().ownChannels;
-    const channels = [...state.cursors().keys()].filter((c) => !own.has(c) && !pluginChannels.has(c));
-    for (const channel of channels) if (!this.holding.has(channel)) this.holding.set(channel, []);
-    return channels;
+    const held = [...channels].filter((c) => !own.has(c) && !this.inputs.pluginChannels.has(c));
+    for (const channel of held) if (!this.holding.has(channel)) this.holding.set(channel, []);
+    return held;
+  }
+
+  /** Hold every channel IMS has a cursor for (another instance may have added some). */
+  private async holdAll(): Promise<string[]> {
+    for (const channel of (await this.inputs.state.cursors()).keys()) this.knownChannels.add(channel);
+    return this.holdChannels(this.knownChannels);
   }
 
   private async once(marked: string[]): Promise<void> {
     const { state, log, now } = this.inputs;
     const config = this.inputs.config();
-    const firstStart = state.getMeta('first_start') === undefined;
+    const firstStart = (await state.getMeta('first_start')) === undefined;
     const nowTs = (now() / 1000).toFixed(6);
-    const channels = new Set([...marked, ...this.holdAll(), ...this.cursorFrozen]);
+    const channels = new Set([...marked, ...(await this.holdAll()), ...this.cursorFrozen]);
     await this.meetChannels(channels);
-    if (firstStart) state.setMeta('first_start', nowTs);
+    if (firstStart) await state.setMeta('first_start', nowTs);
     const oldestAllowed = (now() - config.state.catchUpWindowMs) / 1000;
     const missed: SlackMessageEvent[] = [];
     const newest = new Map<string, string>();
     const read: string[] = [];
     for (const channel of channels) {
-      const cursor = state.cursor(channel);
+      const cursor = await state.cursor(channel);
       if (!cursor) { read.push(channel); continue; }
       const oldest = Math.max(Number(cursor), oldestAllowed).toFixed(6);
       try {
@@ -143,7 +151,7 @@ export class CatchUp {
       this.cursorFrozen.delete(channel);
       this.release(channel);
       const last = newest.get(channel);
-      if (last) state.advanceCursor(channel, last);
+      if (last) await state.advanceCursor(channel, last);
     }
     if (missed.length) log.info(`caught up ${missed.length} message(s) missed while disconnected`);
     await this.inputs.afterwards();
@@ -166,8 +174,9 @@ export class CatchUp {
         // What was said before IMS began listening is not an alert to it, but what came after and was lost on the
         // way (a dropped socket, a kill before the claim) is read back — now if the socket dropped, else at the
         // next catch-up (right after start only that instant can have been missed).
-        if (!state.cursor(c.id) && !own.has(c.id) && !pluginChannels.has(c.id)) {
-          state.advanceCursor(c.id, since.ts);
+        this.knownChannels.add(c.id);
+        if (!own.has(c.id) && !pluginChannels.has(c.id) && !(await state.cursor(c.id))) {
+          await state.advanceCursor(c.id, since.ts);
           if (since.after === 'disconnect') {
             if (!this.holding.has(c.id)) this.holding.set(c.id, []);
             channels.add(c.id);

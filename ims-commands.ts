@@ -5,7 +5,7 @@
  * before it is shown anywhere: it can neither mention anyone nor make a link.
  */
 import type { CompiledConfig, Incident } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { describeSilence, type Silencing, type SummaryOutcome } from './ims-silencing.ts';
 import type { PermissionChecker } from './ims-permissions.ts';
 import { describeTest } from './ims-dry-run.ts';
@@ -28,7 +28,7 @@ export interface CommandAnswer {
 
 /** What the commands need. */
 export interface CommandInputs {
-  state: State;
+  state: Store;
   silencing: Silencing;
   permissions: PermissionChecker;
   config(): CompiledConfig;
@@ -61,8 +61,8 @@ export class Commands {
     const argument = text.slice(word.length).trim();
     switch (word.toLowerCase()) {
       case 'help': case '': return { text: `*IMS commands*\n${USAGE.join('\n')}` };
-      case 'status': return { text: this.status() };
-      case 'silences': return { text: this.silences() };
+      case 'status': return { text: await this.status() };
+      case 'silences': return { text: await this.silences() };
       case 'silence': return this.silence(command.user_id, command.channel_id, argument);
       case 'unsilence': return this.unsilence(command.user_id, rest[0] ?? '');
       case 'test': return argument ? { text: codeBlock(describeTest(this.inputs.config(), argument, this.inputs.now())) } : { text: `Usage: ${USAGE[4]}` };
@@ -77,9 +77,9 @@ export class Commands {
   }
 
   /** Open incidents, oldest first: age, acknowledger, links. */
-  status(): string {
+  async status(): Promise<string> {
     const now = this.inputs.now();
-    const open = this.inputs.state.listIncidents({ open: true });
+    const open = await this.inputs.state.listIncidents({ open: true });
     if (!open.length) return ':white_check_mark: No open incidents.';
     const lines = open.slice(-40).map((i) => this.incidentLine(i, now));
     return [`*${open.length} open incident${open.length === 1 ? '' : 's'}*`, ...lines, ...(open.length > 40 ? [`…and ${open.length - 40} older ones (see the report)`] : [])].join('\n');
@@ -94,10 +94,10 @@ export class Commands {
   }
 
   /** Silences in force, and the maintenance windows to come. */
-  silences(): string {
+  async silences(): Promise<string> {
     const now = this.inputs.now();
     const config = this.inputs.config();
-    const active = this.inputs.silencing.active();
+    const active = await this.inputs.silencing.active();
     const lines = active.map((s) => `• ${describeSilence(s, config.timezone)}`);
     const upcoming = nextOpenings(config.interactive.maintenance, now, config.timezone).filter((o) => !active.some((s) => s.windowKey === o.key));
     return [
@@ -123,7 +123,7 @@ export class Commands {
     const reason = argument.slice(end).trim();
     const silence = await this.inputs.silencing.create({ what, matcher: parsed.matcher, reason: reason.slice(0, 500), user, durationMs, channel });
     // A key no alert has had yet may be a typo: said, though the silence still takes it when it comes.
-    const unseen = parsed.matcher.kind === 'key' && !this.inputs.state.keyRecord(parsed.matcher.key)
+    const unseen = parsed.matcher.kind === 'key' && !(await this.inputs.state.keyRecord(parsed.matcher.key))
       ? ` No alert with this key has been seen yet (keys look like \`/ims status\` and \`--test\` show them); it takes such alerts when they come.` : '';
     return { text: `:no_bell: Silence ${silence.id} is in force: ${inertText(describeMatcher(silence.matcher))} until ${clock(silence.endsAt, config.timezone)}. End it with \`/ims unsilence ${silence.id}\`.${unseen}` };
   }
@@ -131,7 +131,7 @@ export class Commands {
   private async unsilence(user: string, idText: string): Promise<CommandAnswer> {
     const id = /^(?:#|s)?(\d+)$/i.exec(idText.trim())?.[1];
     if (!id) return { text: `Usage: /ims unsilence <id> — the id as \`/ims silences\` lists it, found \`${inertText(idText.slice(0, 40)) || 'nothing'}\`` };
-    const silence = this.inputs.state.silenceById(Number(id));
+    const silence = await this.inputs.state.silenceById(Number(id));
     if (!silence) return { text: `There is no silence ${id}; \`/ims silences\` lists those in force.` };
     const now = this.inputs.now();
     if (silence.endedAt !== undefined || silence.endsAt <= now) return { text: `Silence ${id} already ended${silence.endedBy ? ` (ended by <@${silence.endedBy}>)` : ''}.` };

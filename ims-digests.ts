@@ -12,7 +12,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { Incident, Logger } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
 import type { ChannelQueues, FoundPost, PostMetadata, PostOutcome, PostSpec, Poster } from './ims-slack.ts';
 import { BLOCKS_PER_MESSAGE, SECTION_LIMIT, escapeSlack, plainText } from './ims-text.ts';
@@ -214,7 +214,7 @@ interface Waiting {
 export interface DigestInputs {
   poster: Poster;
   queues: ChannelQueues;
-  state: State;
+  state: Store;
   log: Logger;
 }
 
@@ -278,7 +278,7 @@ export class DigestPoster {
 
   private async alone(waiting: Waiting): Promise<void> {
     try {
-      waiting.resolve(this.settled(waiting.spec.channel, await this.inputs.poster.postInTask(waiting.spec)));
+      waiting.resolve(await this.settled(waiting.spec.channel, await this.inputs.poster.postInTask(waiting.spec)));
     } catch (error) {
       waiting.reject(error);
     }
@@ -297,7 +297,7 @@ export class DigestPoster {
         what: `digest of ${members.length} incidents (${taken[0].spec.what} and on)`,
       });
       // Recorded before any member: a member's message stays pending until its incident is (a crash between finds the digest by its metadata).
-      state.addDigest(channel, outcome.ts, post);
+      await state.addDigest(channel, outcome.ts, post);
       log.info(`digest of ${members.length} incidents → ${channel} (Slack's posting limit holds the channel back)`, { ts: outcome.ts });
       // Each member's incident is recorded when its promise settles: a turn of the event loop every few members,
       // so a digest of 150 does not hold up the acks of new frames while they are recorded.
@@ -311,12 +311,12 @@ export class DigestPoster {
   }
 
   /** Where a post went; a post found in a digest (after a lost answer or a crash) records that digest if it is not yet. */
-  private settled(channel: string, outcome: PostOutcome): PostedIncident {
+  private async settled(channel: string, outcome: PostOutcome): Promise<PostedIncident> {
     const found: FoundPost | undefined = outcome.found;
     if (found?.metadata?.event_type !== DIGEST_EVENT) return { ts: outcome.ts, digest: false };
-    if (this.inputs.state.digestPost(channel, outcome.ts) === undefined) {
+    if ((await this.inputs.state.digestPost(channel, outcome.ts)) === undefined) {
       const kept: KeptDigest = { text: found.text ?? '', blocks: found.blocks ?? [] };
-      this.inputs.state.addDigest(channel, outcome.ts, kept);
+      await this.inputs.state.addDigest(channel, outcome.ts, kept);
     }
     return { ts: outcome.ts, digest: true };
   }
@@ -327,11 +327,11 @@ export class DigestEditor {
   /** Edits waiting for their turn, by digest: a later request joins the waiting one (it reads the state when it runs). */
   private readonly waiting = new Map<string, Promise<void>>();
 
-  constructor(private readonly inputs: { slack: WebClient; queues: ChannelQueues; state: State; log: Logger }) {}
+  constructor(private readonly inputs: { slack: WebClient; queues: ChannelQueues; state: Store; log: Logger }) {}
 
   /** Whether the incident's post is a digest. */
-  holds(incident: Incident): boolean {
-    return this.inputs.state.digestPost(incident.incidentChannel, incident.incidentTs) !== undefined;
+  async holds(incident: Incident): Promise<boolean> {
+    return (await this.inputs.state.digestPost(incident.incidentChannel, incident.incidentTs)) !== undefined;
   }
 
   /** Show every member's state on the digest `channel`/`ts`. Resolves when the edit is made (or failed: logged, never thrown). */
@@ -342,9 +342,9 @@ export class DigestEditor {
     const { slack, queues, state, log } = this.inputs;
     const done = queues.run(channel, 'chat.update', async () => {
       this.waiting.delete(key);
-      const kept = state.digestPost(channel, ts) as KeptDigest | undefined;
+      const kept = await state.digestPost(channel, ts) as KeptDigest | undefined;
       if (!kept?.blocks) return;
-      const post = digestWithStates(kept, state.incidentsByPost(channel, ts));
+      const post = digestWithStates(kept, await state.incidentsByPost(channel, ts));
       await slack.chat.update({ channel, ts, text: post.text, blocks: post.blocks as never });
     }).catch((error: unknown) => {
       log.warn(`could not edit the digest ${ts} in ${channel}: ${errorText(error)}`);

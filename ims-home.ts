@@ -6,7 +6,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Incident, Logger } from './ims.ts';
-import type { OutboxStats, Silence, State } from './ims-state.ts';
+import type { OutboxStats, Silence, Store } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
 import { escapeSlack, firstLine, inertText } from './ims-text.ts';
 import { formatAge, formatShortDate } from './ims-time.ts';
@@ -23,13 +23,13 @@ const MAX_INCIDENTS = 25;
 /** What the Home needs. */
 export interface HomeInputs {
   slack: WebClient;
-  state: State;
+  state: Store;
   log: Logger;
   now(): number;
   config(): CompiledConfig;
   permalink(channel: string, ts: string): string;
   /** Silences in force now. */
-  silences(): Silence[];
+  silences(): Promise<Silence[]>;
   /** The last report: when, and whether it was posted. */
   lastReport(): { at: number; posted: boolean } | undefined;
   track<T>(work: Promise<T>): Promise<T>;
@@ -75,19 +75,19 @@ export class AppHome {
 
   private async publish(user: string): Promise<void> {
     try {
-      await this.inputs.slack.views.publish({ user_id: user, view: this.view() as never });
+      await this.inputs.slack.views.publish({ user_id: user, view: (await this.view()) as never });
     } catch (error) {
       this.inputs.log.warn(`could not publish the App Home for ${user}: ${errorText(error)}`);
     }
   }
 
   /** The Home view, as Slack takes it (`type: 'home'`, at most 100 blocks). */
-  view(): { type: 'home'; blocks: unknown[] } {
+  async view(): Promise<{ type: 'home'; blocks: unknown[] }> {
     const { state } = this.inputs;
     const config = this.inputs.config();
     const now = this.inputs.now();
     const clock = (ms: number) => formatShortDate(ms, config.timezone);
-    const open = state.listIncidents({ open: true });
+    const [open, silences, flapping, outbox] = await Promise.all([state.listIncidents({ open: true }), this.inputs.silences(), state.flappingIncidents(), state.outboxStats()]);
     const blocks: unknown[] = [
       { type: 'header', text: { type: 'plain_text', text: 'IMS: incidents', emoji: true } },
       { type: 'context', elements: [{ type: 'mrkdwn', text: `Updated ${clock(now)}${config.timezone ? ` (${escapeSlack(config.timezone)})` : ''}` }] },
@@ -104,16 +104,14 @@ export class AppHome {
     }
     if (open.length > MAX_INCIDENTS) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `…and ${open.length - MAX_INCIDENTS} older open incidents (\`/ims status\`, the report)` }] });
     blocks.push({ type: 'divider' });
-    const silences = this.inputs.silences();
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: silences.length
       ? `*Silences in force*\n${silences.slice(0, 15).map((s) => `• ${s.id}: ${inertText(describeMatcher(s.matcher))} until ${clock(s.endsAt)}, ${s.origin === 'maintenance' ? `maintenance window ${inertText(s.createdBy)}` : `by <@${s.createdBy}>`} — ${s.silenced} silenced`).join('\n')}`
       : '*Silences*: none in force' } });
-    const flapping = state.flappingIncidents();
     if (flapping.length) {
       blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*Flapping*\n${flapping.slice(0, 15).map((i) => `• <${this.inputs.permalink(i.incidentChannel, i.incidentTs)}|#${i.id}> ${escapeSlack(i.alertKey ?? i.head)}`).join('\n')}` } });
     }
     blocks.push({ type: 'divider' });
-    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `${outboxLine(state.outboxStats(), now)} · ${this.reportLine(clock)}` }] });
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `${outboxLine(outbox, now)} · ${this.reportLine(clock)}` }] });
     return { type: 'home', blocks: blocks.slice(0, 100) };
   }
 

@@ -5,7 +5,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { AlertMessage, CompiledConfig, Decision, HookContext, HookName, Incident, Logger, NameService, Plugin, RuleMatch } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { PluginHookError, PluginHookErrors, withTimeout } from './ims-plugin-kit.ts';
 
 /**
@@ -73,7 +73,7 @@ function withDecision<C extends object>(ctx: C): C {
 /** What the hook runner needs from the running IMS. */
 export interface HookRunnerInputs {
   config(): CompiledConfig;
-  state: State;
+  state: Store;
   /** The client plugins get (it waits out its own 429s). */
   slack: WebClient;
   log: Logger & { child(tag: string): Logger };
@@ -123,7 +123,13 @@ export class HookRunner {
     return {
       config: config.config, slack: this.inputs.slack, log: this.inputs.log.child(plugin.name), botUserId: this.inputs.botUserId(),
       signal: AbortSignal.any([signal, this.inputs.stopped]),
-      outbox: { enqueue: ({ key, group, payload }) => { if (state.enqueue(plugin.name, key, group, payload, now())) this.inputs.kickOutbox(); } },
+      outbox: {
+        enqueue: async ({ key, group, payload }) => {
+          const queued = await state.enqueue(plugin.name, key, group, payload, now());
+          if (queued) this.inputs.kickOutbox();
+          return queued;
+        },
+      },
       incidents: {
         bySource: (channel, ts) => state.incidentBySource(channel, ts),
         byPost: (channel, ts) => state.incidentByPost(channel, ts),
@@ -133,13 +139,13 @@ export class HookRunner {
       },
       reportChannel: config.report.channel,
       ownChannel: (channel) => {
-        state.ownChannel(channel, plugin.name);
         this.inputs.pluginChannels.add(channel);
+        return state.ownChannel(channel, plugin.name);
       },
       store: {
-        get: <T>(key: string) => state.storeGet(plugin.name, key) as T | undefined,
+        get: <T>(key: string) => state.storeGet(plugin.name, key) as Promise<T | undefined>,
         set: (key, value) => state.storeSet(plugin.name, key, value),
-        read: <T>(name: string, key: string) => state.storeGet(name, key) as T | undefined,
+        read: <T>(name: string, key: string) => state.storeGet(name, key) as Promise<T | undefined>,
       },
       permalink: (channel, ts) => this.inputs.permalink(channel, ts),
       compiled: config,

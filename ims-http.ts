@@ -94,7 +94,7 @@ export class OpsServer {
  */
 export function operationsFor(inputs: {
   listen?: { host: string; port: number }; metrics: Metrics; instance: string; log: Logger;
-  state: { incidentCounts(): ReturnType<MetricSources['incidents']>; outboxStats(): ReturnType<MetricSources['outbox']>; getMeta(key: string): unknown };
+  state: { incidentCounts(): ReturnType<MetricSources['incidents']>; outboxStats(): ReturnType<MetricSources['outbox']>; getMeta(key: string): Promise<unknown> };
   queueDepth(): number; catchUpLagSeconds(): number; connected(): boolean; now(): number;
 }): OpsServer | undefined {
   const { metrics, state } = inputs;
@@ -105,6 +105,6 @@ export function operationsFor(inputs: {
   if (!inputs.listen) return undefined;
   return new OpsServer({
     listen: inputs.listen, metrics, log: inputs.log,
-    health: { instance: inputs.instance, connected: inputs.connected, role: () => 'leader', checkState: () => { state.getMeta('health'); } },
+    health: { instance: inputs.instance, connected: inputs.connected, role: () => 'leader', checkState: async () => { await state.getMeta('health'); } },
   });
 }

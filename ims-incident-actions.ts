@@ -5,7 +5,7 @@
  * and reaches the plugins (`onResolve` / `onReopen` with `via: 'button'`).
  */
 import type { Incident, Logger } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import type { HookRunner } from './ims-hooks.ts';
 import { formatAge } from './ims-time.ts';
 
@@ -17,7 +17,7 @@ export interface ActionOutcome {
 
 /** What the actions need. */
 export interface IncidentActionInputs {
-  state: State;
+  state: Store;
   log: Logger;
   hooks: HookRunner;
   now(): number;
@@ -28,39 +28,39 @@ export interface IncidentActionInputs {
 export class IncidentActions {
   constructor(private readonly inputs: IncidentActionInputs) {}
 
-  acknowledge(incident: Incident, user: string): ActionOutcome {
+  async acknowledge(incident: Incident, user: string): Promise<ActionOutcome> {
     const { state, log } = this.inputs;
     const now = this.inputs.now();
     if (incident.resolvedAt !== undefined) return { changed: false, text: `Incident #${incident.id} is already resolved${resolvedBy(incident)}, ${ago(now, incident.resolvedAt)}.` };
-    if (!state.acknowledgeIncident(incident.id, now, user, 'button')) {
-      const current = state.incidentById(incident.id) ?? incident;
+    if (!(await state.acknowledgeIncident(incident.id, now, user, 'button'))) {
+      const current = (await state.incidentById(incident.id)) ?? incident;
       return { changed: false, text: `Incident #${incident.id} was already acknowledged${current.acknowledgedBy ? ` by ${mention(current.acknowledgedBy)}` : ''}${current.acknowledgedAt ? `, ${ago(now, current.acknowledgedAt)}` : ''}.` };
     }
     log.info(`incident #${incident.id} acknowledged by ${user}`);
-    this.inputs.refreshPost(state.incidentById(incident.id)!);
+    this.inputs.refreshPost((await state.incidentById(incident.id))!);
     return { changed: true, text: `You acknowledged incident #${incident.id}.` };
   }
 
-  resolve(incident: Incident, user: string): ActionOutcome {
+  async resolve(incident: Incident, user: string): Promise<ActionOutcome> {
     const { state, log, hooks } = this.inputs;
     const now = this.inputs.now();
-    if (!state.resolveIncident(incident.id, now, user)) {
-      const current = state.incidentById(incident.id) ?? incident;
+    if (!(await state.resolveIncident(incident.id, now, user))) {
+      const current = (await state.incidentById(incident.id)) ?? incident;
       return { changed: false, text: `Incident #${incident.id} was already resolved${resolvedBy(current)}${current.resolvedAt ? `, ${ago(now, current.resolvedAt)}` : ''}.` };
     }
-    const resolved = state.incidentById(incident.id)!;
+    const resolved = (await state.incidentById(incident.id))!;
     log.info(`incident #${incident.id} resolved by ${user} (button)`);
     this.inputs.refreshPost(resolved);
     void hooks.run('onResolve', () => ({ incident: resolved, user, reaction: '', via: 'button' as const }));
     return { changed: true, text: `You resolved incident #${incident.id} after ${formatAge(now - incident.createdAt)}.` };
   }
 
-  reopen(incident: Incident, user: string): ActionOutcome {
+  async reopen(incident: Incident, user: string): Promise<ActionOutcome> {
     const { state, log, hooks } = this.inputs;
-    if (!state.reopenIncident(incident.id, this.inputs.now(), user)) {
+    if (!(await state.reopenIncident(incident.id, this.inputs.now(), user))) {
       return { changed: false, text: `Incident #${incident.id} is already open${incident.resolvedAt === undefined ? '' : ' again'}.` };
     }
-    const reopened = state.incidentById(incident.id)!;
+    const reopened = (await state.incidentById(incident.id))!;
     log.info(`incident #${incident.id} reopened by ${user} (button)`);
     this.inputs.refreshPost(reopened);
     void hooks.run('onReopen', () => ({ incident: reopened, user, reaction: '', via: 'button' as const }));

@@ -8,7 +8,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { CompiledConfig, Incident, Logger } from './ims.ts';
-import type { Silence, State } from './ims-state.ts';
+import type { Silence, Store } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { escapeSlack, inertText } from './ims-text.ts';
@@ -134,7 +134,7 @@ const STATUS_BLOCK = 'ims_status';
 export interface PostEditorInputs {
   slack: WebClient;
   queues: ChannelQueues;
-  state: State;
+  state: Store;
   log: Logger;
   config(): Pick<CompiledConfig, 'timezone' | 'lifecycle' | 'interactive'>;
   now(): number;
@@ -143,13 +143,12 @@ export interface PostEditorInputs {
 }
 
 /** Where an incident stands, read from the state: what its post's status block and buttons show. */
-export function postStatusOf(state: State, incident: Incident, config: Pick<CompiledConfig, 'timezone' | 'lifecycle'>, now: number): PostStatus {
-  const events = state.incidentEvents(incident.id);
+export async function postStatusOf(state: Store, incident: Incident, config: Pick<CompiledConfig, 'timezone' | 'lifecycle'>, now: number): Promise<PostStatus> {
+  const [events, active] = await Promise.all([state.incidentEvents(incident.id), state.activeSilences(now)]);
   const recovery = incident.resolvedAt === undefined ? undefined : events.filter((e) => e.kind === 'recovery' && e.user === incident.resolvedBy).at(-1);
   const lastReopen = incident.resolvedAt === undefined ? events.filter((e) => e.kind === 'reopen').at(-1) : undefined;
   // Reopened by its integration (the alert fired again) or by a person (a button, a reaction taken back).
   const byIntegration = lastReopen && (lastReopen.user === incident.poster || !/^[UW][A-Z0-9]+$/.test(lastReopen.user ?? ''));
-  const active = state.activeSilences(now);
   const subject = incidentSubject(incident);
   const silence = active.find((s) => s.incidentId === incident.id) ?? active.find((s) => silenceMatches(s.matcher, subject));
   return {
@@ -181,18 +180,24 @@ export class PostEditor {
     // A retry that comes after IMS stopped has nothing to edit with.
     if (!this.inputs.state.isOpen) return Promise.resolve();
     this.inputs.changed();
-    this.digests ??= new DigestEditor(this.inputs);
-    if (this.digests.holds(incident)) return this.digests.show(incident.incidentChannel, incident.incidentTs);
+    const digests = this.digests ??= new DigestEditor(this.inputs);
+    return digests.holds(incident).then(
+      (digest) => (digest ? digests.show(incident.incidentChannel, incident.incidentTs) : this.edit(incident)),
+      (error: unknown) => this.inputs.log.warn(`could not edit the post of incident #${incident.id}: ${errorText(error)}`),
+    );
+  }
+
+  /** Edit the incident's own post (not a digest), coalesced with an edit already waiting. */
+  private edit(incident: Incident): Promise<void> {
     const queued = this.waiting.get(incident.id);
     if (queued) return queued;
     const { state, queues, slack, log } = this.inputs;
     const done = queues.run(incident.incidentChannel, 'chat.update', async () => {
       this.waiting.delete(incident.id);
-      const kept = state.incidentPost(incident.id) as KeptPost | undefined;
-      const now = state.incidentById(incident.id);
+      const [kept, now] = await Promise.all([state.incidentPost(incident.id) as Promise<KeptPost | undefined>, state.incidentById(incident.id)]);
       if (!kept?.blocks || !now) return;
       const config = this.inputs.config();
-      const status = postStatusOf(state, now, config, this.inputs.now());
+      const status = await postStatusOf(state, now, config, this.inputs.now());
       const post = withStatus(kept, statusLines(status), config.interactive.buttons ? actionsBlock(now, status.silence) : undefined);
       await slack.chat.update({ channel: now.incidentChannel, ts: now.incidentTs, text: post.text, blocks: post.blocks as never });
       this.failures.delete(incident.id);

@@ -6,7 +6,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { AlertMessage, CompiledConfig, Decision, Incident, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
 import { classifySlackFailure, isHuman } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
@@ -34,7 +34,7 @@ export interface ReactionEvent {
 
 /** What the incident lifecycle needs from the running IMS. */
 export interface IncidentInputs {
-  state: State;
+  state: Store;
   /** Reads (reactions, history); posts go through `poster`. */
   slack: WebClient;
   poster: Poster;
@@ -85,9 +85,9 @@ export class IncidentLifecycle {
     this.steps = new LifecycleSteps({
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
-      silenced: (incident, message) => {
-        const silence = inputs.silencing.silenceFor({ ...incidentSubject(incident), text: message?.text ?? incident.text }, message ? tsToMs(message.ts) : undefined);
-        if (silence && message) inputs.silencing.noteSilenced(silence, message, incident.alertKey);
+      silenced: async (incident, message) => {
+        const silence = await inputs.silencing.silenceFor({ ...incidentSubject(incident), text: message?.text ?? incident.text }, message ? tsToMs(message.ts) : undefined);
+        if (silence && message) await inputs.silencing.noteSilenced(silence, message, incident.alertKey);
         return !!silence;
       },
     });
@@ -102,7 +102,7 @@ export class IncidentLifecycle {
     const { state, log } = this.inputs;
     // A recovery ends the firing of the alerts silences kept quiet (their summaries say which are still firing).
     for (const alert of decision.action === 'incident' || decision.action === 'seen' ? decision.alert?.alerts ?? [] : []) {
-      if (alert.state === 'resolved') this.inputs.silencing.noteRecovery(alert.key, message.ts);
+      if (alert.state === 'resolved') await this.inputs.silencing.noteRecovery(alert.key, message.ts);
     }
     if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
       const alertDecision = { ...decision, alert: decision.alert };
@@ -113,7 +113,7 @@ export class IncidentLifecycle {
       case 'suppressed':
       case 'reacji': {
         await this.inputs.poster.react(message.channel, message.ts, decision.reaction);
-        state.finishMessage(message.channel, message.ts);
+        await state.finishMessage(message.channel, message.ts);
         const rule = 'match' in decision ? decision.match?.rule.number : undefined;
         log.info(`${decision.action}: ${decision.action === 'reacji' ? 'reacji' : 'reaction'} :${decision.reaction}:`, { channel: message.channel, ts: message.ts, ...(rule ? { rule } : {}) });
         return;
@@ -142,13 +142,10 @@ export class IncidentLifecycle {
     const rule = decision.match.rule;
     const keys = decision.alert?.alerts.map((a) => a.key) ?? [];
     // A silence in force takes it: seen, not reposted, not paged, counted (a message recovered after a crash was decided before).
-    const silence = origin === 'recovery' && state.incidentBySource(message.channel, message.ts) ? undefined : silencing.silenceFor(silencing.subjectOf(message, rule, keys), tsToMs(message.ts));
+    const silence = origin === 'recovery' && await state.incidentBySource(message.channel, message.ts) ? undefined : await silencing.silenceFor(silencing.subjectOf(message, rule, keys), tsToMs(message.ts));
     if (silence) {
       await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
-      state.withinOneCommit(() => {
-        silencing.noteSilenced(silence, message, keys[0]);
-        state.finishMessage(message.channel, message.ts);
-      });
+      await state.withinOneCommit(() => Promise.all([silencing.noteSilenced(silence, message, keys[0]), state.finishMessage(message.channel, message.ts)]));
       log.info(`silenced by silence #${silence.id} (${describeMatcher(silence.matcher)}): reaction :${config.seenReaction}:`, { channel: message.channel, ts: message.ts, rule: rule.number });
       return undefined;
     }
@@ -161,7 +158,7 @@ export class IncidentLifecycle {
     if (opened === 'before') return incident;
     this.inputs.changed();
     log.info(`incident #${incident.id} ${rule.head} → ${decision.channel}${decision.hotline ? ` paging ${decision.hotline}` : ''}`, { rule: rule.number, source: `${message.channel}:${message.ts}` });
-    if (decision.hotline) state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
+    if (decision.hotline) await state.addIncidentEvent({ incidentId: incident.id, kind: 'hotline', detail: decision.hotline, at: incident.createdAt });
     // Each plugin's onHotline follows its own onMatch only: one plugin's hung onMatch must not delay another's page.
     const paged = { mentions: members.map(mentionOf), post: { channel: incident.incidentChannel, ts: incident.incidentTs } };
     void hooks.run(decision.hotline ? ['onMatch', 'onHotline'] : ['onMatch'], (hook) => ({ message, decision, match: decision.match, incident, ...(hook === 'onHotline' ? paged : {}) }));
@@ -185,11 +182,11 @@ export class IncidentLifecycle {
     }));
     // A recovered message may have its incident already: its post was made and recorded, and only the rest of a
     // long alert was still to go into the thread (each part is looked for by its metadata before it is posted).
-    const existing = recovering ? state.incidentBySource(message.channel, message.ts) : undefined;
+    const existing = recovering ? await state.incidentBySource(message.channel, message.ts) : undefined;
     if (existing) {
       const [, ...rest] = await render();
       for (const part of partsOf(rest, existing.incidentTs)) await poster.post(part);
-      state.finishMessage(message.channel, message.ts);
+      await state.finishMessage(message.channel, message.ts);
       return { incident: existing, opened: 'before' };
     }
     const [first, ...rest] = await render();
@@ -208,7 +205,7 @@ export class IncidentLifecycle {
     // The message is finished only when the whole alert is in Slack: a stop or crash before the thread parts
     // are posted leaves it pending, and the next start posts what is missing. A digest lists the alert with a
     // link to the original: nothing goes into its thread.
-    const incident = state.addIncident({
+    const incident = await state.addIncident({
       sourceChannel: message.channel, sourceTs: message.ts, incidentChannel: target.channel, incidentTs: ts, ruleNumber: target.ruleNumber,
       head: target.head, label: target.label, hotline: target.hotline, text: message.text, poster: message.poster, createdAt: this.inputs.now(), permalink,
       groups: target.groups, finishesMessage: rest.length === 0 || digest, alertKey: target.alertKey, post: first,
@@ -217,10 +214,10 @@ export class IncidentLifecycle {
       // The page went out with the first post: the thread never holds it back (nor the plugins' hooks).
       try {
         for (const part of partsOf(rest, ts)) await poster.post(part);
-        state.finishMessage(message.channel, message.ts);
+        await state.finishMessage(message.channel, message.ts);
       } catch (error) {
         const forGood = classifySlackFailure(error).kind === 'permanent';
-        if (forGood && state.isOpen) state.finishMessage(message.channel, message.ts);
+        if (forGood && state.isOpen) await state.finishMessage(message.channel, message.ts);
         log.error(`${what}: the rest of the alert could not be posted in the thread (${errorText(error)}); ${forGood ? 'Slack refuses it for good: given up' : 'it stays pending and is retried'}`,
           { source: `${message.channel}:${message.ts}`, destination: target.channel, thread: ts });
       }
@@ -229,14 +226,14 @@ export class IncidentLifecycle {
   }
 
   /** Thread replies on incident posts count as acknowledgement (MTTA) and feed the timeline; on a digest, of each incident it lists. */
-  noteThreadReply(event: SlackMessageEvent): void {
+  async noteThreadReply(event: SlackMessageEvent): Promise<void> {
     if (!event.thread_ts || event.thread_ts === event.ts || event.bot_id === this.inputs.self().botId) return;
     const { state } = this.inputs;
-    for (const incident of state.incidentsByPost(event.channel, event.thread_ts)) {
-      state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
+    for (const incident of await state.incidentsByPost(event.channel, event.thread_ts)) {
+      await state.addIncidentEvent({ incidentId: incident.id, kind: 'reply', user: event.user ?? event.bot_id, detail: decodeEntities(event.text ?? ''), at: tsToMs(event.ts) });
       // A person's reply acknowledges it (the first acknowledgement shows on the post).
-      if (incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && state.acknowledgeIncident(incident.id, tsToMs(event.ts), event.user)) {
-        void this.posts.refresh(state.incidentById(incident.id)!);
+      if (incident.resolvedAt === undefined && isHuman(event.user, this.inputs.self().userId) && await state.acknowledgeIncident(incident.id, tsToMs(event.ts), event.user)) {
+        void this.refreshById(incident.id);
       }
     }
   }
@@ -249,43 +246,43 @@ export class IncidentLifecycle {
     const { state } = this.inputs;
     if (event.user === this.inputs.self().userId) return;
     const { channel, ts } = event.item;
-    const listed = state.incidentsByPost(channel, ts);
-    const incidents = listed.length ? listed : [state.incidentBySource(channel, ts)].filter((i): i is Incident => !!i);
+    const listed = await state.incidentsByPost(channel, ts);
+    const incidents = listed.length ? listed : [await state.incidentBySource(channel, ts)].filter((i): i is Incident => !!i);
     for (const incident of incidents) await this.reactionOn(incident, event, added);
   }
 
   private async reactionOn(incident: Incident, event: ReactionEvent, added: boolean): Promise<void> {
     const { state, log, hooks } = this.inputs;
     const at = event.event_ts ? tsToMs(event.event_ts) : this.inputs.now();
-    if (added) state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
+    if (added) await state.addIncidentEvent({ incidentId: incident.id, kind: 'reaction', user: event.user, detail: event.reaction, at });
     if (!this.inputs.config().resolvedReactions.includes(event.reaction)) {
       // Any other reaction by a person on an open incident is its acknowledgement (the first one shows on the post),
       // when `permissions` lets them acknowledge.
       if (!added || incident.resolvedAt !== undefined || !isHuman(event.user, this.inputs.self().userId)) return;
       const mayAcknowledge = await this.permitFor(incident, event, 'acknowledge');
-      if (!mayAcknowledge(false)) return;
-      if (state.acknowledgeIncident(incident.id, at, event.user)) void this.posts.refresh(state.incidentById(incident.id)!);
+      if (!(await mayAcknowledge(false))) return;
+      if (await state.acknowledgeIncident(incident.id, at, event.user)) void this.refreshById(incident.id);
       return;
     }
     if (added) {
       // Reactions follow `permissions` as buttons do: a refusal is told to the person (their reaction stays, inert).
-      // The permission is judged on the incident as it is now, and the change made in the same turn.
+      // The permission is judged on the incident as it is now (read again), the change made if it still is unresolved.
       const mayResolve = await this.permitFor(incident, event, 'resolve');
-      if (!state.incidentById(incident.id)?.resolvedAt && !mayResolve(true)) return;
-      if (!state.resolveIncident(incident.id, at, event.user)) return;
-      const resolved = state.incidentById(incident.id)!;
+      if (!(await state.incidentById(incident.id))?.resolvedAt && !(await mayResolve(true))) return;
+      if (!(await state.resolveIncident(incident.id, at, event.user))) return;
+      const resolved = (await state.incidentById(incident.id))!;
       log.info(`incident #${incident.id} resolved by ${event.user}`);
       void this.posts.refresh(resolved);
       await hooks.run('onResolve', () => ({ incident: resolved, user: event.user, reaction: event.reaction, via: 'reaction' as const }));
     } else {
       if (!incident.resolvedAt || (await this.stillResolved(incident))) return;
       // Resolved by its integration's recovery: a person taking their reaction back does not make the alert fire again.
-      if (state.incidentEvents(incident.id).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
+      if ((await state.incidentEvents(incident.id)).some((e) => e.kind === 'recovery' && e.user === incident.resolvedBy)) return;
       const mayReopen = await this.permitFor(incident, event, 'reopen');
-      if (!mayReopen(true)) return;
-      if (!state.reopenIncident(incident.id, at, event.user)) return;
+      if (!(await mayReopen(true))) return;
+      if (!(await state.reopenIncident(incident.id, at, event.user))) return;
       log.info(`incident #${incident.id} reopened by ${event.user}`);
-      const reopened = state.incidentById(incident.id)!;
+      const reopened = (await state.incidentById(incident.id))!;
       void this.posts.refresh(reopened);
       await hooks.run('onReopen', () => ({ incident: reopened, user: event.user, reaction: event.reaction, via: 'reaction' as const }));
     }
@@ -293,12 +290,13 @@ export class IncidentLifecycle {
 
   /**
    * Ask whether `permissions` let the reacting person do `deed`; the answer judges the incident as it is when called
-   * (synchronously: the caller changes it in the same turn). A refusal is logged, and told to them privately when `tell`.
+   * (read again: the caller changes it right after, by a change made only if nobody changed it first). A refusal is
+   * logged, and told to them privately when `tell`.
    */
-  private async permitFor(incident: Incident, event: ReactionEvent, deed: 'acknowledge' | 'resolve' | 'reopen'): Promise<(tell: boolean) => boolean> {
+  private async permitFor(incident: Incident, event: ReactionEvent, deed: 'acknowledge' | 'resolve' | 'reopen'): Promise<(tell: boolean) => Promise<boolean>> {
     const permit = await this.inputs.permissions.permit(event.user, deed, incident);
-    return (tell) => {
-      const why = permit.refusal(this.inputs.state.incidentById(incident.id) ?? incident);
+    return async (tell) => {
+      const why = permit.refusal((await this.inputs.state.incidentById(incident.id)) ?? incident);
       if (!why) return true;
       this.inputs.log.info(`the :${event.reaction}: of ${event.user} on incident #${incident.id} does not ${deed} it: ${why}`);
       if (tell) {
@@ -307,6 +305,16 @@ export class IncidentLifecycle {
       }
       return false;
     };
+  }
+
+  /** Show an incident's post as the state has it now. */
+  private async refreshById(id: number): Promise<void> {
+    try {
+      const incident = await this.inputs.state.incidentById(id);
+      if (incident) await this.posts.refresh(incident);
+    } catch (error) {
+      this.inputs.log.warn(`the post of incident #${id} could not be brought up to date: ${errorText(error)}`);
+    }
   }
 
   /** Whether someone (not IMS) still has a resolved reaction on the incident's post or its original. */
@@ -335,11 +343,12 @@ export class IncidentLifecycle {
     const { state } = this.inputs;
     // By the same rules as a reaction seen live.
     const permit = await this.inputs.permissions.permit(user, 'resolve', incident);
-    if (permit.refusal(state.incidentById(incident.id) ?? incident)) return false;
-    if (!state.resolveIncident(incident.id, this.inputs.now(), user)) return false;
+    if (permit.refusal((await state.incidentById(incident.id)) ?? incident)) return false;
+    if (!(await state.resolveIncident(incident.id, this.inputs.now(), user))) return false;
     this.inputs.log.info(`incident #${incident.id} was resolved by ${user} while IMS was away`);
-    void this.posts.refresh(state.incidentById(incident.id)!);
-    void this.inputs.hooks.run('onResolve', () => ({ incident: state.incidentById(incident.id)!, user, reaction: this.inputs.config().resolvedReactions[0], via: 'reaction' as const }));
+    const resolved = (await state.incidentById(incident.id))!;
+    void this.posts.refresh(resolved);
+    void this.inputs.hooks.run('onResolve', () => ({ incident: resolved, user, reaction: this.inputs.config().resolvedReactions[0], via: 'reaction' as const }));
     return true;
   }
 
@@ -347,7 +356,7 @@ export class IncidentLifecycle {
   async reconcileResolutions(): Promise<void> {
     const { state, log } = this.inputs;
     const windowStart = this.inputs.now() - this.inputs.config().report.windowMs;
-    const open = state.listIncidents({ open: true }).filter((i) => tsToMs(i.incidentTs) >= windowStart);
+    const open = (await state.listIncidents({ open: true })).filter((i) => tsToMs(i.incidentTs) >= windowStart);
     // A digest's ts is the post of several incidents.
     const byChannel = new Map<string, Map<string, Incident[]>>();
     for (const incident of open) {

@@ -7,7 +7,7 @@
  * run and not finished).
  */
 import type { AlertMessage, CompiledConfig, Decision, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
-import type { State } from './ims-state.ts';
+import { StateUnavailableError, type Store } from './ims-state.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import type { ChannelQueues } from './ims-slack.ts';
@@ -18,6 +18,8 @@ import type { HookRunner } from './ims-hooks.ts';
 
 /** Messages worked on at once; more wait as acked events (memory stays flat in a storm). */
 export const MAX_MESSAGES_IN_FLIGHT = 128;
+/** How often events kept while the state is unreachable are taken in again. */
+const PARKED_RETRY_MS = 2000;
 /** Messages worked on at once while a channel is held back by its posting pace or a 429. */
 const MAX_MESSAGES_WHILE_HELD_BACK = 8 * MAX_MESSAGES_IN_FLIGHT;
 
@@ -30,7 +32,7 @@ export interface Envelope {
 
 /** What intake needs from the running IMS. */
 export interface IntakeInputs {
-  state: State;
+  state: Store;
   log: Logger;
   now(): number;
   config(): CompiledConfig;
@@ -119,21 +121,17 @@ export class Intake {
     const deadline = performance.now() + budgetMs;
     // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
     // with them, so a crash before the commit is caught up from history, never lost).
-    state.withinOneCommit(() => {
+    // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
+    // with them, so a crash before the commit is caught up from history, never lost). The work below waits for
+    // no answer of its own slice (they come once the commit is made): a message's claim is its own
+    // de-duplication, and any other event goes on once its event ID's answer says it is new.
+    void state.withinOneCommit(() => {
       while (this.takenUpTo < this.acked.length && performance.now() < deadline && (budgetMs === Infinity || this.admitting())) {
-        const { eventId, event } = this.acked[this.takenUpTo]!;
+        const taken = this.acked[this.takenUpTo]!;
         this.acked[this.takenUpTo++] = undefined;
-        if (eventId && !state.rememberEvent(eventId, now())) {
-          log.debug(`duplicate delivery ignored: this ${String(event.type)} event_id was seen before`, { event_id: eventId, channel: event.channel, ts: event.ts });
-          continue;
-        }
-        this.messagesInWork++;
-        this.inputs.track(this.dispatch(event, 'live').finally(() => {
-          this.messagesInWork--;
-          if (this.draining && (this.messagesInWork === MAX_MESSAGES_IN_FLIGHT - 1 || this.messagesInWork === MAX_MESSAGES_WHILE_HELD_BACK - 1)) setImmediate(() => this.drain());
-        }));
+        this.takeIn(taken, 'live');
       }
-    });
+    }).catch(() => undefined); // each call's failure reaches the event it belongs to (see `dispatch`)
     if (this.takenUpTo < this.acked.length) {
       // Full: the next message to finish calls again. Otherwise yield a turn, so new frames get acked.
       if (this.admitting()) setImmediate(() => this.drain());
@@ -144,29 +142,80 @@ export class Intake {
     this.draining = false;
   }
 
-  /** Handle one event (a message or a reaction). Malformed events are logged and skipped; failures are logged, never thrown. */
-  async dispatch(event: Record<string, unknown>, origin: MessageOrigin): Promise<void> {
+  /** Start one event's work (inside a slice: its event ID's record and its claim join the slice's commit). */
+  private takeIn(taken: { eventId?: string; event: Record<string, unknown> }, origin: MessageOrigin): void {
+    const { state, now } = this.inputs;
+    const firstSeen = taken.eventId ? state.rememberEvent(taken.eventId, now()) : Promise.resolve(true);
+    this.messagesInWork++;
+    this.inputs.track(this.dispatch(taken.event, origin, firstSeen, taken.eventId).finally(() => {
+      this.messagesInWork--;
+      if (this.draining && (this.messagesInWork === MAX_MESSAGES_IN_FLIGHT - 1 || this.messagesInWork === MAX_MESSAGES_WHILE_HELD_BACK - 1)) setImmediate(() => this.drain());
+    }));
+  }
+
+  /**
+   * Events whose state could not be reached (the database away), in arrival order: taken in again every 2 s until
+   * it answers. Acked events are never dropped for the state's sake.
+   */
+  private readonly parked: { eventId?: string; event: Record<string, unknown>; origin: MessageOrigin }[] = [];
+  private parkedRetry?: NodeJS.Timeout;
+
+  private park(event: Record<string, unknown>, origin: MessageOrigin, eventId: string | undefined, error: unknown): void {
+    if (!this.parked.length) this.inputs.log.warn(`the state is unreachable (${errorText(error)}): events are kept in memory and taken in again when it answers`);
+    this.parked.push({ eventId, event, origin });
+    this.parkedRetry ??= setTimeout(() => this.takeInParked(), PARKED_RETRY_MS);
+  }
+
+  private takeInParked(): void {
+    this.parkedRetry = undefined;
+    if (this.inputs.stopping() || !this.parked.length) return;
+    const again = this.parked.splice(0);
+    this.inputs.log.info(`taking in ${again.length} event(s) kept while the state was unreachable`);
+    void this.inputs.state.withinOneCommit(() => { for (const { origin, ...taken } of again) this.takeIn(taken, origin); }).catch(() => undefined);
+  }
+
+  /** Events kept in memory while the state is unreachable. */
+  get parkedCount(): number {
+    return this.parked.length;
+  }
+
+  /**
+   * Handle one event (a message or a reaction). Malformed events are logged and skipped; failures are logged, never
+   * thrown. `firstSeen`: whether its event ID is new (a message is de-duplicated by its own claim instead).
+   */
+  async dispatch(event: Record<string, unknown>, origin: MessageOrigin, firstSeen: Promise<boolean> = Promise.resolve(true), eventId?: string): Promise<void> {
     const { state, log } = this.inputs;
+    // A message is not held up by its event ID's answer: its claim, made before any await, de-duplicates it.
+    const duplicate = firstSeen.then((first) => !first);
+    const seenBefore = async () => {
+      if (!(await duplicate)) return false;
+      log.debug(`duplicate delivery ignored: this ${String(event.type)} event_id was seen before`, { channel: event.channel, ts: event.ts });
+      return true;
+    };
     try {
       if (event.type === 'message' && event.subtype === 'message_changed') {
-        await this.handleEdit(event, origin);
+        if (!(await seenBefore())) await this.handleEdit(event, origin);
       } else if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
-        await this.handleMessage(event as SlackMessageEvent, origin);
+        await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, seenBefore), duplicate]);
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
-        await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
+        if (!(await seenBefore())) await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
       } else if (event.type === 'app_home_opened' && typeof event.user === 'string') {
-        if (event.tab !== 'messages') await this.inputs.homeOpened(event.user);
+        if (!(await seenBefore()) && event.tab !== 'messages') await this.inputs.homeOpened(event.user);
       } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {
         log.warn(`malformed ${event.type} event skipped: ${JSON.stringify(event).slice(0, 200)}`);
       }
     } catch (error) {
+      if (error instanceof StateUnavailableError && state.isOpen && !this.inputs.stopping() && origin !== 'recovery') {
+        this.park(event, origin, eventId, error);
+        return;
+      }
       // After a stop that gave up waiting, the DB is closed under the work still running: it is finished at the next start.
       log[state.isOpen ? 'error' : 'debug'](`failed to handle a ${String(event.type)} event: ${errorText(error)}`, { channel: event.channel, ts: event.ts });
     }
   }
 
   /** The pipeline for one message: decide, claim (once), act, then run the plugins. Throws what may pass (it stays pending). */
-  async handleMessage(event: SlackMessageEvent, origin: MessageOrigin): Promise<void> {
+  async handleMessage(event: SlackMessageEvent, origin: MessageOrigin, seenBefore: () => Promise<boolean> = async () => false): Promise<void> {
     const { state, log, catchUp } = this.inputs;
     const config = this.inputs.config();
     const where = { channel: event.channel, ts: event.ts, poster: event.bot_id || event.user };
@@ -176,14 +225,14 @@ export class Intake {
     const { decision, message } = this.inputs.decide(config, event, this.inputs.self());
     this.inputs.metrics.noteDecision(decision.action);
     if (decision.action === 'ignore') {
-      if (decision.reason === 'own channel') this.inputs.incidents.noteThreadReply(event);
-      else if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && catchUp.mayAdvance(event.channel)) state.advanceCursor(event.channel, event.ts);
+      if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && decision.reason !== 'own channel' && catchUp.mayAdvance(event.channel)) void state.advanceCursor(event.channel, event.ts).catch(() => undefined);
       log.debug(decisionLine(decision, event), where);
+      if (decision.reason === 'own channel' && !(await seenBefore())) await this.inputs.incidents.noteThreadReply(event);
       return;
     }
     const key = `${event.channel}:${event.ts}`;
     if (this.beingHandled.has(key)) { log.debug('ignored message (duplicate: the same channel and ts is being handled)', where); return; }
-    const claim = state.claimMessage(event.channel, event.ts, event, this.inputs.now(), catchUp.mayAdvance(event.channel));
+    const claim = await state.claimMessage(event.channel, event.ts, event, this.inputs.now(), catchUp.mayAdvance(event.channel));
     if (claim === 'done' || claim === 'failed' || (claim === 'pending' && origin !== 'recovery')) {
       log.debug(`ignored message (duplicate: the same channel and ts was ${claim === 'pending' ? 'taken and is retried' : 'handled before'})`, where);
       return;
@@ -194,7 +243,7 @@ export class Intake {
       void this.inputs.hooks.run('onMessage', () => ({ message: message!, decision, match: 'match' in decision ? decision.match : undefined }));
       await this.inputs.incidents.act(config, decision, message!, origin);
     } catch (error) {
-      if (!this.failedForGood(message!, decision, error)) throw error;
+      if (!(await this.failedForGood(message!, decision, error))) throw error;
     } finally {
       this.beingHandled.delete(key);
     }
@@ -221,22 +270,23 @@ export class Intake {
     // An edit says what changed: a recovery, a notice, or firing again for an alert resolved before (Sentry's
     // re-opened). An alert that still fires after an edit is not a repeat.
     const { state } = this.inputs;
-    const resolvedBefore = (key: string) => { const record = state.keyRecord(key); return record?.state === 'resolved'; };
-    const changes = decision.alert.alerts.filter((a) => a.state === 'resolved' || a.notice || (a.state === 'firing' && resolvedBefore(a.key)));
+    const resolvedBefore = async (key: string) => (await state.keyRecord(key))?.state === 'resolved';
+    const changes: typeof decision.alert.alerts = [];
+    for (const a of decision.alert.alerts) if (a.state === 'resolved' || a.notice || (a.state === 'firing' && await resolvedBefore(a.key))) changes.push(a);
     if (!changes.length) return unread();
     // The edit is claimed under its own ts: one that fails on the way stays pending and is retried, like a message.
     const editTs = String(event.ts ?? event.event_ts ?? '');
-    const claim = editTs ? state.claimMessage(edited.channel, editTs, event, this.inputs.now(), false) : 'new';
+    const claim = editTs ? await state.claimMessage(edited.channel, editTs, event, this.inputs.now(), false) : 'new';
     if (claim === 'done' || claim === 'failed' || (claim === 'pending' && origin !== 'recovery')) return;
     log.debug(`edit read: ${changes.map((a) => `${a.key} ${a.state}`).join(', ')}`, where);
     // The change happened when the message was edited (the edit's own ts), not when the alert first fired.
     const seen = { action: 'seen' as const, match: 'match' in decision ? decision.match : undefined, reaction: config.seenReaction };
     try {
       await this.inputs.incidents.act(config, { ...seen, alert: { ...decision.alert, alerts: changes } }, message, 'live', editTs || edited.ts);
-      if (editTs) state.finishMessage(edited.channel, editTs);
+      if (editTs) await state.finishMessage(edited.channel, editTs);
     } catch (error) {
       if (classifySlackFailure(error).kind !== 'permanent' || !state.isOpen || !editTs) throw error;
-      state.failMessage(edited.channel, editTs, this.inputs.now());
+      await state.failMessage(edited.channel, editTs, this.inputs.now());
       log.error(`the edit of ${edited.channel}:${edited.ts} could not be acted on: Slack refused it for good (${errorText(error)}); recorded as failed`, where);
     }
   }
@@ -244,7 +294,7 @@ export class Intake {
   /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */
   async retryPending(claimedBefore = Infinity): Promise<void> {
     const { state, log } = this.inputs;
-    const pending = state.pendingMessages(claimedBefore).filter(({ channel, ts }) => !this.beingHandled.has(`${channel}:${ts}`));
+    const pending = (await state.pendingMessages(claimedBefore)).filter(({ channel, ts }) => !this.beingHandled.has(`${channel}:${ts}`));
     if (!pending.length) return;
     log.warn(claimedBefore === Infinity ? `finishing ${pending.length} message(s) interrupted by the last stop` : `retrying ${pending.length} message(s) whose handling failed`);
     for (const { event } of pending) {
@@ -259,11 +309,11 @@ export class Intake {
    * name that does not exist) is recorded as failed and logged with the alert at error level, never retried
    * every minute. False for failures that may pass: the message stays pending and is retried.
    */
-  private failedForGood(message: AlertMessage, decision: Exclude<Decision, { action: 'ignore' }>, error: unknown): boolean {
+  private async failedForGood(message: AlertMessage, decision: Exclude<Decision, { action: 'ignore' }>, error: unknown): Promise<boolean> {
     const { state, log } = this.inputs;
     const failure = classifySlackFailure(error);
     if (failure.kind !== 'permanent' || !state.isOpen) return false;
-    state.failMessage(message.channel, message.ts, this.inputs.now());
+    await state.failMessage(message.channel, message.ts, this.inputs.now());
     const rule = 'match' in decision ? decision.match?.rule : undefined;
     const destination = decision.action === 'incident' || decision.action === 'reverse repost' ? decision.channel : message.channel;
     const method = (error as { method?: string }).method ?? (decision.action === 'incident' || decision.action === 'reverse repost' ? 'chat.postMessage' : 'reactions.add');

@@ -8,7 +8,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { Incident, Logger } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import type { Silencing } from './ims-silencing.ts';
 import type { PermissionChecker, Deed } from './ims-permissions.ts';
 import type { IncidentActions, ActionOutcome } from './ims-incident-actions.ts';
@@ -64,7 +64,7 @@ const REASON_FIELD = 'reason';
 
 /** What the interactive layer needs. */
 export interface InteractionInputs {
-  state: State;
+  state: Store;
   slack: WebClient;
   log: Logger;
   now(): number;
@@ -149,27 +149,27 @@ export class Interactions {
     const { user } = where;
     const value = action.selected_option?.value ?? action.value ?? '';
     if (value === DIGEST_VALUE && (action.action_id === ACTIONS.acknowledge || action.action_id === ACTIONS.resolve)) return this.actOnDigest(action.action_id, payload, user);
-    const incident = this.incidentOf(value, payload);
+    const incident = await this.incidentOf(value, payload);
     if (!incident) return 'IMS has no record of this incident (its post may be older than its state file).';
     const allowed = async (deed: Deed, about: { creator?: string } = {}) => {
       const verdict = await this.inputs.permissions.check(user, deed, { incident, ...about });
       return verdict.allowed ? undefined : `:no_entry: ${verdict.why}.`;
     };
-    // A change shows on the post itself; only someone whose click changed nothing is told why. After the one await
-    // (the permission), the incident is read again, judged and changed in the same turn: nothing can come between.
+    // A change shows on the post itself; only someone whose click changed nothing is told why. After the permission,
+    // the incident is read again and judged as it is; the change itself is made only if nobody made it first.
     const quiet = (outcome: ActionOutcome) => (outcome.changed ? undefined : outcome.text);
-    const change = async (deed: 'acknowledge' | 'resolve' | 'reopen', make: (now: Incident) => ActionOutcome) => {
+    const change = async (deed: 'acknowledge' | 'resolve' | 'reopen', make: (now: Incident) => Promise<ActionOutcome>) => {
       const permit = await this.inputs.permissions.permit(user, deed, incident);
-      const now = this.inputs.state.incidentById(incident.id) ?? incident;
+      const now = (await this.inputs.state.incidentById(incident.id)) ?? incident;
       const refusal = permit.refusal(now);
-      return refusal ? `:no_entry: ${refusal}.` : quiet(make(now));
+      return refusal ? `:no_entry: ${refusal}.` : quiet(await make(now));
     };
     switch (action.action_id) {
       case ACTIONS.acknowledge: return change('acknowledge', (now) => this.inputs.actions.acknowledge(now, user));
       case ACTIONS.resolve: return change('resolve', (now) => this.inputs.actions.resolve(now, user));
       case ACTIONS.reopen: return change('reopen', (now) => this.inputs.actions.reopen(now, user));
       case ACTIONS.unsilence: {
-        const silence = this.inputs.state.silenceById(Number(value.split(':')[1]));
+        const silence = await this.inputs.state.silenceById(Number(value.split(':')[1]));
         if (!silence) return 'That silence is not known any more.';
         const refused = await allowed('unsilence', { creator: silence.createdBy });
         if (refused) return refused;
@@ -202,40 +202,40 @@ export class Interactions {
     const { state, permissions, actions } = this.inputs;
     const channel = payload.container?.channel_id ?? payload.channel?.id;
     const ts = payload.container?.message_ts ?? payload.message?.ts;
-    const listed = channel && ts ? state.incidentsByPost(channel, ts) : [];
+    const listed = channel && ts ? await state.incidentsByPost(channel, ts) : [];
     if (!listed.length) return 'IMS has no record of the incidents this digest lists.';
     const deed = actionId === ACTIONS.acknowledge ? 'acknowledge' : 'resolve';
     const refused: string[] = [];
     let changed = 0;
     for (const listedIncident of listed) {
-      const incident = state.incidentById(listedIncident.id) ?? listedIncident;
+      const incident = (await state.incidentById(listedIncident.id)) ?? listedIncident;
       if (incident.resolvedAt !== undefined || (deed === 'acknowledge' && incident.acknowledgedAt !== undefined)) continue;
       const permit = await permissions.permit(user, deed, incident);
-      const now = state.incidentById(incident.id) ?? incident;
+      const now = (await state.incidentById(incident.id)) ?? incident;
       const why = permit.refusal(now);
       if (why) { refused.push(`#${incident.id}: ${why}`); continue; }
-      if ((deed === 'acknowledge' ? actions.acknowledge(now, user) : actions.resolve(now, user)).changed) changed++;
+      if ((await (deed === 'acknowledge' ? actions.acknowledge(now, user) : actions.resolve(now, user))).changed) changed++;
     }
     if (refused.length) return `:no_entry: ${refused.length} of the digest's incidents were left as they are:\n${refused.slice(0, 10).join('\n')}`;
     return changed ? undefined : `Every incident of this digest was already ${deed === 'acknowledge' ? 'acknowledged or resolved' : 'resolved'}.`;
   }
 
   /** The incident a click is about: the one its value names, else the one whose post was clicked. */
-  private incidentOf(value: string, payload: BlockActionsPayload): Incident | undefined {
+  private async incidentOf(value: string, payload: BlockActionsPayload): Promise<Incident | undefined> {
     const { state } = this.inputs;
     const id = Number(value.split(':')[0]);
     if (Number.isInteger(id) && id > 0) {
-      const named = state.incidentById(id);
+      const named = await state.incidentById(id);
       if (named) return named;
     }
     const channel = payload.container?.channel_id ?? payload.channel?.id;
     const ts = payload.container?.message_ts ?? payload.message?.ts;
-    return channel && ts ? state.incidentsByPost(channel, ts)[0] ?? state.incidentBySource(channel, ts) : undefined;
+    return channel && ts ? (await state.incidentsByPost(channel, ts))[0] ?? await state.incidentBySource(channel, ts) : undefined;
   }
 
   /** Silence an incident's alert (its correlation key, else alerts that read like it) for `durationMs`. */
   private async silenceIncident(incident: Incident, user: string, durationMs: number, reason: string): Promise<string | undefined> {
-    const existing = this.inputs.silencing.active().find((s) => s.incidentId === incident.id);
+    const existing = (await this.inputs.silencing.active()).find((s) => s.incidentId === incident.id);
     if (existing) return `Incident #${incident.id} is already silenced (silence ${existing.id}, by <@${existing.createdBy}>).`;
     const title = firstLine(incident.text) || incident.text.trim().slice(0, 120);
     const matcher: SilenceMatcher = incident.alertKey ? { kind: 'key', key: incident.alertKey } : { kind: 'text', key: normalisedTextKey(incident.text), title };
@@ -276,7 +276,7 @@ export class Interactions {
     if (durationMs === undefined) { await answer({ response_action: 'errors', errors: { [DURATION_FIELD]: `Expected ${DURATION_HINT}` } }); return; }
     let incidentId: number | undefined;
     try { incidentId = Number((JSON.parse(view.private_metadata ?? '{}') as { incident?: unknown }).incident); } catch { /* refused below */ }
-    const incident = incidentId ? this.inputs.state.incidentById(incidentId) : undefined;
+    const incident = incidentId ? await this.inputs.state.incidentById(incidentId) : undefined;
     if (!incident) { await answer({ response_action: 'errors', errors: { [DURATION_FIELD]: 'IMS has no record of this incident any more' } }); return; }
     const verdict = await this.inputs.permissions.check(user, 'silence', { incident });
     if (!verdict.allowed) { await answer({ response_action: 'errors', errors: { [DURATION_FIELD]: verdict.why.replace(/<@[A-Z0-9]+>/g, 'someone else') } }); return; }

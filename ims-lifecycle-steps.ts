@@ -6,7 +6,7 @@
  * reaction and is finished once its step is recorded. Opening an incident stays the incident lifecycle's.
  */
 import type { AlertMessage, CompiledConfig, Decision, Incident, Logger } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { Store } from './ims-state.ts';
 import { plan, type Identification, type IncidentStanding, type KeyRecord, type Step } from './ims-lifecycle.ts';
 import { normalisedTextKey, recognise, type AlertIdentity } from './ims-recognisers.ts';
 import { tsToMs } from './ims-time.ts';
@@ -17,7 +17,7 @@ import type { PostEditor } from './ims-incident-posts.ts';
 
 /** What the lifecycle steps need from the running IMS. */
 export interface LifecycleStepInputs {
-  state: State;
+  state: Store;
   poster: Poster;
   posts: PostEditor;
   log: Logger;
@@ -31,7 +31,7 @@ export interface LifecycleStepInputs {
    * Whether a silence in force takes the incident's alert (a reopening then pages nobody, a repeat gets no thread
    * note); with the message about it, that message is counted as one the silence kept quiet.
    */
-  silenced(incident: Incident, message?: AlertMessage): boolean;
+  silenced(incident: Incident, message?: AlertMessage): Promise<boolean>;
 }
 
 type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
@@ -40,15 +40,25 @@ export class LifecycleSteps {
   constructor(private readonly inputs: LifecycleStepInputs) {}
 
   /** The step this message's alerts take, from what the state knows of their keys. */
-  planFor(config: CompiledConfig, alert: Identification, ts: string) {
+  async planFor(config: CompiledConfig, alert: Identification, ts: string) {
+    const planned = await this.planNow(config, alert, ts);
+    if (planned.step.kind !== 'open' || !(await this.adoptOpenedBeforeKeys(config, planned.step.alerts, ts))) return planned;
+    return this.planNow(config, alert, ts);
+  }
+
+  /** `plan` over what the state knows now: the alerts' key records, and the incidents they point at with their keys. */
+  private async planNow(config: CompiledConfig, alert: Identification, ts: string) {
     const { state } = this.inputs;
+    const keys = [...new Set(alert.alerts.map((a) => a.key))];
+    const records = new Map(await Promise.all(keys.map(async (key) => [key, await state.keyRecord(key)] as const)));
+    const ids = [...new Set([...records.values()].flatMap((record) => (record ? [record.incidentId] : [])))];
+    const incidents = new Map(await Promise.all(ids.map(async (id) => [id, { incident: await state.incidentById(id), keys: await state.keyRecords(id) }] as const)));
     const standing = (id: number): IncidentStanding | undefined => {
-      const incident = state.incidentById(id);
+      const incident = incidents.get(id)?.incident;
       return incident && { id, resolvedAt: incident.resolvedAt, flapping: incident.flapping, lastNoteTs: incident.lastNoteTs };
     };
-    const planned = plan(alert.alerts, ts, (key) => state.keyRecord(key), standing, (id) => state.keyRecords(id), config.lifecycle);
-    if (planned.step.kind !== 'open' || !this.adoptOpenedBeforeKeys(config, planned.step.alerts, ts)) return planned;
-    return plan(alert.alerts, ts, (key) => state.keyRecord(key), standing, (id) => state.keyRecords(id), config.lifecycle);
+    // `plan` asks only of the incidents these records point at.
+    return plan(alert.alerts, ts, (key) => records.get(key), standing, (id) => incidents.get(id)?.keys ?? [], config.lifecycle);
   }
 
   /** No open incident without a key is left (they came from before schema 3, or from a run with lifecycles off). */
@@ -59,11 +69,11 @@ export class LifecycleSteps {
    * none: the first alert that reads like it — by the recogniser over its text, or by its normalised text — is
    * its repeat, not a second incident. The incident is given the key; true when one was.
    */
-  private adoptOpenedBeforeKeys(config: CompiledConfig, alerts: AlertIdentity[], ts: string): boolean {
+  private async adoptOpenedBeforeKeys(config: CompiledConfig, alerts: AlertIdentity[], ts: string): Promise<boolean> {
     if (this.noKeylessLeft) return false;
     const { state } = this.inputs;
     // Within the report's window, as the report lists them: older ones are left to a person.
-    const keyless = state.listIncidents({ open: true }).filter((i) => i.alertKey === undefined && i.ruleNumber > 0 && tsToMs(ts) - tsToMs(i.sourceTs) <= config.report.windowMs);
+    const keyless = (await state.listIncidents({ open: true })).filter((i) => i.alertKey === undefined && i.ruleNumber > 0 && tsToMs(ts) - tsToMs(i.sourceTs) <= config.report.windowMs);
     if (!keyless.length) { this.noKeylessLeft = true; return false; }
     for (const incident of keyless) {
       const event = { type: 'message' as const, channel: incident.sourceChannel, ts: incident.sourceTs, text: incident.text, bot_id: 'B0KEYLESS', subtype: 'bot_message' };
@@ -71,7 +81,7 @@ export class LifecycleSteps {
       const keys = read ? read.alerts.map((a) => a.key) : [normalisedTextKey(incident.text)];
       const alert = alerts.find((a) => keys.includes(a.key));
       if (!alert) continue;
-      state.saveKeyRecords([{ key: alert.key, incidentId: incident.id, state: 'firing', changedTs: incident.sourceTs, changes: [], lastSeenTs: incident.sourceTs, title: alert.title }]);
+      await state.saveKeyRecords([{ key: alert.key, incidentId: incident.id, state: 'firing', changedTs: incident.sourceTs, changes: [], lastSeenTs: incident.sourceTs, title: alert.title }]);
       this.inputs.log.info(`incident #${incident.id}, opened before IMS kept alert keys, is ${alert.key}: this alert is its repeat`);
       return true;
     }
@@ -107,13 +117,13 @@ export class LifecycleSteps {
 
   private async takeNow(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at: string): Promise<void> {
     const { state, log } = this.inputs;
-    const { step, records, flapping } = this.planFor(config, decision.alert, at);
+    const { step, records, flapping } = await this.planFor(config, decision.alert, at);
     const where = { channel: message.channel, ts: message.ts, key: decision.alert.alerts[0]?.key };
     if (step.kind === 'open') {
       // Only a rule opens an incident: a recogniser's firing that no rule matched is only seen.
       if (decision.action !== 'incident') return this.seen(config, message, 'no rule matched', where);
       const incident = await open();
-      if (incident) state.saveKeyRecords(records.map((r) => ({ ...r, incidentId: incident.id })));
+      if (incident) await state.saveKeyRecords(records.map((r) => ({ ...r, incidentId: incident.id })));
       return;
     }
     if (step.kind === 'seen') {
@@ -121,13 +131,13 @@ export class LifecycleSteps {
       // A recovery of an incident already resolved (by a person) still records its alert as recovered, as --replay
       // does, and may end its flapping.
       if (flapping && step.incidentId !== undefined) await this.flappingChanged(config, step.incidentId, flapping, records, at);
-      else if (records.length && step.incidentId !== undefined) state.saveKeyRecords(records);
+      else if (records.length && step.incidentId !== undefined) await state.saveKeyRecords(records);
       return;
     }
     await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
-    const before = state.incidentById(step.incidentId);
+    const before = await state.incidentById(step.incidentId);
     if (!before) return this.seen(config, message, 'its incident is gone', where);
-    state.withinOneCommit(() => {
+    await state.withinOneCommit(() => {
       state.saveKeyRecords(records);
       this.record(step, message, before, at);
       if (flapping) {
@@ -136,7 +146,7 @@ export class LifecycleSteps {
       }
       state.finishMessage(message.channel, message.ts);
     });
-    const incident = state.incidentById(before.id)!;
+    const incident = (await state.incidentById(before.id))!;
     log.info(`${describeStep(step, incident)}${flapping ? `; flapping ${flapping === 'start' ? 'started' : 'stopped'}` : ''}`, where);
     const recovery = { channel: message.channel, ts: message.ts, permalink: this.inputs.permalink(message.channel, message.ts) };
     // The step is recorded: the next message about this alert need not wait for Slack to show it (in a storm the
@@ -168,10 +178,9 @@ export class LifecycleSteps {
         state.reopenIncident(incident.id, Math.max(at, incident.createdAt), message.poster);
         return;
       case 'acknowledge':
-        // Acknowledged in the monitoring tool: the first acknowledgement shows on the post; later ones are recorded.
-        if (!state.acknowledgeIncident(incident.id, at, message.poster, this.inputs.permalink(message.channel, message.ts))) {
-          state.addIncidentEvent({ incidentId: incident.id, kind: 'acknowledge', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
-        }
+        // Acknowledged in the monitoring tool: the first acknowledgement shows on the post; every one is recorded.
+        state.acknowledgeIncident(incident.id, at, message.poster);
+        state.addIncidentEvent({ incidentId: incident.id, kind: 'acknowledge', user: message.poster, detail: this.inputs.permalink(message.channel, message.ts), at });
         return;
     }
   }
@@ -181,7 +190,7 @@ export class LifecycleSteps {
     let text: string | undefined;
     const link = `<${this.inputs.permalink(message.channel, message.ts)}|${step.kind === 'repeat' ? 'repeat' : 'alert'}>`;
     // In a storm a note per repeat would queue ahead of new alerts: the post's status line says it already.
-    const silenced = (step.kind === 'repeat' || step.kind === 'reopen') && this.inputs.silenced(incident, message);
+    const silenced = (step.kind === 'repeat' || step.kind === 'reopen') && await this.inputs.silenced(incident, message);
     if (step.kind === 'repeat' && step.note && !silenced && !this.inputs.heldBack(incident.incidentChannel)) text = `:repeat: Fired again (${incident.repeats} repeat${incident.repeats === 1 ? '' : 's'} so far): ${link}`;
     if (step.kind === 'reopen') {
       const members = step.page && incident.hotline && !silenced ? config.hotlines.get(incident.hotline) ?? [] : [];
@@ -214,17 +223,17 @@ export class LifecycleSteps {
     const rule = config.lifecycle.flapping;
     if (!config.lifecycle.enabled || !rule) return;
     const { state } = this.inputs;
-    for (const incident of state.flappingIncidents()) {
-      const keys = state.keyRecords(incident.id);
+    for (const incident of await state.flappingIncidents()) {
+      const keys = await state.keyRecords(incident.id);
       const lastChange = Math.max(...keys.map((r) => tsToMs(r.changedTs)), 0);
       if (now - lastChange < rule.stableMs) continue;
-      state.withinOneCommit(() => {
+      await state.withinOneCommit(() => {
         state.setFlapping(incident.id, false);
         state.addIncidentEvent({ incidentId: incident.id, kind: 'flapping', detail: 'stop', at: now });
         // Calm again: its earlier changes no longer count towards flapping.
         state.saveKeyRecords(keys.map((r) => ({ ...r, changes: [] })));
       });
-      const calm = state.incidentById(incident.id)!;
+      const calm = (await state.incidentById(incident.id))!;
       this.inputs.log.info(`incident #${incident.id} stopped flapping: stable for ${Math.round((now - lastChange) / 60_000)} min`);
       await this.inputs.posts.refresh(calm);
       void this.inputs.hooks.run('onFlapping', () => ({ incident: calm, flapping: false }));
@@ -234,12 +243,12 @@ export class LifecycleSteps {
   /** A flapping change without another step (a recovery of an incident already resolved): recorded, shown, hooked. */
   private async flappingChanged(config: CompiledConfig, incidentId: number, flapping: 'start' | 'stop', records: KeyRecord[], ts: string): Promise<void> {
     const { state } = this.inputs;
-    state.withinOneCommit(() => {
+    await state.withinOneCommit(() => {
       state.saveKeyRecords(records);
       state.setFlapping(incidentId, flapping === 'start');
       state.addIncidentEvent({ incidentId, kind: 'flapping', detail: flapping, at: tsToMs(ts) });
     });
-    const incident = state.incidentById(incidentId);
+    const incident = await state.incidentById(incidentId);
     if (!incident) return;
     await this.inputs.posts.refresh(incident);
     void this.inputs.hooks.run('onFlapping', () => ({ incident, flapping: flapping === 'start' }));
@@ -247,7 +256,7 @@ export class LifecycleSteps {
 
   private async seen(config: CompiledConfig, message: AlertMessage, why: string, where: Record<string, unknown>): Promise<void> {
     await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
-    this.inputs.state.finishMessage(message.channel, message.ts);
+    await this.inputs.state.finishMessage(message.channel, message.ts);
     this.inputs.log.info(`seen: ${why}: reaction :${config.seenReaction}:`, where);
   }
 }

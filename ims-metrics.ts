@@ -9,8 +9,9 @@ import type * as PromClient from 'prom-client';
 
 /** What is read at scrape time. */
 export interface MetricSources {
-  incidents(): { opened: number; resolved: number; open: number };
-  outbox(): { depth: number; oldestAt?: number };
+  /** Read from the state at each scrape (a failure leaves the figure as it was: the health check says why). */
+  incidents(): Promise<{ opened: number; resolved: number; open: number }>;
+  outbox(): Promise<{ depth: number; oldestAt?: number }>;
   /** Posts and edits waiting in the channel queues. */
   queueDepth(): number;
   /** How far behind the newest message catch-up is (seconds), 0 when it is not running. */
@@ -42,7 +43,7 @@ export class Metrics {
     const registry = new prom.Registry();
     registry.setDefaultLabels({ instance });
     prom.collectDefaultMetrics({ register: registry, prefix: 'ims_' });
-    const read = <T>(pick: (s: MetricSources) => T, fallback: T) => (this.sources ? pick(this.sources) : fallback);
+    const read = <T>(pick: (s: MetricSources) => T | Promise<T>, fallback: T): T | Promise<T> => (this.sources ? pick(this.sources) : fallback);
     const registers = [registry];
     this.instruments = {
       registry,
@@ -57,21 +58,26 @@ export class Metrics {
       rateLimited: new prom.Counter({ name: 'ims_slack_rate_limited_total', help: "Slack's 429 answers to posts and edits, by channel", labelNames: ['channel'], registers }),
       hookFailures: new prom.Counter({ name: 'ims_hook_failures_total', help: 'Plugin hooks that threw, rejected or timed out, by plugin and hook', labelNames: ['plugin', 'hook'], registers }),
     };
-    const gauge = (name: string, help: string, value: () => number) => new prom.Gauge({ name, help, registers, collect() { this.set(value()); } });
-    new prom.Counter({ name: 'ims_incidents_opened_total', help: 'Incidents opened', registers, collect() { this.reset(); this.inc(read((s) => s.incidents().opened, 0)); } });
-    new prom.Counter({ name: 'ims_incidents_resolved_total', help: 'Incidents resolved (and not reopened since)', registers, collect() { this.reset(); this.inc(read((s) => s.incidents().resolved, 0)); } });
-    gauge('ims_incidents_open', 'Incidents open now', () => read((s) => s.incidents().open, 0));
+    const gauge = (name: string, help: string, value: () => number | Promise<number>) => new prom.Gauge({
+      name, help, registers, async collect() { try { this.set(await value()); } catch { /* the state is unreachable: the figure stays */ } },
+    });
+    const total = (name: string, help: string, value: () => number | Promise<number>) => new prom.Counter({
+      name, help, registers, async collect() { try { const n = await value(); this.reset(); this.inc(n); } catch { /* as above */ } },
+    });
+    total('ims_incidents_opened_total', 'Incidents opened', () => read(async (s) => (await s.incidents()).opened, 0));
+    total('ims_incidents_resolved_total', 'Incidents resolved (and not reopened since)', () => read(async (s) => (await s.incidents()).resolved, 0));
+    gauge('ims_incidents_open', 'Incidents open now', () => read(async (s) => (await s.incidents()).open, 0));
     gauge('ims_queue_depth', 'Posts and edits waiting in the channel queues', () => read((s) => s.queueDepth(), 0));
-    gauge('ims_outbox_depth', 'Plugin deliveries waiting in the outbox', () => read((s) => s.outbox().depth, 0));
-    gauge('ims_outbox_oldest_age_seconds', 'Age of the oldest delivery waiting in the outbox', () => read((s) => {
-      const { oldestAt } = s.outbox();
+    gauge('ims_outbox_depth', 'Plugin deliveries waiting in the outbox', () => read(async (s) => (await s.outbox()).depth, 0));
+    gauge('ims_outbox_oldest_age_seconds', 'Age of the oldest delivery waiting in the outbox', () => read(async (s) => {
+      const { oldestAt } = await s.outbox();
       return oldestAt === undefined ? 0 : Math.max(0, (s.now() - oldestAt) / 1000);
     }, 0));
     gauge('ims_catch_up_lag_seconds', 'How far behind the newest message the catch-up under way is', () => read((s) => s.catchUpLagSeconds(), 0));
     gauge('ims_slack_connected', '1 while Socket Mode is connected', () => read((s) => (s.connected() ? 1 : 0), 0));
     new prom.Gauge({
       name: 'ims_instance_role', help: '1 for the role this instance has (leader: it does the work that must happen once)', labelNames: ['role'], registers,
-      collect() { const role = read((s) => s.role(), 'leader'); this.reset(); this.set({ role }, 1); this.set({ role: role === 'leader' ? 'standby' : 'leader' }, 0); },
+      collect() { const role = this.sources?.role() ?? 'leader'; this.reset(); this.set({ role }, 1); this.set({ role: role === 'leader' ? 'standby' : 'leader' }, 0); },
     });
   }
 

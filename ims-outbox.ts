@@ -4,12 +4,12 @@
  * jitter, a permanent one is dead-lettered. Durable: what is queued survives a stop or crash.
  */
 import type { CompiledConfig, HookContext, Logger, Plugin } from './ims.ts';
-import type { OutboxItem, State } from './ims-state.ts';
+import type { OutboxItem, Store } from './ims-state.ts';
 import { PluginHookError, TimeoutError, failureReason, isPermanentDeliveryError, withTimeout } from './ims-plugin-kit.ts';
 
 /** What the outbox worker needs from the running IMS. */
 export interface OutboxInputs {
-  state: State;
+  state: Store;
   config(): CompiledConfig;
   /** The context a plugin's `deliver` receives, as its hooks do. */
   contextFor(plugin: Plugin, signal: AbortSignal): HookContext;
@@ -38,7 +38,7 @@ export class OutboxWorker {
       await Promise.resolve();
       try {
         for (let round = 0; round < 50; round++) {
-          const due = this.inputs.state.dueDeliveries(this.inputs.now());
+          const due = await this.inputs.state.dueDeliveries(this.inputs.now());
           if (!due.length) break;
           await Promise.all(due.map((item) => this.deliver(item)));
         }
@@ -54,26 +54,26 @@ export class OutboxWorker {
     const config = this.inputs.config();
     const plugin = config.plugins.find((p) => p.name === item.plugin);
     if (!plugin?.deliver) {
-      state.markRetry(item.id, now() + 5 * 60_000, `no plugin '${item.plugin}' with a deliver() is configured`);
+      await state.markRetry(item.id, now() + 5 * 60_000, `no plugin '${item.plugin}' with a deliver() is configured`);
       return;
     }
     const delivery = { key: item.key, group: item.group, payload: item.payload, attempts: item.attempts };
     try {
       await withTimeout((signal) => plugin.deliver!(delivery, this.inputs.contextFor(plugin, signal)), config.hookTimeoutMs, `plugin '${plugin.name}' delivery`);
-      state.markDelivered(item.id, now());
+      await state.markDelivered(item.id, now());
     } catch (error) {
       const message = error instanceof TimeoutError ? error.message : failureReason(error);
       // Where the plugin failed (its stack's first frames), as for a hook.
       const { at, stack } = new PluginHookError(plugin.name, 'deliver', error).fields();
       if (isPermanentDeliveryError(error)) {
-        state.markDead(item.id, message);
+        await state.markDead(item.id, message);
         log.error(`outbox: '${item.plugin}' gave up on ${item.key}: ${message}`, { at, stack });
         return;
       }
       const backoff = Math.min(5 * 60_000, 1000 * 2 ** Math.min(item.attempts, 16));
       const retryAt = now() + backoff / 2 + Math.random() * backoff / 2;
-      state.markRetry(item.id, retryAt, message);
-      const stats = state.outboxStats();
+      await state.markRetry(item.id, retryAt, message);
+      const stats = await state.outboxStats();
       log.warn(`outbox: '${item.plugin}' delivery of ${item.key} failed (attempt ${item.attempts + 1}): ${message}; retry in ${Math.round((retryAt - now()) / 1000)} s`,
         { depth: stats.depth, oldest_age_s: stats.oldestAt ? Math.round((now() - stats.oldestAt) / 1000) : 0, at, stack });
     }

@@ -4,8 +4,8 @@
  * the hourly open-incident counts; and `--clear-reminder`.
  */
 import type { WebClient } from '@slack/web-api';
-import type { CompiledConfig, Logger, NameService, Report, ReportItem, ReportSection, SlackAttachment, SlackMessageEvent } from './ims.ts';
-import type { State } from './ims-state.ts';
+import type { CompiledConfig, Incident, Logger, NameService, Report, ReportItem, ReportSection, SlackAttachment, SlackMessageEvent } from './ims.ts';
+import type { Store } from './ims-state.ts';
 import { tsAfter } from './ims-state.ts';
 import { classifySlackFailure, formatDuration, recoveryOf, timeToResolve } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
@@ -19,7 +19,7 @@ import { describeSilence, type Silencing } from './ims-silencing.ts';
 /** What the report and the reminder read and use: the running IMS (`Ims`) provides it. */
 export interface ReportInputs {
   readonly config: CompiledConfig;
-  readonly state: State;
+  readonly store: Store;
   readonly slack: WebClient;
   readonly log: Logger;
   readonly self: { userId: string; botId: string };
@@ -76,7 +76,8 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
         if (limit !== undefined && messages.length >= limit) break;
       }
       // A digest lists several incidents: each is a line of its own, linked to the digest.
-      for (const [m, incident] of messages.slice(0, limit).flatMap((m) => listedIn(ims.state, channel, m))) {
+      const listed = (await Promise.all(messages.slice(0, limit).map((m) => listedIn(ims.store, channel, m)))).flat();
+      for (const [m, incident] of listed) {
         if (m.subtype && m.subtype !== 'bot_message') continue;
         if (m.thread_ts && m.thread_ts !== m.ts) continue;
         const poster = m.bot_id || m.user || '';
@@ -86,8 +87,9 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
         // An incident IMS knows is resolved when its state says so: a reaction not recorded yet is recorded first (if
         // `permissions` let its author resolve it).
         if (incident && !incident.resolvedAt && resolvers.length) await ims.lifecycle.recordMissedResolution(incident, resolvers[0]);
-        const resolved = incident ? !!ims.state.incidentById(incident.id)?.resolvedAt : resolvers.length > 0;
-        const item: ReportItem = { channel, ts: m.ts, text: incident?.text ?? messageText({ text: m.text, attachments: m.attachments, blocks: m.blocks }), permalink: ims.permalink(channel, m.ts), incident: incident ? ims.state.incidentById(incident.id) : undefined };
+        const current = incident ? await ims.store.incidentById(incident.id) : undefined;
+        const resolved = incident ? !!current?.resolvedAt : resolvers.length > 0;
+        const item: ReportItem = { channel, ts: m.ts, text: incident?.text ?? messageText({ text: m.text, attachments: m.attachments, blocks: m.blocks }), permalink: ims.permalink(channel, m.ts), incident: current };
         if (!resolved) report.open.push(item);
         else if (verbose) {
           item.resolvers = await Promise.all([...new Set(resolvers.length ? resolvers : [incident!.resolvedBy!])].map((u) => ims.names.user(u)));
@@ -102,10 +104,10 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
   report.open.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
   report.resolved.sort((a, b) => (tsAfter(a.ts, b.ts) ? 1 : -1));
   await addLifecycles(ims, report);
-  const flapping = flappingSection(ims, now);
+  const flapping = await flappingSection(ims, now);
   if (flapping) report.sections.push(flapping);
   // A page that could not be made must not stay only in the log: the report names each alert, with its link.
-  const failed = ims.state.failedMessages(windowStart);
+  const failed = await ims.store.failedMessages(windowStart);
   if (failed.length) {
     const shown = failed.slice(0, 20).map(({ channel, ts, event }) => {
       const text = messageText(event as SlackMessageEvent, config.attachmentText).replace(/\s+/g, ' ');
@@ -114,9 +116,9 @@ export async function buildReport(ims: ReportInputs, options: { verbose?: boolea
     if (failed.length > shown.length) shown.push(`…and ${failed.length - shown.length} more (see the log)`);
     report.sections.push({ title: `Alerts IMS could not post (${failed.length}): Slack refused them for good; the log says why`, lines: shown });
   }
-  const silences = ims.silencing?.active() ?? [];
+  const silences = (await ims.silencing?.active()) ?? [];
   if (silences.length) report.sections.push({ title: `Silences in force (${silences.length}): alerts they match are not reposted nor paged`, lines: await Promise.all(silences.map(async (s) => `• ${describeSilence(s, config.timezone, s.origin === 'slack' ? await ims.names.user(s.createdBy) : undefined)}`)) });
-  const outbox = ims.state.outboxStats();
+  const outbox = await ims.store.outboxStats();
   if (outbox.depth) {
     report.sections.push({ title: 'Outbox', lines: [`${outbox.depth} deliveries waiting, oldest ${formatAge(now - (outbox.oldestAt ?? now))} old${outbox.lastError ? `; last error: ${outbox.lastError}` : ''}`] });
   }
@@ -132,14 +134,14 @@ async function addLifecycles(ims: ReportInputs, report: Report): Promise<void> {
   for (const item of report.resolved as LifecycleReportItem[]) {
     const incident = item.incident;
     if (!incident?.alertKey || incident.resolvedAt === undefined) continue;
-    const events = ims.state.incidentEvents(incident.id);
+    const events = await ims.store.incidentEvents(incident.id);
     const recovery = recoveryOf(incident, events);
     if (recovery) item.recovery = { permalink: recovery.permalink, by: recovery.user ? await ims.names.user(recovery.user) : 'its integration', afterMs: timeToResolve(incident, events) };
   }
   for (const item of report.open as LifecycleReportItem[]) {
     const incident = item.incident;
     if (!incident?.alertKey) continue;
-    const reopened = ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'reopen').at(-1);
+    const reopened = (await ims.store.incidentEvents(incident.id)).filter((e) => e.kind === 'reopen').at(-1);
     if (reopened) item.reopenedAt = reopened.at;
   }
 }
@@ -149,12 +151,12 @@ async function addLifecycles(ims: ReportInputs, report: Report): Promise<void> {
  * (no state change since, judged by their keys' last change, else the last message about them). An alert that went
  * quiet while flapping is stable; the next message about it clears the mark.
  */
-function flappingSection(ims: ReportInputs, now: number): ReportSection | undefined {
+async function flappingSection(ims: ReportInputs, now: number): Promise<ReportSection | undefined> {
   const rule = ims.config.lifecycle?.flapping;
   if (!rule) return undefined;
   const lines: string[] = [];
-  for (const incident of ims.state.flappingIncidents()) {
-    const keys = ims.state.keyRecords(incident.id);
+  for (const incident of await ims.store.flappingIncidents()) {
+    const keys = await ims.store.keyRecords(incident.id);
     const lastChange = keys.length ? Math.max(...keys.map((k) => tsToMs(k.changedTs))) : tsToMs(incident.lastSeenTs ?? incident.sourceTs);
     if (now - lastChange >= rule.stableMs) continue;
     const changes = keys.reduce((n, k) => n + k.changes.filter((c) => tsToMs(c) >= now - rule.withinMs).length, 0);
@@ -167,8 +169,8 @@ function flappingSection(ims: ReportInputs, now: number): ReportSection | undefi
 }
 
 /** Each incident a message is the post of (a digest lists several) with the message; the message alone when it is none's. */
-function listedIn<M extends { ts: string }>(state: State, channel: string, m: M): [M, ReturnType<State['incidentByPost']>][] {
-  const incidents = state.incidentsByPost(channel, m.ts);
+async function listedIn<M extends { ts: string }>(state: Store, channel: string, m: M): Promise<[M, Incident | undefined][]> {
+  const incidents = await state.incidentsByPost(channel, m.ts);
   return incidents.length ? incidents.map((incident) => [m, incident]) : [[m, undefined]];
 }
 
@@ -267,16 +269,16 @@ export async function runReminders(ims: ReportInputs): Promise<void> {
   for (const reminder of ims.config.reminders) {
     if (!reminder.hours.some((hour) => hour.test(parts.hour))) continue;
     const counts = new Map<string, number>();
-    for (const incident of ims.state.listIncidents({ open: true })) counts.set(incident.incidentChannel, (counts.get(incident.incidentChannel) ?? 0) + 1);
+    for (const incident of await ims.store.listIncidents({ open: true })) counts.set(incident.incidentChannel, (counts.get(incident.incidentChannel) ?? 0) + 1);
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
-    if (!total || !ims.state.claimReminder(reminder.channel, hourKey)) continue;
+    if (!total || !(await ims.store.claimReminder(reminder.channel, hourKey))) continue;
     const text = `:bell: ${total} open incident${total === 1 ? '' : 's'}: ${[...counts].map(([channel, n]) => `<#${channel}> ${n}`).join(', ')}. React with :${ims.config.resolvedReactions[0]}: on an incident post when it is resolved.`;
     try {
       await ims.post({ channel: reminder.channel, text, what: 'reminder', metadata: { event_type: 'ims_reminder', event_payload: { hour: hourKey } }, oldest: (Date.now() / 1000 - 600).toFixed(6) });
     } catch (error) {
       // Give the hour back, so the next tick tries again; unless Slack refuses it for good (the channel is gone).
       const failure = classifySlackFailure(error);
-      if (failure.kind !== 'permanent') ims.state.releaseReminder(reminder.channel, hourKey);
+      if (failure.kind !== 'permanent') await ims.store.releaseReminder(reminder.channel, hourKey).catch(() => undefined);
       ims.log.error(`reminder could not be posted to ${reminder.channel}: ${errorText(error)}${failure.kind === 'permanent' ? '; not retried this hour' : ''}`);
     }
   }

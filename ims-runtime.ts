@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { WebClient } from '@slack/web-api';
 import type { CliOptions, CompiledConfig, HookContext, HookName, Incident, Logger, MessageOrigin, Plugin } from './ims.ts';
-import { State, StateVersionError, type StateDump } from './ims-state.ts';
+import { State, StateVersionError, promisedState, type StateDump, type Store } from './ims-state.ts';
 import type { PgState } from './ims-state-pg.ts';
 import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
 import { ConfigError, configName } from './ims-config-errors.ts';
@@ -89,6 +89,11 @@ export interface RuntimeOptions {
   http?: { host: string; port: number };
   /** This instance's name in logs, metrics and `/healthz` (default: host name and process ID). */
   instance?: string;
+  /**
+   * The state to use, already opened (PostgreSQL's `PgState`, shared by several instances); default the SQLite file
+   * at `config.state.path`. IMS closes it when it stops.
+   */
+  store?: Store;
 }
 
 /** A running IMS: Socket Mode in, Slack Web API out, SQLite state. */
@@ -98,7 +103,10 @@ export class Ims {
   readonly slack: WebClient;
   /** The client plugins get: it waits out its own 429s (a plugin's throttling never pauses alerts) and never repeats a post blindly. */
   readonly pluginSlack: WebClient;
-  readonly state: State;
+  /** The state every unit works with, whichever the backend (answers are promises). */
+  readonly store: Store;
+  /** The SQLite state behind `store`, when it is one. */
+  private readonly sqlite?: State;
   readonly log: Logger & { child(tag: string): Logger };
   self = { userId: '', botId: '', teamUrl: 'https://slack.com/' };
   readonly now: () => number;
@@ -169,51 +177,56 @@ export class Ims {
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
     });
-    this.state = new State(config.state.path);
-    this.pluginChannels = this.state.ownedChannels();
+    if (options.store) this.store = options.store;
+    else {
+      this.sqlite = new State(config.state.path);
+      this.store = promisedState(this.sqlite);
+    }
+    // Filled from the state when IMS starts (before any event is read).
+    this.pluginChannels = new Set();
     const track = <T>(work: Promise<T>) => this.track(work);
     const config$ = () => this.config;
     const self = () => this.self;
     this.names = new NameDirectory({ slack: this.slack, log });
     this.hookRunner = new HookRunner({
-      config: config$, state: this.state, slack: this.pluginSlack, log, botUserId: () => this.self.userId, now: this.now, names: this.names,
+      config: config$, state: this.store, slack: this.pluginSlack, log, botUserId: () => this.self.userId, now: this.now, names: this.names,
       pluginChannels: this.pluginChannels, permalink: (channel, ts) => this.permalink(channel, ts), kickOutbox: () => this.outbox.kick(),
       stopped: this.stoppedSignal.signal, track, onFailure: (plugin, hook) => this.metrics.noteHookFailure(plugin, hook),
     });
     this.outbox = new OutboxWorker({
-      state: this.state, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
+      state: this.store, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
       stopping: () => this.stopping, track,
     });
     const permalink = (channel: string, ts: string) => this.permalink(channel, ts);
     this.home = new AppHome({
-      slack: this.slack, state: this.state, log, now: this.now, config: config$, permalink, silences: () => this.silencing.active(), lastReport: () => this.lastReport, track,
+      slack: this.slack, state: this.store, log, now: this.now, config: config$, permalink, silences: () => this.silencing.active(), lastReport: () => this.lastReport, track,
     });
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
-    this.silencing = new Silencing({ state: this.state, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
+    this.silencing = new Silencing({ state: this.store, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
     this.lifecycle = new IncidentLifecycle({
-      state: this.state, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
+      state: this.store, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
       permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(), permissions,
     });
     this.interactions = new Interactions({
-      state: this.state, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
-      actions: new IncidentActions({ state: this.state, log, hooks: this.hookRunner, now: this.now, refreshPost }),
-      commands: new Commands({ state: this.state, silencing: this.silencing, permissions, config: config$, now: this.now, permalink, postReport: () => this.postReport() }),
+      state: this.store, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
+      actions: new IncidentActions({ state: this.store, log, hooks: this.hookRunner, now: this.now, refreshPost }),
+      commands: new Commands({ state: this.store, silencing: this.silencing, permissions, config: config$, now: this.now, permalink, postReport: () => this.postReport() }),
     });
     this.catchUps = new CatchUp({
-      state: this.state, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,
+      state: this.store, slack: this.slack, log, now: this.now, config: config$, pluginChannels: this.pluginChannels,
       dispatch: (event, origin) => this.intake.dispatch(event as unknown as Record<string, unknown>, origin), track, batch: MAX_MESSAGES_IN_FLIGHT,
       afterwards: () => this.lifecycle.reconcileResolutions(),
     });
     this.intake = new Intake({
-      state: this.state, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
+      state: this.store, log, now: this.now, config: config$, self, stopping: () => this.stopping, queues: this.queues, catchUp: this.catchUps,
       incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user), metrics: this.metrics,
       decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
     this.schedules = new Schedules({
       config: config$, log, now: this.now, options, report: () => this.postReport(), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
       retryPending: (before) => this.intake.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue) void this.track(this.catchUps.run()); },
-      prune: (before) => this.state.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), sweepSilences: () => this.silencing.sweep(), track,
+      prune: (before) => this.store.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), sweepSilences: () => this.silencing.sweep(), track,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
@@ -228,9 +241,18 @@ export class Ims {
       runHooks: (hook, plugins) => this.hooks(hook, () => ({}), plugins), track,
     });
     this.ops = operationsFor({
-      listen: options.http, metrics: this.metrics, instance, log, state: this.state, queueDepth: () => this.queues.depth(), catchUpLagSeconds: () => this.catchUps.lagSeconds(),
+      listen: options.http, metrics: this.metrics, instance, log, state: this.store, queueDepth: () => this.queues.depth(), catchUpLagSeconds: () => this.catchUps.lagSeconds(),
       connected: () => this.connected && !this.stopping, now: this.now,
     });
+  }
+
+  /**
+   * The SQLite state, answering in the same turn (tests and embedders read it directly). On another backend there
+   * is none: use `store`.
+   */
+  get state(): State {
+    if (!this.sqlite) throw new Error(`ims.state is the SQLite state; this IMS keeps its state in ${this.store.where}: use ims.store (answers are promises)`);
+    return this.sqlite;
   }
 
   /** Connect, resolve names, finish interrupted work, catch up, and start schedules and plugins. `stop()` ends it at any point. */
@@ -241,13 +263,14 @@ export class Ims {
     this.log.info(`connecting to Slack at ${this.slack.slackApiUrl}`, { pid: process.pid });
     const auth = await this.reachSlack('auth.test', () => this.slack.auth.test());
     this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
+    for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
     this.config = await untilStopped(this.stopRequested.signal, this.resolveNames(this.config));
-    this.log.info(`connected as ${auth.user ?? this.self.userId}; config ${configName(this.config)}`, { rules: this.config.rules.length, state: this.config.state.path });
+    this.log.info(`connected as ${auth.user ?? this.self.userId}; config ${configName(this.config)}`, { rules: this.config.rules.length, state: this.store.where });
     // Before any event: recovered and caught-up messages run hooks too.
     await untilStopped(this.stopRequested.signal, this.hooks('onStart', () => ({})));
     if (options.socket === false) return;
     await untilStopped(this.stopRequested.signal, this.track(this.intake.retryPending()));
-    this.catchUps.startListening();
+    await this.catchUps.startListening();
     await this.reachSlack('Socket Mode', () => this.socket.connect());
     await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run()));
     if (this.stopping) throw new StoppedError();
@@ -341,7 +364,7 @@ export class Ims {
   private track<T>(promise: Promise<T>): Promise<T> {
     this.inFlight.add(promise);
     // Work a stop cut short fails on the closed state: expected then, and it stays pending for the next start.
-    void promise.catch((error) => this.log[this.stopping && !this.state.isOpen ? 'debug' : 'error'](`unexpected failure: ${errorText(error)}`))
+    void promise.catch((error) => this.log[this.stopping && !this.store.isOpen ? 'debug' : 'error'](`unexpected failure: ${errorText(error)}`))
       .finally(() => this.inFlight.delete(promise));
     return promise;
   }
@@ -411,12 +434,12 @@ export class Ims {
     if (!(await settleWithin(this.idle().then(() => this.outbox.flush()), deadline))) {
       this.halt.abort();
       this.log.warn(`stopping: in-flight work did not finish within ${Math.round(budgetMs / 1000)} s; `
-        + `${this.state.pendingMessages().length} message(s) left pending are finished at the next start`);
+        + `${(await this.store.pendingMessages().catch(() => [])).length} message(s) left pending are finished at the next start`);
     }
     await settleWithin(this.hooks('onStop', () => ({})), Math.max(deadline, Date.now() + 1000));
     this.halt.abort();
     this.stoppedSignal.abort();
-    this.state.close();
+    await this.store.close();
     await this.ops?.stop();
     this.log.info('stopped');
   }

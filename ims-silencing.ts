@@ -6,7 +6,7 @@
  * the next start (the sweep runs at start-up and every few seconds).
  */
 import type { AlertMessage, CompiledConfig, Incident, Logger } from './ims.ts';
-import type { Silence, State } from './ims-state.ts';
+import type { Silence, Store } from './ims-state.ts';
 import type { Poster } from './ims-slack.ts';
 import { errorText } from './ims-log.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
@@ -17,7 +17,7 @@ import { normalisedTextKey } from './ims-recognisers.ts';
 
 /** What silencing needs from the running IMS. */
 export interface SilencingInputs {
-  state: State;
+  state: Store;
   poster: Poster;
   log: Logger;
   now(): number;
@@ -63,9 +63,9 @@ export class Silencing {
    * after downtime is judged as it would have been live, by a silence that has ended since included); maintenance
    * windows open then are recorded first.
    */
-  silenceFor(subject: SilenceSubject, at = this.inputs.now()): Silence | undefined {
-    this.recordOpenWindows(at);
-    return this.inputs.state.silencesAt(at).find((silence) => silenceMatches(silence.matcher, subject));
+  async silenceFor(subject: SilenceSubject, at = this.inputs.now()): Promise<Silence | undefined> {
+    await this.recordOpenWindows(at);
+    return (await this.inputs.state.silencesAt(at)).find((silence) => silenceMatches(silence.matcher, subject));
   }
 
   /** What silences read of a decided alert. */
@@ -74,19 +74,19 @@ export class Silencing {
   }
 
   /** Count an alert the silence kept quiet (once per message). */
-  noteSilenced(silence: Silence, message: AlertMessage, key: string | undefined): void {
-    if (this.inputs.state.noteSilenced({ silenceId: silence.id, channel: message.channel, ts: message.ts, key, text: message.text.slice(0, 500), at: this.inputs.now() })) this.inputs.changed();
+  async noteSilenced(silence: Silence, message: AlertMessage, key: string | undefined): Promise<void> {
+    if (await this.inputs.state.noteSilenced({ silenceId: silence.id, channel: message.channel, ts: message.ts, key, text: message.text.slice(0, 500), at: this.inputs.now() })) this.inputs.changed();
   }
 
   /** A recovery of `key`: silenced alerts of that key are no longer firing (the summary says so). */
-  noteRecovery(key: string, ts: string): void {
-    this.inputs.state.noteSilencedRecovery(key, ts);
+  noteRecovery(key: string, ts: string): Promise<void> {
+    return this.inputs.state.noteSilencedRecovery(key, ts);
   }
 
   /** Silences in force now, maintenance openings included. */
-  active(): Silence[] {
+  async active(): Promise<Silence[]> {
     const now = this.inputs.now();
-    this.recordOpenWindows(now);
+    await this.recordOpenWindows(now);
     return this.inputs.state.activeSilences(now);
   }
 
@@ -97,15 +97,15 @@ export class Silencing {
     const config = this.inputs.config();
     // Where everyone sees it, and where the bot surely posts: the report channel, else an incident channel.
     const channel = config.report.channel ?? request.incident?.incidentChannel ?? [...config.incidents.values()][0]?.channel ?? request.channel;
-    const silence = state.addSilence({
+    const silence = await state.addSilence({
       what: request.what, matcher: request.matcher, reason: request.reason, createdBy: request.user, origin: 'slack',
       incidentId: request.incident?.id, channel, startsAt: now, endsAt: now + request.durationMs,
     });
     log.info(`silence #${silence.id} by ${request.user}: ${describeMatcher(silence.matcher)} for ${formatAge(request.durationMs)}`, { reason: request.reason });
     if (request.incident) {
-      state.addIncidentEvent({ incidentId: request.incident.id, kind: 'silence', user: request.user, detail: `#${silence.id} until ${new Date(silence.endsAt).toISOString()}`, at: now });
+      await state.addIncidentEvent({ incidentId: request.incident.id, kind: 'silence', user: request.user, detail: `#${silence.id} until ${new Date(silence.endsAt).toISOString()}`, at: now });
     }
-    this.refreshCovered(silence);
+    await this.refreshCovered(silence);
     this.inputs.changed();
     if (channel) {
       const subject = request.incident ? `incident <${this.inputs.permalink(request.incident.incidentChannel, request.incident.incidentTs)}|#${request.incident.id}> (${inertText(describeMatcher(silence.matcher))})` : inertText(describeMatcher(silence.matcher));
@@ -125,7 +125,7 @@ export class Silencing {
    * follows: where it went, or its text when Slack refused it (for the person who ended it: nothing is lost).
    */
   async end(silence: Silence, user: string): Promise<{ ended: boolean; summary?: SummaryOutcome }> {
-    if (!this.inputs.state.endSilence(silence.id, this.inputs.now(), user)) return { ended: false };
+    if (!(await this.inputs.state.endSilence(silence.id, this.inputs.now(), user))) return { ended: false };
     this.inputs.log.info(`silence #${silence.id} ended by ${user}`);
     const outcomes = await this.summariseDue();
     return { ended: true, summary: outcomes.get(silence.id) };
@@ -133,13 +133,13 @@ export class Silencing {
 
   /** Record maintenance openings, and summarise silences that are over (expired, ended early, or while IMS was down). */
   async sweep(): Promise<void> {
-    this.recordOpenWindows(this.inputs.now(), true);
+    await this.recordOpenWindows(this.inputs.now(), true);
     // A sweep while summaries are still being posted (a channel's pace, a slow Slack) leaves them to that run.
     if (this.summarising) return;
     await this.summariseDue();
   }
 
-  private recordOpenWindows(now: number, force = false): void {
+  private async recordOpenWindows(now: number, force = false): Promise<void> {
     const minute = Math.floor(now / 60_000);
     if (!force && minute === this.windowsCheckedAt) return;
     this.windowsCheckedAt = minute;
@@ -147,9 +147,9 @@ export class Silencing {
     if (!maintenance.length) return;
     let opened = false;
     for (const opening of openWindows(maintenance, now, timezone)) {
-      const before = this.inputs.state.silencesAt(now).some((s) => s.windowKey === opening.key);
+      const before = (await this.inputs.state.silencesAt(now)).some((s) => s.windowKey === opening.key);
       if (before) continue;
-      const silence = this.inputs.state.addSilence({
+      const silence = await this.inputs.state.addSilence({
         what: opening.window.what, matcher: opening.window.matcher, reason: opening.window.reason, createdBy: opening.window.name, origin: 'maintenance',
         windowKey: opening.key, channel: this.inputs.config().report.channel, startsAt: opening.startsAt, endsAt: opening.endsAt,
       });
@@ -157,7 +157,7 @@ export class Silencing {
       if (silence.endedAt === undefined && silence.endsAt > this.inputs.now()) {
         opened = true;
         this.inputs.log.info(`maintenance window '${opening.window.name}' is open until ${this.clock(opening.endsAt)} (silence #${silence.id})`);
-        this.refreshCovered(silence);
+        await this.refreshCovered(silence);
       }
     }
     if (opened) this.inputs.changed();
@@ -178,11 +178,11 @@ export class Silencing {
     const { state, log } = this.inputs;
     const now = this.inputs.now();
     const outcomes = new Map<number, SummaryOutcome>();
-    for (const silence of state.silencesToSummarise(now)) {
+    for (const silence of await state.silencesToSummarise(now)) {
       const summary = await this.summaryOf(silence);
       try {
         if (summary) await this.post(summary.channel, summary.text, { event_type: 'ims_silence_summary', event_payload: { silence_id: silence.id } }, `summary of silence ${silence.id}`, summary.thread);
-        state.markSilenceSummarised(silence.id, now);
+        await state.markSilenceSummarised(silence.id, now);
         if (summary) outcomes.set(silence.id, { posted: true, channel: summary.channel, text: summary.text });
       } catch (error) {
         if (classifySlackFailure(error).kind !== 'permanent') {
@@ -193,18 +193,18 @@ export class Silencing {
         // Slack refuses it for good (an archived channel, one the bot left): logged with the summary itself, and
         // handed to whoever ended it; the silence is closed.
         log.error(`the summary of silence #${silence.id} cannot be posted in ${summary!.channel} (${errorText(error)}); given up: ${summary!.text}`);
-        state.markSilenceSummarised(silence.id, now);
+        await state.markSilenceSummarised(silence.id, now);
         outcomes.set(silence.id, { posted: false, channel: summary!.channel, text: summary!.text });
       }
-      this.refreshCovered(silence);
+      await this.refreshCovered(silence);
       this.inputs.changed();
     }
     return outcomes;
   }
 
   /** Edit the posts of the open incidents a silence covers (it started or ended): their status line says so. */
-  private refreshCovered(silence: Silence): void {
-    const open = this.inputs.state.listIncidents({ open: true });
+  private async refreshCovered(silence: Silence): Promise<void> {
+    const open = await this.inputs.state.listIncidents({ open: true });
     const covered = open.filter((incident) => incident.id === silence.incidentId || silenceMatches(silence.matcher, incidentSubject(incident)));
     // The newest hundred: a silence of everything must not queue edits for hours.
     for (const incident of covered.slice(-100)) this.inputs.refreshPost(incident);
@@ -213,10 +213,10 @@ export class Silencing {
   /** The one post when a silence is over: how many alerts it kept quiet, and which are still firing; undefined when none is due. */
   private async summaryOf(silence: Silence): Promise<{ channel: string; thread?: string; text: string } | undefined> {
     const { state } = this.inputs;
-    const alerts = state.silencedAlerts(silence.id);
+    const alerts = await state.silencedAlerts(silence.id);
     // A maintenance window that kept nothing quiet ends without a word (they recur: a daily line would be noise).
     if (silence.origin === 'maintenance' && !alerts.length) return undefined;
-    const incident = silence.incidentId !== undefined ? state.incidentById(silence.incidentId) : undefined;
+    const incident = silence.incidentId !== undefined ? await state.incidentById(silence.incidentId) : undefined;
     const channel = incident?.incidentChannel ?? silence.channel ?? this.inputs.config().report.channel ?? [...this.inputs.config().incidents.values()][0]?.channel;
     if (!channel) return undefined;
     const firing = alerts.filter((a) => a.recoveredTs === undefined);

@@ -46,7 +46,7 @@ import type { KeyRecord } from './ims-lifecycle.ts';
 import type {
   IncidentEvent, IncidentFilter, MessageClaim, NewIncident, NewSilence, OutboxItem, OutboxStats, PendingMessage, Silence, SilencedAlert, StateStore,
 } from './ims-state.ts';
-import { DUMPED_TABLES, StateVersionError, parseGroups, toKeyRecord, toSilence, type KeyRow, type SilenceRow, type StateDump } from './ims-state.ts';
+import { DUMPED_TABLES, StateUnavailableError, StateVersionError, parseGroups, toKeyRecord, toSilence, type KeyRow, type SilenceRow, type StateDump } from './ims-state.ts';
 
 /** One step of the PostgreSQL schema. Released steps are never edited: a change is a new step at the end. */
 interface PgMigration {
@@ -142,6 +142,17 @@ const INT8_OID = 20;
 
 /** Error codes after which the server has rolled the transaction back and it may be sent again. */
 const TRANSIENT_CODES = new Set(['40P01', '40001']);
+
+/**
+ * The server could not be reached or went away (not a refusal of the statement itself): connection errors of the
+ * socket, a query or connection time-out, SQLSTATE class 08 (connection exception) and 57P (operator intervention:
+ * shut down, restarting).
+ */
+function unreachable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: string; message?: string };
+  if (typeof code === 'string' && (/^(08|57P)/.test(code) || /^E(CONNREFUSED|CONNRESET|PIPE|HOSTUNREACH|NETUNREACH|TIMEDOUT|AI_AGAIN)$/.test(code))) return true;
+  return /timeout exceeded|Connection terminated|connection timeout|Query read timeout|Client has encountered a connection error/i.test(message ?? '');
+}
 const ATTEMPTS = 3;
 
 const INCIDENT_COLUMNS = 'id, source_channel, source_ts, incident_channel, incident_ts, rule_number, head, label, hotline, text, poster, created_at, resolved_at, '
@@ -292,7 +303,9 @@ export class PgState implements StateStore<'async'> {
     types.setTypeParser(INT8_OID, (text: string) => Number(text));
     // A connection that cannot be made in 10 s fails (a server gone or frozen must not hang a caller forever).
     this.pool = new pg.Pool({
-      max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, keepAlive: true, ...options.pool, connectionString: url, types, pipeline: true,
+      max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 5000, keepAlive: true,
+      // A server frozen mid-query (SIGSTOP, a network partition) must not hold a caller forever either.
+      query_timeout: 10_000, ...options.pool, connectionString: url, types, pipeline: true,
     });
     this.pool.on('error', (error) => options.onIdleError?.(error));
   }
@@ -386,7 +399,8 @@ export class PgState implements StateStore<'async'> {
   }
 
   private failure(what: string, error: unknown): Error {
-    const wrapped = new Error(`PostgreSQL state ${this.where}: ${what}: ${(error as Error).message}`, { cause: error });
+    const text = `PostgreSQL state ${this.where}: ${what}: ${(error as Error).message}`;
+    const wrapped = unreachable(error) ? new StateUnavailableError(text, { cause: error }) : new Error(text, { cause: error });
     const code = (error as { code?: string }).code;
     if (code) Object.assign(wrapped, { code });
     return wrapped;

@@ -979,3 +979,68 @@ export const DUMPED_TABLES = ['events', 'messages', 'incidents', 'incident_event
 
 /** The whole state as rows, by table (see `State.dump`). */
 export type StateDump = Record<(typeof DUMPED_TABLES)[number], Record<string, unknown>[]>;
+
+/**
+ * The state as the runtime sees it, whichever the backend: every answer a promise. `withinOneCommit`'s work is
+ * synchronous by contract (a slice never waits for its own answers: they come once its commit is made).
+ */
+export type Store = Omit<StateStore<'async'>, 'withinOneCommit'> & {
+  withinOneCommit<T>(work: () => T): Promise<T>;
+  /** Where the state lives, for messages (`ims.db`'s path, or the server and database). */
+  readonly where: string;
+};
+
+/**
+ * The state could not be reached (a database server down, frozen or out of connections): nothing of the call was
+ * recorded, and the same call may succeed later. Work that meets it is kept and tried again, never dropped.
+ */
+export class StateUnavailableError extends Error {
+  override name = 'StateUnavailableError';
+}
+
+/** The operations `promisedState` passes on; the rest of `State` (its constructor, `dump`) is not the runtime's. */
+const STORE_OPERATIONS = Object.getOwnPropertyNames(State.prototype)
+  .filter((name) => name !== 'constructor' && name !== 'isOpen' && name !== 'dump' && typeof (State.prototype as unknown as Record<string, unknown>)[name] === 'function');
+
+/**
+ * SQLite's `State` as a `Store`: each answer (or its error) is already settled when given, so a slice's calls still
+ * commit together in the same turn, as they did when the runtime called `State` itself.
+ */
+export function promisedState(state: State): Store {
+  const store: Record<string, unknown> = {};
+  /** Inside `withinOneCommit`: the first call that failed (the whole commit is then rolled back, as it was). */
+  let slice: { failure?: unknown } | undefined;
+  for (const name of STORE_OPERATIONS) {
+    const operation = (state as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!;
+    store[name] = (...args: unknown[]) => {
+      try {
+        return Promise.resolve(operation.apply(state, args));
+      } catch (error) {
+        if (slice && !('failure' in slice)) slice.failure = error;
+        const failed = Promise.reject(error);
+        // Inside a commit the caller may not look at each answer: the commit's own promise reports the failure.
+        if (slice) failed.catch(() => undefined);
+        return failed;
+      }
+    };
+  }
+  store.withinOneCommit = <T>(work: () => T): Promise<T> => {
+    const outer = slice;
+    const mine: { failure?: unknown } = outer ?? {};
+    slice = mine;
+    try {
+      return Promise.resolve(state.withinOneCommit(() => {
+        const result = work();
+        if ('failure' in mine) throw mine.failure;
+        return result;
+      }));
+    } catch (error) {
+      return Promise.reject(error);
+    } finally {
+      slice = outer;
+    }
+  };
+  Object.defineProperty(store, 'isOpen', { get: () => state.isOpen });
+  Object.defineProperty(store, 'where', { value: state.file });
+  return store as unknown as Store;
+}

@@ -350,9 +350,10 @@ export interface Outbox {
   /**
    * Queue a delivery. `key` is the idempotency key of the change: a key already queued or delivered is
    * ignored, so a replayed event never sends twice. Deliveries of one `group` (e.g. an incident) go in
-   * order; a failing one is retried with exponential backoff and jitter, across restarts.
+   * order; a failing one is retried with exponential backoff and jitter, across restarts. Resolves once it is
+   * recorded in the state: true when queued, false when the key was queued or delivered before.
    */
-  enqueue(delivery: { key: string; group: string; payload: unknown }): void;
+  enqueue(delivery: { key: string; group: string; payload: unknown }): Promise<boolean>;
 }
 
 /** Everything a hook receives. */
@@ -365,27 +366,34 @@ export interface HookContext {
   /** The bot's own user ID (from `auth.test`). */
   botUserId: string;
   outbox: Outbox;
-  /** Look up incidents in the durable state. */
+  /**
+   * Look up incidents in the durable state. Every answer is a promise: the state may be a database server shared by
+   * several instances (PostgreSQL), read as it is now, changes by other instances included.
+   */
   incidents: {
-    bySource(channel: string, ts: string): Incident | undefined;
-    byPost(channel: string, ts: string): Incident | undefined;
-    byId(id: number): Incident | undefined;
-    list(filter?: { since?: number; open?: boolean; channel?: string }): Incident[];
+    bySource(channel: string, ts: string): Promise<Incident | undefined>;
+    byPost(channel: string, ts: string): Promise<Incident | undefined>;
+    byId(id: number): Promise<Incident | undefined>;
+    list(filter?: { since?: number; open?: boolean; channel?: string }): Promise<Incident[]>;
     /** Reactions, thread replies, hotline pages, resolutions and reopenings, oldest first. */
-    events(id: number): IncidentEvent[];
+    events(id: number): Promise<IncidentEvent[]>;
   };
   /** The report channel, resolved to an ID (undefined when none is configured). */
   reportChannel?: string;
-  /** Mark a channel this plugin created (a war room) as its own: IMS never reads messages there as alerts. Durable. */
-  ownChannel(channel: string): void;
+  /**
+   * Mark a channel this plugin created (a war room) as its own: IMS never reads messages there as alerts (from
+   * the call on, in this instance). Durable once the promise resolves.
+   */
+  ownChannel(channel: string): Promise<void>;
   /**
    * This plugin's durable key-value store (JSON values; `undefined` deletes); `read` looks at another plugin's,
    * for records a plugin publishes in the toolkit (`ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(id))`).
+   * Every answer is a promise (the state may be shared by several instances); a `set` is durable once it resolves.
    */
   store: {
-    get<T = unknown>(key: string): T | undefined;
-    set(key: string, value: unknown): void;
-    read<T = unknown>(plugin: string, key: string): T | undefined;
+    get<T = unknown>(key: string): Promise<T | undefined>;
+    set(key: string, value: unknown): Promise<void>;
+    read<T = unknown>(plugin: string, key: string): Promise<T | undefined>;
   };
   /** A link to a Slack message. */
   permalink(channel: string, ts: string): string;
