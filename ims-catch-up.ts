@@ -85,10 +85,10 @@ export class CatchUp {
   }
 
   /** Read what was missed, from each watched channel's history since its cursor; one catch-up at a time. */
-  run(): Promise<void> {
+  run(overlapMs = 0): Promise<void> {
     // Held at once (the channels known so far): a live message arriving from now on waits for its channel's history.
     const held = this.holdChannels(this.knownChannels);
-    this.chain = this.chain.then(() => this.once(held), () => this.once(held));
+    this.chain = this.chain.then(() => this.once(held, overlapMs), () => this.once(held, overlapMs));
     return this.chain;
   }
 
@@ -106,7 +106,11 @@ export class CatchUp {
     return this.holdChannels(this.knownChannels);
   }
 
-  private async once(marked: string[]): Promise<void> {
+  /**
+   * `overlapMs`: read that much before each cursor too. Several instances move one cursor: another instance's claims
+   * may have moved it past messages a dead instance acked and never claimed. Read again, they are claimed once.
+   */
+  private async once(marked: string[], overlapMs: number): Promise<void> {
     const { state, log, now } = this.inputs;
     const config = this.inputs.config();
     const firstStart = (await state.getMeta('first_start')) === undefined;
@@ -121,7 +125,7 @@ export class CatchUp {
     for (const channel of channels) {
       const cursor = await state.cursor(channel);
       if (!cursor) { read.push(channel); continue; }
-      const oldest = Math.max(Number(cursor), oldestAllowed).toFixed(6);
+      const oldest = Math.max(Number(cursor) - overlapMs / 1000, oldestAllowed).toFixed(6);
       try {
         for await (const m of listAll<SlackMessageEvent>(this.inputs.slack, log, 'conversations.history', { channel, oldest, limit: 200 }, 'messages')) {
           if (m.ts === cursor) continue;

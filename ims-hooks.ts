@@ -80,6 +80,8 @@ export interface HookRunnerInputs {
   botUserId(): string;
   now(): number;
   names: NameService;
+  /** Whether this instance leads (does the work that must happen once). */
+  leading(): boolean;
   /** Channels plugins made for themselves (war rooms): never alert sources. */
   pluginChannels: Set<string>;
   permalink(channel: string, ts: string): string;
@@ -150,6 +152,7 @@ export class HookRunner {
       permalink: (channel, ts) => this.inputs.permalink(channel, ts),
       compiled: config,
       names: this.inputs.names,
+      leading: () => this.inputs.leading(),
     };
   }
 }

@@ -96,15 +96,17 @@ export function operationsFor(inputs: {
   listen?: { host: string; port: number }; metrics: Metrics; instance: string; log: Logger;
   state: { incidentCounts(): ReturnType<MetricSources['incidents']>; outboxStats(): ReturnType<MetricSources['outbox']>; getMeta(key: string): Promise<unknown> };
   queueDepth(): number; catchUpLagSeconds(): number; connected(): boolean; now(): number;
+  /** This instance's role among those sharing the state. */
+  role(): 'leader' | 'standby';
 }): OpsServer | undefined {
   const { metrics, state } = inputs;
   metrics.readFrom({
     incidents: () => state.incidentCounts(), outbox: () => state.outboxStats(), queueDepth: inputs.queueDepth, catchUpLagSeconds: inputs.catchUpLagSeconds,
-    connected: inputs.connected, role: () => 'leader', now: inputs.now,
+    connected: inputs.connected, role: inputs.role, now: inputs.now,
   });
   if (!inputs.listen) return undefined;
   return new OpsServer({
     listen: inputs.listen, metrics, log: inputs.log,
-    health: { instance: inputs.instance, connected: inputs.connected, role: () => 'leader', checkState: async () => { await state.getMeta('health'); } },
+    health: { instance: inputs.instance, connected: inputs.connected, role: inputs.role, checkState: async () => { await state.getMeta('health'); } },
   });
 }

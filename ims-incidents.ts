@@ -145,7 +145,12 @@ export class IncidentLifecycle {
     const silence = origin === 'recovery' && await state.incidentBySource(message.channel, message.ts) ? undefined : await silencing.silenceFor(silencing.subjectOf(message, rule, keys), tsToMs(message.ts));
     if (silence) {
       await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
-      await state.withinOneCommit(() => Promise.all([silencing.noteSilenced(silence, message, keys[0]), state.finishMessage(message.channel, message.ts)]));
+      let counted: Promise<void> | undefined;
+      await state.withinOneCommit(() => {
+        counted = silencing.noteSilenced(silence, message, keys[0]);
+        void state.finishMessage(message.channel, message.ts);
+      });
+      await counted;
       log.info(`silenced by silence #${silence.id} (${describeMatcher(silence.matcher)}): reaction :${config.seenReaction}:`, { channel: message.channel, ts: message.ts, rule: rule.number });
       return undefined;
     }

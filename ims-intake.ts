@@ -7,7 +7,7 @@
  * run and not finished).
  */
 import type { AlertMessage, CompiledConfig, Decision, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
-import { StateUnavailableError, type Store } from './ims-state.ts';
+import { StateUnavailableError, type PendingMessage, type Store } from './ims-state.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import type { ChannelQueues } from './ims-slack.ts';
@@ -291,10 +291,13 @@ export class Intake {
     }
   }
 
-  /** Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every minute). */
-  async retryPending(claimedBefore = Infinity): Promise<void> {
+  /**
+   * Finish messages claimed before `claimedBefore` and not completed: an earlier run's (at start) or failed ones (every
+   * minute); with several instances, only those `mine` accepts (this one's, or those of an instance that died).
+   */
+  async retryPending(claimedBefore = Infinity, mine: (message: PendingMessage) => boolean = () => true): Promise<void> {
     const { state, log } = this.inputs;
-    const pending = (await state.pendingMessages(claimedBefore)).filter(({ channel, ts }) => !this.beingHandled.has(`${channel}:${ts}`));
+    const pending = (await state.pendingMessages(claimedBefore)).filter((message) => !this.beingHandled.has(`${message.channel}:${message.ts}`) && mine(message));
     if (!pending.length) return;
     log.warn(claimedBefore === Infinity ? `finishing ${pending.length} message(s) interrupted by the last stop` : `retrying ${pending.length} message(s) whose handling failed`);
     for (const { event } of pending) {

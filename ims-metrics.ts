@@ -43,6 +43,7 @@ export class Metrics {
     const registry = new prom.Registry();
     registry.setDefaultLabels({ instance });
     prom.collectDefaultMetrics({ register: registry, prefix: 'ims_' });
+    const sourcesNow = () => this.sources;
     const read = <T>(pick: (s: MetricSources) => T | Promise<T>, fallback: T): T | Promise<T> => (this.sources ? pick(this.sources) : fallback);
     const registers = [registry];
     this.instruments = {
@@ -77,7 +78,7 @@ export class Metrics {
     gauge('ims_slack_connected', '1 while Socket Mode is connected', () => read((s) => (s.connected() ? 1 : 0), 0));
     new prom.Gauge({
       name: 'ims_instance_role', help: '1 for the role this instance has (leader: it does the work that must happen once)', labelNames: ['role'], registers,
-      collect() { const role = this.sources?.role() ?? 'leader'; this.reset(); this.set({ role }, 1); this.set({ role: role === 'leader' ? 'standby' : 'leader' }, 0); },
+      collect() { const role = sourcesNow()?.role() ?? 'leader'; this.reset(); this.set({ role }, 1); this.set({ role: role === 'leader' ? 'standby' : 'leader' }, 0); },
     });
   }
 

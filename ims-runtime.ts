@@ -35,6 +35,8 @@ import { AppHome } from './ims-home.ts';
 import { ConfigReload } from './ims-reload.ts';
 import { Metrics } from './ims-metrics.ts';
 import { operationsFor, parseListen, type OpsServer } from './ims-http.ts';
+import { Leadership, isLeaseStore } from './ims-leadership.ts';
+import type { PendingMessage } from './ims-state.ts';
 import os from 'node:os';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
@@ -122,6 +124,8 @@ export class Ims {
   /** Where the operations endpoint listens, once started. */
   httpAddress?: { host: string; port: number };
   private readonly interactions: Interactions;
+  /** This instance's name (logs, metrics, leases). */
+  readonly instance: string;
   /** Counted as things happen; exposed on `/metrics` when the operations endpoint is on. */
   readonly metrics: Metrics;
   private readonly ops?: OpsServer;
@@ -138,6 +142,10 @@ export class Ims {
   /** Work under way (events, posts, hooks, catch-ups, reports): `idle()` and a stop wait for it. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly schedules: Schedules;
+  /** Which instance does the work that must happen once (always this one, alone on SQLite). */
+  readonly leadership: Leadership;
+  /** Set once start-up has run its own catch-up: a leadership gained later runs one for itself. */
+  private started = false;
   private readonly reloads: ConfigReload;
   private stopping = false;
   private stopped?: Promise<void>;
@@ -165,6 +173,7 @@ export class Ims {
       fetch: slackFetch as typeof fetch, timeout: options.requestTimeoutMs ?? 30_000,
     };
     const instance = options.instance ?? `${os.hostname()}:${process.pid}`;
+    this.instance = instance;
     this.metrics = new Metrics(options.http !== undefined, instance);
     const retry = this.retryPolicy();
     const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.startDeadline, onAuthFailure: (method: string, code: string) => this.botTokenRefused(method, code) };
@@ -173,6 +182,14 @@ export class Ims {
     this.queues = new ChannelQueues(log, { perSecond: options.postsPerSecond, burst: options.postBurst });
     this.queues.onPosted = (channel) => this.metrics.notePost(channel);
     this.queues.onRateLimited = (channel) => this.metrics.noteRateLimited(channel);
+    if (options.store && isSharedPace(options.store)) {
+      // Several instances post into the same channels: their posts are paced together, in the shared state.
+      const shared = options.store;
+      this.queues.sharedPace = {
+        take: (channel, perSecond, burst) => shared.takePostingTurn(channel, perSecond, burst),
+        limited: (channel, retryAfterMs) => shared.postingRateLimited(channel, retryAfterMs),
+      };
+    }
     this.poster = new Poster({
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
@@ -190,8 +207,8 @@ export class Ims {
     this.names = new NameDirectory({ slack: this.slack, log });
     this.hookRunner = new HookRunner({
       config: config$, state: this.store, slack: this.pluginSlack, log, botUserId: () => this.self.userId, now: this.now, names: this.names,
-      pluginChannels: this.pluginChannels, permalink: (channel, ts) => this.permalink(channel, ts), kickOutbox: () => this.outbox.kick(),
-      stopped: this.stoppedSignal.signal, track, onFailure: (plugin, hook) => this.metrics.noteHookFailure(plugin, hook),
+      pluginChannels: this.pluginChannels, permalink: (channel, ts) => this.permalink(channel, ts), kickOutbox: () => { if (this.leadership.leading()) this.outbox.kick(); },
+      stopped: this.stoppedSignal.signal, track, onFailure: (plugin, hook) => this.metrics.noteHookFailure(plugin, hook), leading: () => this.leadership.leading(),
     });
     this.outbox = new OutboxWorker({
       state: this.store, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
@@ -223,16 +240,28 @@ export class Ims {
       incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user), metrics: this.metrics,
       decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
+    this.leadership = new Leadership({
+      leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
+      onGained: () => { if (this.started) void this.track(this.takeOver()); },
+      onInstancesGone: (gone) => {
+        log.warn(`instance(s) ${gone.join(', ')} stopped renewing their lease: finishing what they left, and reading back what they may have missed`);
+        void this.track(this.takeOver());
+      },
+    });
+    // Work that must happen once is the leader's (all of it, alone on SQLite).
+    const lead = (work: () => Promise<unknown>) => (this.leadership.leading() ? work() : Promise.resolve());
     this.schedules = new Schedules({
-      config: config$, log, now: this.now, options, report: () => this.postReport(), remind: () => runReminders(this), flushOutbox: () => this.outbox.flush(),
-      retryPending: (before) => this.intake.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue) void this.track(this.catchUps.run()); },
-      prune: (before) => this.store.prune(before), sweepFlapping: (now) => this.lifecycle.sweepFlapping(now), sweepSilences: () => this.silencing.sweep(), track,
+      config: config$, log, now: this.now, options, report: (slot) => this.scheduledReport(slot), remind: () => lead(() => runReminders(this)),
+      flushOutbox: () => lead(() => this.outbox.flush()),
+      retryPending: (before) => lead(() => this.retryPending(before)), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
+      prune: (before) => void lead(() => this.store.prune(before)).catch((error) => log.warn(`pruning old state failed: ${errorText(error)}`)),
+      sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
       stopping: () => this.stopping, fatal: (error) => this.fatal(error),
       onEnvelope: (envelope) => (envelope.type === 'interactive' || envelope.type === 'slash_commands' ? this.interactions.onEnvelope(envelope) : this.intake.onEnvelope(envelope)),
-      onConnected: (count) => { this.connected = true; if (count > 1) this.track(this.catchUps.run()); },
+      onConnected: (count) => { this.connected = true; if (count > 1 && this.leadership.leading()) this.track(this.catchUps.run(this.catchUpOverlapMs())); },
       onDropped: (lostMs) => { this.connected = false; this.catchUps.noteDisconnect(this.now() - lostMs); },
     });
     this.reloads = new ConfigReload({
@@ -242,7 +271,7 @@ export class Ims {
     });
     this.ops = operationsFor({
       listen: options.http, metrics: this.metrics, instance, log, state: this.store, queueDepth: () => this.queues.depth(), catchUpLagSeconds: () => this.catchUps.lagSeconds(),
-      connected: () => this.connected && !this.stopping, now: this.now,
+      connected: () => this.connected && !this.stopping, now: this.now, role: () => this.leadership.role,
     });
   }
 
@@ -269,11 +298,15 @@ export class Ims {
     // Before any event: recovered and caught-up messages run hooks too.
     await untilStopped(this.stopRequested.signal, this.hooks('onStart', () => ({})));
     if (options.socket === false) return;
-    await untilStopped(this.stopRequested.signal, this.track(this.intake.retryPending()));
+    // With several instances: the leader finishes what others left and catches up; the others only listen.
+    await untilStopped(this.stopRequested.signal, this.leadership.start());
+    const leading = this.leadership.leading();
+    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.retryPending()));
     await this.catchUps.startListening();
     await this.reachSlack('Socket Mode', () => this.socket.connect());
-    await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run()));
+    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.catchUpOverlapMs())));
     if (this.stopping) throw new StoppedError();
+    this.started = true;
     this.schedules.start();
     if (this.options.autoReload !== false && this.options.configPath) this.reloads.watch(this.options.configPath);
   }
@@ -292,6 +325,43 @@ export class Ims {
     this.intake.drainAll();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     await this.queues.drain();
+  }
+
+  /**
+   * A scheduled report's turn. Alone, it is posted. With several instances, the leader claims the turn in the state
+   * and posts it (once, whoever else ticks); an instance that is not the leader at the tick looks again once a leader
+   * that died would have been replaced, and posts it then if nobody claimed it (late, not skipped).
+   */
+  private async scheduledReport(slot: string): Promise<void> {
+    if (!this.leadership.shared) { await this.postReport(); return; }
+    if (!this.leadership.leading()) {
+      await new Promise((resolve) => setTimeout(resolve, TAKE_OVER_MS).unref());
+      if (this.stopping || !this.leadership.leading()) return;
+    }
+    const turn = `report ${this.config.report.channel ?? ''}`;
+    if (!(await this.store.claimReminder(turn, slot))) { this.log.debug(`report of ${slot}: posted by another instance`); return; }
+    if (!(await this.postReport())) await this.store.releaseReminder(turn, slot).catch(() => undefined);
+  }
+
+  /** Leadership was gained after start-up, or another instance died: finish what others left, read back what they missed. */
+  private async takeOver(): Promise<void> {
+    await this.retryPending();
+    await this.catchUps.run(this.catchUpOverlapMs());
+  }
+
+  /** How far before each cursor a catch-up reads: with several instances, another may have moved it past a dead one's messages. */
+  private catchUpOverlapMs(): number {
+    return this.leadership.shared ? CATCH_UP_OVERLAP_MS : 0;
+  }
+
+  /**
+   * Finish pending messages (claimed before `claimedBefore`): alone, all of them; with several instances, this one's and
+   * those of instances no longer alive (a live one finishes its own).
+   */
+  private async retryPending(claimedBefore = Infinity): Promise<void> {
+    if (!this.leadership.shared) return this.intake.retryPending(claimedBefore);
+    const alive = this.leadership.alive();
+    return this.intake.retryPending(claimedBefore, (message: PendingMessage) => !message.claimedBy || !alive.has(message.claimedBy) || message.claimedBy === this.instance);
   }
 
   /** Post a report now (scheduled, or `/ims report`); false when it could not be posted. */
@@ -429,9 +499,12 @@ export class Ims {
     this.log.info('stopping: finishing in-flight work');
     this.reloads.close();
     this.schedules.stop();
+    // Another instance takes over the leader's work at once rather than when the lease runs out.
+    await this.leadership.stop().catch(() => undefined);
     this.home.stop();
     await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
-    if (!(await settleWithin(this.idle().then(() => this.outbox.flush()), deadline))) {
+    // With several instances the outbox is the leader's, and this one has handed leadership over.
+    if (!(await settleWithin(this.idle().then(() => (this.leadership.shared ? undefined : this.outbox.flush())), deadline))) {
       this.halt.abort();
       this.log.warn(`stopping: in-flight work did not finish within ${Math.round(budgetMs / 1000)} s; `
         + `${(await this.store.pendingMessages().catch(() => [])).length} message(s) left pending are finished at the next start`);
@@ -444,6 +517,17 @@ export class Ims {
     this.log.info('stopped');
   }
 
+}
+
+/** Long enough for a dead leader's lease to run out and another instance to take over. */
+const TAKE_OVER_MS = 15_000;
+/** With several instances, how far before its cursor each channel's history is read again on taking over. */
+const CATCH_UP_OVERLAP_MS = 120_000;
+
+/** A state whose posting pace is shared by several instances (PostgreSQL's). */
+function isSharedPace(store: Store): store is Store & Pick<PgState, 'takePostingTurn' | 'postingRateLimited'> {
+  const candidate = store as Partial<Pick<PgState, 'takePostingTurn' | 'postingRateLimited'>>;
+  return typeof candidate.takePostingTurn === 'function' && typeof candidate.postingRateLimited === 'function';
 }
 
 /** `work`, or a `StoppedError` as soon as `stop` is aborted (the work itself is left to finish or fail unobserved). */
@@ -537,6 +621,23 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
   let stopping: string | undefined;
   let stopRequested!: () => void;
   const stopNow = new Promise<void>((resolve) => { stopRequested = resolve; });
+  const instance = process.env.IMS_INSTANCE || undefined;
+  const databaseUrl = config.state.url ?? (process.env.DATABASE_URL || undefined);
+  let store: Store | undefined;
+  if (databaseUrl) {
+    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) { reportRefusal(`ims: DATABASE_URL must be a postgres:// URL, found '${databaseUrl.replace(/:[^:@/]*@/, ':…@')}'`, options, io); return 2; }
+    try {
+      const { PgState: Postgres } = await import('./ims-state-pg.ts');
+      store = await Postgres.open(databaseUrl, {
+        instance: instance ?? `${os.hostname()}:${process.pid}`,
+        onIdleError: (error) => log.warn(`PostgreSQL connection lost while idle (${errorText(error)}): the pool reconnects`),
+      });
+    } catch (error) {
+      reportRefusal(`ims: cannot open the PostgreSQL state: ${errorText(error)}; check the URL (state.url / DATABASE_URL), that the server runs and accepts this user, then start IMS again`, options, io);
+      return 1;
+    }
+    log.info(`state: PostgreSQL at ${store.where} (shared with any other instance using it)`);
+  }
   let ims: Ims;
   try {
     ims = new Ims(config, {
@@ -548,7 +649,7 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
       startTimeoutMs: milliseconds('IMS_START_TIMEOUT_MS'), requestTimeoutMs: milliseconds('IMS_REQUEST_TIMEOUT_MS'),
       // A workspace whose posting limit differs from Slack's usual one (and tests of other things than storms).
       postsPerSecond: positive('IMS_POSTS_PER_SECOND'), postBurst: positive('IMS_POST_BURST'),
-      http, instance: process.env.IMS_INSTANCE || undefined,
+      http, instance, store,
       onFatal: (error) => { log.error(error.message); stop('a token was refused', 1); },
     });
   } catch (error) {

@@ -14,7 +14,8 @@ export interface ScheduleInputs {
   log: Logger;
   now(): number;
   options: { reports?: boolean; reminders?: boolean; schedule?: string; loopHours?: number; reminderSeconds?: number; outboxIntervalMs?: number; retryPendingMs?: number; silenceSweepMs?: number };
-  report(): Promise<unknown>;
+  /** A scheduled report; `slot` names its turn (the same on every instance), so that it is posted once. */
+  report(slot: string): Promise<unknown>;
   remind(): Promise<unknown>;
   flushOutbox(): Promise<unknown>;
   /** Retry messages claimed before `claimedBefore` whose handling failed. */
@@ -73,16 +74,20 @@ export class Schedules {
     this.configured = [];
     const { report, timezone, reminders, reminderIntervalMs } = inputs.config();
     const { options, log } = inputs;
-    const report$ = () => void inputs.track(inputs.report());
+    const report$ = (slot: () => string) => () => void inputs.track(inputs.report(slot()));
     if (options.reports !== false && report.channel) {
       const schedule = options.schedule ?? (options.loopHours === undefined ? report.schedule : undefined);
       if (schedule) {
-        this.configured.push(cron().CronJob.from({ cronTime: schedule, timeZone: timezone, start: true, onTick: report$ }));
+        // Every instance ticks at the same minute: the minute names the turn.
+        const minute = () => `cron ${new Date(Math.round(inputs.now() / 60_000) * 60_000).toISOString()}`;
+        this.configured.push(cron().CronJob.from({ cronTime: schedule, timeZone: timezone, start: true, onTick: report$(minute) }));
         log.info(`reports scheduled: '${schedule}'${timezone ? ` (${timezone})` : ''}`);
       } else {
         const hours = options.loopHours ?? report.everyHours ?? 24;
-        this.configured.push(setInterval(report$, hours * HOUR));
-        if (firstRun) report$();
+        // Instances started at different times tick at different times: the turn is the interval the tick falls in.
+        const interval = () => `every ${hours} h #${Math.floor(inputs.now() / (hours * HOUR))}`;
+        this.configured.push(setInterval(report$(interval), hours * HOUR));
+        if (firstRun) report$(interval)();
         log.info(`reports every ${hours} h${firstRun ? ', the first now' : ''}`);
       }
     } else if (options.reports !== false) {

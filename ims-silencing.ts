@@ -74,8 +74,10 @@ export class Silencing {
   }
 
   /** Count an alert the silence kept quiet (once per message). */
-  async noteSilenced(silence: Silence, message: AlertMessage, key: string | undefined): Promise<void> {
-    if (await this.inputs.state.noteSilenced({ silenceId: silence.id, channel: message.channel, ts: message.ts, key, text: message.text.slice(0, 500), at: this.inputs.now() })) this.inputs.changed();
+  noteSilenced(silence: Silence, message: AlertMessage, key: string | undefined): Promise<void> {
+    // Recorded in this turn (it may join the caller's commit); the Home is told once the answer is back.
+    const counted = this.inputs.state.noteSilenced({ silenceId: silence.id, channel: message.channel, ts: message.ts, key, text: message.text.slice(0, 500), at: this.inputs.now() });
+    return counted.then((first) => { if (first) this.inputs.changed(); });
   }
 
   /** A recovery of `key`: silenced alerts of that key are no longer firing (the summary says so). */

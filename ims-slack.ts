@@ -285,6 +285,16 @@ export class ChannelQueues {
   onPosted?: (channel: string) => void;
   /** Slack answered 429 to a post or edit in a channel (for the metrics). */
   onRateLimited?: (channel: string) => void;
+  /**
+   * Several instances posting into the same channels: each post also waits for a turn of the pace they share (kept
+   * in the shared state), and a 429 one of them meets slows all. When the shared state does not answer, the
+   * instance's own pace alone goes on (a post is never held up for the state's sake).
+   */
+  sharedPace?: {
+    /** Milliseconds to wait before asking again; 0: post now. */
+    take(channel: string, perSecond: number, burst: number): Promise<number>;
+    limited(channel: string, retryAfterMs: number): Promise<void>;
+  };
 
   constructor(private readonly log: Logger, pace: PostingPace = {}) {
     this.pace = { perSecond: pace.perSecond ?? DEFAULT_PACE.perSecond, burst: pace.burst ?? DEFAULT_PACE.burst };
@@ -319,15 +329,36 @@ export class ChannelQueues {
    */
   private async paced(channel: string): Promise<void> {
     const bucket = this.bucket(channel);
-    if (bucket.available() >= 1) return bucket.take();
-    const waiting = `posting pace of ${channel}`;
-    this.throttled.add(waiting);
+    if (bucket.available() >= 1) await bucket.take();
+    else await this.whileThrottled(`posting pace of ${channel}`, () => bucket.take());
+    if (this.sharedPace) await this.sharedTurn(channel);
+  }
+
+  private async whileThrottled(why: string, wait: () => Promise<void>): Promise<void> {
+    this.throttled.add(why);
     this.onThrottled?.();
     try {
-      await bucket.take();
+      await wait();
     } finally {
-      this.throttled.delete(waiting);
+      this.throttled.delete(why);
     }
+  }
+
+  /** Wait for the shared pace's turn in `channel` (the pace of every instance together). */
+  private async sharedTurn(channel: string): Promise<void> {
+    const shared = this.sharedPace!;
+    const ask = () => shared.take(channel, this.pace.perSecond, this.pace.burst).catch((error: unknown) => {
+      this.log.debug(`the shared posting pace of ${channel} could not be read (${errorText(error)}): this instance's own pace goes on`);
+      return 0;
+    });
+    let wait = await ask();
+    if (wait <= 0) return;
+    await this.whileThrottled(`shared posting pace of ${channel}`, async () => {
+      while (wait > 0) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 5000)));
+        wait = await ask();
+      }
+    });
   }
 
   /** Posts that may go into `channel` now without waiting for the pace (after the one whose turn it is, from inside its task). */
@@ -346,8 +377,9 @@ export class ChannelQueues {
   }
 
   /** Slack answered 429 to a post or edit in `channel`: the pace starts again from nothing. */
-  rateLimited(channel: string): void {
+  rateLimited(channel: string, retryAfterMs = 1000): void {
     this.bucket(channel).rateLimited();
+    void this.sharedPace?.limited(channel, retryAfterMs).catch(() => undefined);
     this.onRateLimited?.(channel.replace(/ \(edits\)$/, ''));
   }
 

@@ -129,6 +129,7 @@ CREATE TABLE posting_pace (
 const PG_MIGRATIONS: readonly PgMigration[] = [
   { version: 1, what: 'the schema of SQLite version 5 (incidents, lifecycles, digests, silences), translated', sql: SCHEMA_1 },
   { version: 2, what: 'leases and the shared posting pace, on the server clock', sql: SCHEMA_2 },
+  { version: 3, what: 'which instance claimed a message (another finishes it when that one dies)', sql: 'ALTER TABLE messages ADD COLUMN claimed_by TEXT;' },
 ];
 
 /** The PostgreSQL schema version this IMS writes and reads. */
@@ -283,6 +284,11 @@ export interface PgStateOptions {
   pool?: Omit<PoolConfig, 'connectionString' | 'types'>;
   /** Errors of idle pooled connections (the server restarted, the network dropped): the pool replaces them. */
   onIdleError?: (error: Error) => void;
+  /**
+   * This instance's name, recorded with each message it claims: when it dies, the leader finishes the messages it
+   * claimed and did not finish (`PendingMessage.claimedBy`).
+   */
+  instance?: string;
 }
 
 /** IMS's state in a PostgreSQL database, shared by every instance that opens it. Open it with `PgState.open`. */
@@ -293,9 +299,12 @@ export class PgState implements StateStore<'async'> {
   private closing?: Promise<void>;
   /** The database, password left out: for errors. */
   readonly where: string;
+  /** This instance's name, recorded with its claims. */
+  private readonly instance?: string;
 
   private constructor(url: string, options: PgStateOptions) {
     this.where = describeUrl(url);
+    this.instance = options.instance;
     // The client is loaded with the first store opened: importing IMS (a config, `--test`) never loads it.
     const pg = createRequire(import.meta.url)('pg') as typeof pgModule;
     const types = new pg.TypeOverrides();
@@ -526,11 +535,11 @@ export class PgState implements StateStore<'async'> {
 
   claimMessage(channel: string, ts: string, event: unknown, now = Date.now(), advanceCursor = true): Promise<MessageClaim> {
     return this.run({
-      name: 'claimMessage', values: [channel, ts, JSON.stringify(event), now, advanceCursor],
+      name: 'claimMessage', values: [channel, ts, JSON.stringify(event), now, advanceCursor, this.instance ?? null],
       // A row back from `claimed`: new. None: claimed before, its status read by the same statement. NULL status: another
       // instance's claim committed while this statement waited for it (after this statement's snapshot): taken, not finished.
       text: `WITH claimed AS (
-          INSERT INTO messages (channel, ts, status, event, updated_at) VALUES ($1::text, $2::text, 'pending', $3::text, $4::bigint)
+          INSERT INTO messages (channel, ts, status, event, updated_at, claimed_by) VALUES ($1::text, $2::text, 'pending', $3::text, $4::bigint, $6::text)
           ON CONFLICT (channel, ts) DO NOTHING RETURNING ts),
         moved AS (
           INSERT INTO cursors AS c (channel, last_ts) SELECT $1::text, ts FROM claimed WHERE $5::boolean
@@ -557,8 +566,10 @@ export class PgState implements StateStore<'async'> {
   pendingMessages(claimedBefore = Infinity): Promise<PendingMessage[]> {
     return this.run({
       name: 'pendingMessages', values: [Number.isFinite(claimedBefore) ? claimedBefore : null],
-      text: `SELECT channel, ts, event FROM messages WHERE status = 'pending' AND ($1::bigint IS NULL OR updated_at < $1::bigint) ORDER BY ims_ts(ts), ts`,
-      answer: (r) => r.rows.map((row: { channel: string; ts: string; event: string }) => ({ channel: row.channel, ts: row.ts, event: JSON.parse(row.event) as Record<string, unknown> })),
+      text: `SELECT channel, ts, event, claimed_by FROM messages WHERE status = 'pending' AND ($1::bigint IS NULL OR updated_at < $1::bigint) ORDER BY ims_ts(ts), ts`,
+      answer: (r) => r.rows.map((row: { channel: string; ts: string; event: string; claimed_by: string | null }) => ({
+        channel: row.channel, ts: row.ts, event: JSON.parse(row.event) as Record<string, unknown>, ...(row.claimed_by ? { claimedBy: row.claimed_by } : {}),
+      })),
     });
   }
 
@@ -1076,6 +1087,18 @@ export class PgState implements StateStore<'async'> {
       name: 'releaseLease', values: [name, holder, at], answer: (r) => r.rowCount === 1,
       text: `UPDATE leases SET expires_at = clock.now FROM (SELECT COALESCE($3::bigint, ims_clock_ms()) AS now) AS clock
         WHERE name = $1::text AND holder = $2::text AND expires_at > clock.now`,
+    });
+  }
+
+  /** The leases whose names start with `prefix` held at `now` (the server's clock when not given). */
+  liveLeases(prefix: string, now?: number): Promise<{ name: string; holder: string; expiresAt: number }[]> {
+    let at: number | null;
+    try { at = wholeMs('liveLeases', 'now', now, 0, true); } catch (error) { return Promise.reject(error); }
+    return this.run({
+      name: 'liveLeases', values: [prefix, at],
+      text: `SELECT name, holder, expires_at FROM leases, (SELECT COALESCE($2::bigint, ims_clock_ms()) AS now) AS clock
+        WHERE starts_with(name, $1::text) AND expires_at > clock.now ORDER BY name`,
+      answer: (r) => r.rows.map((row: { name: string; holder: string; expires_at: number }) => ({ name: row.name, holder: row.holder, expiresAt: row.expires_at })),
     });
   }
 

@@ -86,6 +86,8 @@ export interface PendingMessage {
   ts: string;
   /** The Slack event as it was claimed. */
   event: Record<string, unknown>;
+  /** The instance that claimed it, when several share the state (PostgreSQL). */
+  claimedBy?: string;
 }
 
 export interface OutboxStats {

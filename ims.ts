@@ -219,8 +219,14 @@ export interface ReacjiConfig {
 }
 
 export interface StateConfig {
-  /** SQLite file. Default: `ims.db` beside the config file. */
+  /** SQLite file. Default: `ims.db` beside the config file. Not used when `url` (or `DATABASE_URL`) names PostgreSQL. */
   path?: string;
+  /**
+   * A PostgreSQL database (`postgres://user:password@host:5432/ims`) instead of the SQLite file: required to run two or
+   * more instances of IMS together (they share it). Default: the `DATABASE_URL` environment variable, else none (SQLite).
+   * Prefer `DATABASE_URL` for a URL with a password, so that it stays out of the config file.
+   */
+  url?: string;
   /** After downtime, how far back missed alerts are caught up. Default `'24h'`. */
   catchUpWindow?: Duration;
 }
@@ -406,6 +412,12 @@ export interface HookContext {
   compiled: CompiledConfig;
   /** Names people read, shared with IMS itself (see `NameService`). */
   names: NameService;
+  /**
+   * Whether this instance is the one that does work that must happen once (several instances share a PostgreSQL
+   * state; one of them leads at a time). Always true for a single instance. A plugin's own timers (a heartbeat)
+   * act only while it is true.
+   */
+  leading(): boolean;
 }
 
 /**
@@ -703,7 +715,7 @@ export interface CompiledConfig {
   reminderIntervalMs: number;
   report: { channel?: string; schedule?: string; everyHours?: number; windowMs: number; verbose: boolean; onlyPosters: Set<string> | null };
   timezone?: string;
-  state: { path: string; catchUpWindowMs: number };
+  state: { path: string; catchUpWindowMs: number; url?: string };
   attachmentText: 'readable' | 'legacy-json';
   plugins: Plugin[];
   hookTimeoutMs: number;
@@ -770,7 +782,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   reverseDefault: ['channel', 'header'],
   reacji: ['reaction', 'bots'],
   reminder: ['channel', 'hours'],
-  state: ['path', 'catchUpWindow'],
+  state: ['path', 'catchUpWindow', 'url'],
 };
 
 /**
@@ -984,9 +996,12 @@ export function validateConfig(config: Config, options: { source?: string; rever
     reminders.push({ channel: String(reminder.channel), hours });
   });
 
-  const state = objectOrNothing(config.state, 'state', '{ path?, catchUpWindow? }') ? config.state ?? {} : {};
+  const state = objectOrNothing(config.state, 'state', '{ path?, url?, catchUpWindow? }') ? config.state ?? {} : {};
   unknownKeys(state, 'state', 'state');
   if (state.path !== undefined && (typeof state.path !== 'string' || !state.path.trim())) fail('state.path', `expected a file path, found ${describe(state.path)}`);
+  if (state.url !== undefined && (typeof state.url !== 'string' || !/^postgres(ql)?:\/\/./.test(state.url))) {
+    fail('state.url', `expected a PostgreSQL URL such as 'postgres://ims:secret@db.internal:5432/ims', found ${typeof state.url === 'string' ? `'${state.url.replace(/:[^:@/]*@/, ':…@')}'` : describe(state.url)}`);
+  }
   const plugins = config.plugins ?? [];
   if (!Array.isArray(plugins)) fail('plugins', `expected a list of plugins (definePlugin({...}) or a factory's result), found ${describe(plugins)}`);
   else plugins.forEach((plugin, index) => {
@@ -1031,7 +1046,7 @@ export function validateConfig(config: Config, options: { source?: string; rever
         verbose: report.verbose === true, onlyPosters: report.onlyPosters?.length ? new Set(report.onlyPosters) : null,
       },
       timezone: config.timezone,
-      state: { path: path.resolve(sourceDir, state.path ?? 'ims.db'), catchUpWindowMs },
+      state: { path: path.resolve(sourceDir, state.path ?? 'ims.db'), catchUpWindowMs, ...(typeof state.url === 'string' ? { url: state.url } : {}) },
       attachmentText: config.attachmentText ?? 'readable',
       plugins: plugins as Plugin[],
       hookTimeoutMs: config.hookTimeoutMs ?? 10_000,

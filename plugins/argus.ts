@@ -4,7 +4,7 @@
 // the Argus API reference (../shared/docs/argus-api.md beside the project).
 //
 // Every change goes through IMS's durable outbox, so nothing is lost or sent twice: while Argus is down or
-// answers 5xx the changes stay queued (in SQLite, across restarts) and are sent in order per incident once
+// answers 5xx the changes stay queued (in IMS's state, across restarts) and are sent in order per incident once
 // it answers again. Slack scopes: chat:write (the one "token rejected" message in the report channel).
 import {
   PermanentDeliveryError, definePlugin, fetchFailureReason, httpDeliveryError, pluginOptions, slackErrorCode, withTimeout, type HookContext, type Incident, type OutboxDelivery,
@@ -161,10 +161,25 @@ export function argus(options: ArgusOptions = {}) {
     return typeof detail === 'string' ? detail : answer.text.replace(/\s+/g, ' ').trim().slice(0, 300);
   };
 
+  /**
+   * The token flag's check and change run one at a time in this instance: the store answers through promises,
+   * and a heartbeat and a delivery meeting a 401 together must still make one loud line, not two.
+   */
+  let tokenFlagTurn: Promise<unknown> = Promise.resolve();
+  const inTokenFlagTurn = <T>(work: () => Promise<T>): Promise<T> => {
+    const turn = tokenFlagTurn.then(work);
+    tokenFlagTurn = turn.catch(() => undefined);
+    return turn;
+  };
+
   /** A 401: one loud line and one report-channel message per outage; the delivery stays queued. */
   const tokenRejected = async (ctx: HookContext, detail: string) => {
-    if (ctx.store.get(TOKEN_FLAG)) return;
-    ctx.store.set(TOKEN_FLAG, { at: Date.now(), detail });
+    const first = await inTokenFlagTurn(async () => {
+      if (await ctx.store.get(TOKEN_FLAG)) return false;
+      await ctx.store.set(TOKEN_FLAG, { at: Date.now(), detail });
+      return true;
+    });
+    if (!first) return;
     ctx.log.error(`ARGUS TOKEN REJECTED (${detail}): nothing reaches Argus until a valid token is configured (ARGUS_TOKEN / argus({ token })); changes stay queued and are retried`, { url: base });
     if (!ctx.reportChannel) return;
     try {
@@ -177,11 +192,11 @@ export function argus(options: ArgusOptions = {}) {
     }
   };
 
-  const tokenAccepted = (ctx: HookContext) => {
-    if (!ctx.store.get(TOKEN_FLAG)) return;
-    ctx.store.set(TOKEN_FLAG, undefined);
+  const tokenAccepted = (ctx: HookContext) => inTokenFlagTurn(async () => {
+    if (!await ctx.store.get(TOKEN_FLAG)) return;
+    await ctx.store.set(TOKEN_FLAG, undefined);
     ctx.log.info('Argus accepts the token again; queued changes are being sent');
-  };
+  });
 
   /** Turn a non-2xx answer into the outbox's language: throw to retry, throw permanent to give up. */
   const fail = async (ctx: HookContext, what: string, answer: { status: number; text: string; json: unknown }): Promise<never> => {
@@ -236,9 +251,9 @@ export function argus(options: ArgusOptions = {}) {
   };
 
   /** Queue the creation (idempotent: its key is the incident's, so a second enqueue is ignored). */
-  const enqueueCreate = (ctx: HookContext, incident: Incident) => {
+  const enqueueCreate = async (ctx: HookContext, incident: Incident) => {
     const id = sourceId(incident.sourceChannel, incident.sourceTs);
-    ctx.outbox.enqueue({ key: `create:${id}`, group: id, payload: { kind: 'create', sourceIncidentId: id, body: createBody(ctx, incident) } satisfies Payload });
+    await ctx.outbox.enqueue({ key: `create:${id}`, group: id, payload: { kind: 'create', sourceIncidentId: id, body: createBody(ctx, incident) } satisfies Payload });
   };
 
   /**
@@ -246,27 +261,28 @@ export function argus(options: ArgusOptions = {}) {
    * redelivered one is sent once, and two on the same instant (a catch-up opens, resolves and reopens at the
    * time it reads them) are still two.
    */
-  const enqueueEvent = (ctx: HookContext, incident: Incident, type: 'END' | 'RES', at: number, description: string) => {
+  const enqueueEvent = async (ctx: HookContext, incident: Incident, type: 'END' | 'RES', at: number, description: string) => {
     const id = sourceId(incident.sourceChannel, incident.sourceTs);
-    enqueueCreate(ctx, incident);
-    const nth = ctx.incidents.events(incident.id).filter((e) => e.kind === (type === 'END' ? 'resolve' : 'reopen')).length;
+    // The creation is queued (recorded) before the event, so it goes first in the incident's group.
+    await enqueueCreate(ctx, incident);
+    const nth = (await ctx.incidents.events(incident.id)).filter((e) => e.kind === (type === 'END' ? 'resolve' : 'reopen')).length;
     const restart = type === 'RES'
       ? { ...createBody(ctx, incident), start_time: iso(at), source_incident_id: `${id}:restart:${nth}` }
       : undefined;
     if (restart) restart.metadata = { ...restart.metadata, restart_of: id };
     const payload: Payload = { kind: 'event', sourceIncidentId: id, body: { timestamp: iso(at), type, description }, ...(restart ? { restart } : {}) };
-    ctx.outbox.enqueue({ key: `${type === 'END' ? 'end' : 'res'}:${id}:${nth}`, group: id, payload });
+    await ctx.outbox.enqueue({ key: `${type === 'END' ? 'end' : 'res'}:${id}:${nth}`, group: id, payload });
   };
 
   /** Create an Argus incident from `body` (a duplicate `source_incident_id` counts as created): its pk. */
   const create = async (ctx: HookContext, body: ArgusIncidentBody, what: string): Promise<{ pk: number; existed: boolean }> => {
     const answer = await request('POST', '/incidents/', body, ctx.signal);
     if (answer.status === 201 || answer.status === 200) {
-      tokenAccepted(ctx);
+      await tokenAccepted(ctx);
       return { pk: (answer.json as { pk: number }).pk, existed: false };
     }
     if (isDuplicate(answer)) {
-      tokenAccepted(ctx);
+      await tokenAccepted(ctx);
       const pk = await lookUp(ctx, body.source_incident_id, ctx.signal);
       if (pk === undefined) throw new PermanentDeliveryError(`${what}: Argus says it exists but /incidents/mine/ does not list it: ${detailOf(answer)}`);
       return { pk, existed: true };
@@ -277,11 +293,13 @@ export function argus(options: ArgusOptions = {}) {
   const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {
     const payload = delivery.payload as Payload;
     const id = payload.sourceIncidentId;
-    const known = ctx.store.get<Known>(`incident:${id}`) ?? {};
+    // Read-modify-write of the incident's record: one group's deliveries run in order, so no other delivery
+    // changes it between this read and the set below.
+    const known = await ctx.store.get<Known>(`incident:${id}`) ?? {};
     if (payload.kind === 'create') {
       if (known.pk) return;
       const { pk, existed } = await create(ctx, payload.body, `creating ${id}`);
-      ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
+      await ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
       ctx.log.info(existed ? `Argus incident ${pk} already existed for ${id} (an earlier attempt reached Argus); using it` : `Argus incident ${pk} created for ${id}`);
       return;
     }
@@ -289,18 +307,18 @@ export function argus(options: ArgusOptions = {}) {
     if (!pk) {
       pk = await lookUp(ctx, id, ctx.signal);
       if (pk === undefined) throw new PermanentDeliveryError(`${payload.body.type} for ${id}: no Argus incident exists for it (was its creation given up?)`);
-      ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
+      await ctx.store.set(`incident:${id}`, { ...known, pk } satisfies Known);
     }
     const answer = await request('POST', `/incidents/${pk}/events/`, payload.body, ctx.signal);
     if (answer.status === 201 || answer.status === 200) {
-      tokenAccepted(ctx);
+      await tokenAccepted(ctx);
       ctx.log.info(`Argus incident ${pk}: ${payload.body.type} posted`);
       return;
     }
     if (payload.body.type === 'RES' && payload.restart && noRestart(answer)) {
       // An Argus without INCIDENT_RESTART: the reopening is a new incident, which the next END closes.
       const restarted = await create(ctx, payload.restart, `restarting ${id} as ${payload.restart.source_incident_id}`);
-      ctx.store.set(`incident:${id}`, { ...known, pk: restarted.pk, restarts: [...new Set([...(known.restarts ?? []), payload.restart.source_incident_id])] } satisfies Known);
+      await ctx.store.set(`incident:${id}`, { ...known, pk: restarted.pk, restarts: [...new Set([...(known.restarts ?? []), payload.restart.source_incident_id])] } satisfies Known);
       ctx.log.info(`Argus refused RES for ${id} (${detailOf(answer)}: this Argus has no INCIDENT_RESTART, as releases up to 2.9.1): reopened as Argus incident ${restarted.pk} (${payload.restart.source_incident_id})`);
       return;
     }
@@ -319,7 +337,7 @@ export function argus(options: ArgusOptions = {}) {
       state.inflight = stop;
       try {
         const answer = await withTimeout((signal) => request('POST', '/incidents/sources/heartbeat/', undefined, signal), timeoutMs, 'the Argus heartbeat', { signal: stop.signal });
-        if (answer.status >= 200 && answer.status < 300) tokenAccepted(ctx);
+        if (answer.status >= 200 && answer.status < 300) await tokenAccepted(ctx);
         else if (answer.status === 401) await tokenRejected(ctx, detailOf(answer));
         else ctx.log.warn(`Argus heartbeat failed: ${answer.status} ${detailOf(answer)}`);
       } catch (error) {
@@ -348,29 +366,29 @@ export function argus(options: ArgusOptions = {}) {
     onStart: (ctx) => { stopHeartbeat(); startHeartbeat(ctx); },
     onStop: () => stopHeartbeat(),
     onMatch: (ctx) => enqueueCreate(ctx, ctx.incident),
-    onReverse: (ctx) => {
-      const incident = ctx.incidents.bySource(ctx.message.channel, ctx.message.ts);
-      if (incident) enqueueCreate(ctx, incident);
+    onReverse: async (ctx) => {
+      const incident = await ctx.incidents.bySource(ctx.message.channel, ctx.message.ts);
+      if (incident) await enqueueCreate(ctx, incident);
     },
-    onResolve: (ctx) => {
+    onResolve: async (ctx) => {
       const { incident, recovery } = ctx;
       if (recovery) {
         // On the alert's clock, as start_time is; an edit (Zabbix, Sentry) carries its alert's ts, not the edit's time.
         const at = recovery.ts !== incident.sourceTs ? tsMs(recovery.ts) : incident.resolvedAt ?? Date.now();
-        enqueueEvent(ctx, incident, 'END', at, `Recovered: the integration's recovery ${recovery.permalink}`);
+        await enqueueEvent(ctx, incident, 'END', at, `Recovered: the integration's recovery ${recovery.permalink}`);
         return;
       }
       const by = ctx.user ? ` by ${ctx.user}` : '';
-      enqueueEvent(ctx, incident, 'END', incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
+      await enqueueEvent(ctx, incident, 'END', incident.resolvedAt ?? Date.now(), `Resolved in Slack${by} (:${ctx.reaction}:)`);
     },
-    onReopen: (ctx) => {
+    onReopen: async (ctx) => {
       if (ctx.recovery) {
-        enqueueEvent(ctx, ctx.incident, 'RES', tsMs(ctx.recovery.ts), `Fired again within the reopen window: ${ctx.recovery.permalink}`);
+        await enqueueEvent(ctx, ctx.incident, 'RES', tsMs(ctx.recovery.ts), `Fired again within the reopen window: ${ctx.recovery.permalink}`);
         return;
       }
-      const reopened = ctx.incidents.events(ctx.incident.id).filter((e) => e.kind === 'reopen').at(-1)?.at ?? Date.now();
+      const reopened = (await ctx.incidents.events(ctx.incident.id)).filter((e) => e.kind === 'reopen').at(-1)?.at ?? Date.now();
       const by = ctx.user ? ` by ${ctx.user}` : '';
-      enqueueEvent(ctx, ctx.incident, 'RES', reopened, `Reopened in Slack${by} (:${ctx.reaction}: removed)`);
+      await enqueueEvent(ctx, ctx.incident, 'RES', reopened, `Reopened in Slack${by} (:${ctx.reaction}: removed)`);
     },
     deliver,
   });

@@ -141,7 +141,7 @@ export function forward(options: ForwardOptions) {
     const rule = ruleOf(ctx);
     if (rules === true && !rule) return;
     if (Array.isArray(rules) && !(rule && (rules.includes(rule.incident) || rules.includes(rule.head)))) return;
-    ctx.outbox.enqueue({ key: `msg:${message.channel}:${message.ts}`, group: url, payload: { url, body: bodyOf(ctx, rule) } satisfies Queued });
+    await ctx.outbox.enqueue({ key: `msg:${message.channel}:${message.ts}`, group: url, payload: { url, body: bodyOf(ctx, rule) } satisfies Queued });
   };
 
   const deliver = async (delivery: OutboxDelivery, ctx: HookContext): Promise<void> => {

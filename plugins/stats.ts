@@ -52,11 +52,11 @@ export function stats(options: StatsOptions = {}) {
 
   return definePlugin({
     name: 'stats',
-    onReport(ctx: ReportContext) {
+    async onReport(ctx: ReportContext) {
       const now = ctx.report.generatedAt;
       const since = windowMs === undefined ? ctx.report.windowStart : now - windowMs;
-      const incidents = ctx.incidents.list({ since });
-      const rows = incidents.map((incident) => measure(incident, ctx.incidents.events(incident.id), ctx.botUserId));
+      const incidents = await ctx.incidents.list({ since });
+      const rows = await Promise.all(incidents.map(async (incident) => measure(incident, await ctx.incidents.events(incident.id), ctx.botUserId)));
       const groups = new Map<string, Measured[]>();
       for (const row of rows) {
         const key = groupBy === 'head' ? row.incident.head : row.incident.label;

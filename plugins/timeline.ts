@@ -48,7 +48,7 @@ export function timeline(options: TimelineOptions = {}) {
 
   const publish = async (ctx: HookContext, incident: Incident, resolvedAt: number): Promise<void> => {
     const doneKey = `uploaded:${incident.id}:${resolvedAt}`;
-    if (ctx.store.get(doneKey)) return;
+    if (await ctx.store.get(doneKey)) return;
     const { markdown, summary } = await buildTimeline(ctx, incident);
     const filename = `incident-${incident.id}-${slug(incident.head) || slug(incident.label) || 'incident'}.md`;
     if (dir) {
@@ -61,20 +61,20 @@ export function timeline(options: TimelineOptions = {}) {
       title: `Incident #${incident.id} ${incident.head} — timeline`,
       initial_comment: `:memo: Post-mortem timeline of incident #${incident.id} (${summary}).`,
     });
-    ctx.store.set(doneKey, { filename, at: Date.now() });
+    await ctx.store.set(doneKey, { filename, at: Date.now() });
     ctx.log.info(`timeline of incident #${incident.id} uploaded as ${filename}${dir ? ` and written to ${dir}` : ''}`);
   };
 
   return definePlugin({
     name: 'timeline',
-    onResolve(ctx: ResolutionContext) {
+    async onResolve(ctx: ResolutionContext) {
       const { incident } = ctx;
       if (incident.resolvedAt === undefined) return;
-      ctx.outbox.enqueue({ key: `timeline:${incident.id}:${incident.resolvedAt}`, group: `timeline:${incident.id}`, payload: { incidentId: incident.id, resolvedAt: incident.resolvedAt } });
+      await ctx.outbox.enqueue({ key: `timeline:${incident.id}:${incident.resolvedAt}`, group: `timeline:${incident.id}`, payload: { incidentId: incident.id, resolvedAt: incident.resolvedAt } });
     },
     async deliver(delivery: OutboxDelivery, ctx: HookContext) {
       const { incidentId, resolvedAt } = delivery.payload as { incidentId: number; resolvedAt: number };
-      const incident = ctx.incidents.byId(incidentId);
+      const incident = await ctx.incidents.byId(incidentId);
       if (!incident) throw new PermanentDeliveryError(`incident #${incidentId} is not in the state`);
       if (incident.resolvedAt !== resolvedAt) {
         ctx.log.debug(`incident #${incidentId} was reopened before its timeline was made; the next resolution makes one`);
@@ -113,7 +113,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
     return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
   };
   const people = new Names(ctx);
-  const events = ctx.incidents.events(incident.id);
+  const events = await ctx.incidents.events(incident.id);
   const entries: Entry[] = [];
   const untimed: Entry[] = [];
   const warn = (what: string, error: unknown) => ctx.log.warn(`timeline of incident #${incident.id}: could not read ${what}: ${slackErrorCode(error) ?? String(error)}`);
@@ -179,7 +179,7 @@ async function buildTimeline(ctx: HookContext, incident: Incident): Promise<{ ma
   }
 
   // The war room (the record the war-room plugin publishes in its store), its threads included.
-  const room = ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(incident.id));
+  const room = await ctx.store.read<WarRoomRecord>(WAR_ROOM_PLUGIN, warRoomKey(incident.id));
   let roomLine: string | undefined;
   if (room?.channel) {
     const roomName = room.name ? `#${room.name}` : await people.channel(room.channel);

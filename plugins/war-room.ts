@@ -108,6 +108,11 @@ export function warRoom(options: WarRoomOptions = {}) {
   const timers = new Map<number, NodeJS.Timeout>();
   /** One piece of work per incident at a time (a timed-out delivery may still be running when it is retried). */
   const exclusive = serialPerKey<number>();
+  /**
+   * One change of the due map at a time: it is shared by every incident, and its read and write are two awaits
+   * apart, so two incidents' deliveries running together would otherwise lose one's change.
+   */
+  const dueTurn = serialPerKey<string>();
   let users: { at: number; byName: Map<string, string> } | undefined;
 
   const selected = (incident: Incident) =>
@@ -129,31 +134,32 @@ export function warRoom(options: WarRoomOptions = {}) {
   };
 
   const record = (ctx: HookContext, id: number) => ctx.store.get<WarRoomRecord>(warRoomKey(id));
-  const save = (ctx: HookContext, id: number, patch: Partial<WarRoomRecord>) => {
-    const next = { ...record(ctx, id), ...patch };
-    ctx.store.set(warRoomKey(id), next);
+  /** Read-modify-write of the incident's record: callers run inside `exclusive(id)`, so no other change interleaves. */
+  const save = async (ctx: HookContext, id: number, patch: Partial<WarRoomRecord>): Promise<WarRoomRecord> => {
+    const next = { ...await record(ctx, id), ...patch };
+    await ctx.store.set(warRoomKey(id), next);
     return next;
   };
-  const setDue = (ctx: HookContext, id: number, due: number | undefined) => {
-    const all = { ...ctx.store.get<Record<string, number>>(DUE_KEY) };
+  const setDue = (ctx: HookContext, id: number, due: number | undefined): Promise<void> => dueTurn(DUE_KEY, async () => {
+    const all = { ...await ctx.store.get<Record<string, number>>(DUE_KEY) };
     if (due === undefined) delete all[id]; else all[id] = due;
-    ctx.store.set(DUE_KEY, Object.keys(all).length ? all : undefined);
-  };
+    await ctx.store.set(DUE_KEY, Object.keys(all).length ? all : undefined);
+  });
 
   // ─── Opening ──────────────────────────────────────────────────────────────────────────────────
 
   const open = async (ctx: HookContext, incident: Incident): Promise<void> => {
-    let room = record(ctx, incident.id) ?? {};
+    let room = await record(ctx, incident.id) ?? {};
     if (!room.channel) {
       const created = await createRoom(ctx, incident);
-      room = save(ctx, incident.id, { channel: created.id, name: created.name });
+      room = await save(ctx, incident.id, { channel: created.id, name: created.name });
       ctx.log.info(`war room #${created.name} ${created.reused ? 'reused' : 'created'} for incident #${incident.id}`, { channel: created.id });
     }
     const channel = room.channel!;
     ctx.signal.throwIfAborted();
     if (!room.invited) {
       await inviteMembers(ctx, incident, channel);
-      room = save(ctx, incident.id, { invited: true });
+      room = await save(ctx, incident.id, { invited: true });
     }
     ctx.signal.throwIfAborted();
     if (!room.described && topic !== false) {
@@ -163,22 +169,22 @@ export function warRoom(options: WarRoomOptions = {}) {
         channel,
         purpose: fit(`IMS war room for incident #${incident.id} ${incident.head} (${incident.label}). Original alert: ${link}`, TOPIC_LIMIT),
       });
-      room = save(ctx, incident.id, { described: true });
+      room = await save(ctx, incident.id, { described: true });
     }
     ctx.signal.throwIfAborted();
     if (!room.summaryTs) {
       const summaryTs = await postOnce(ctx, incident, room, 'summary', { channel, ...summaryMessage(ctx, incident) });
-      room = save(ctx, incident.id, { summaryTs });
+      room = await save(ctx, incident.id, { summaryTs });
     }
     if (!room.pinned) {
       await ignoringSlackErrors(ctx.slack.pins.add({ channel, timestamp: room.summaryTs! }), ['already_pinned']);
-      room = save(ctx, incident.id, { pinned: true });
+      room = await save(ctx, incident.id, { pinned: true });
     }
     ctx.signal.throwIfAborted();
     if (!room.linkTs) {
       const text = `:rotating_light: War room for incident #${incident.id}: <#${channel}> — join to coordinate.`;
       const linkTs = await postOnce(ctx, incident, room, 'link', { channel: incident.incidentChannel, thread_ts: incident.incidentTs, text });
-      room = save(ctx, incident.id, { linkTs });
+      room = await save(ctx, incident.id, { linkTs });
     }
   };
 
@@ -189,14 +195,14 @@ export function warRoom(options: WarRoomOptions = {}) {
       const name = attempt === 1 ? base : `${base.slice(0, NAME_LIMIT - 1 - String(attempt).length).replace(/[-_]+$/, '')}-${attempt}`;
       try {
         const answer = await ctx.slack.conversations.create({ name, is_private: isPrivate });
-        ctx.ownChannel(String(answer.channel?.id));
+        await ctx.ownChannel(String(answer.channel?.id));
         return { id: String(answer.channel?.id), name: String(answer.channel?.name ?? name), reused: false };
       } catch (error) {
         if (slackErrorCode(error) !== 'name_taken') throw error;
       }
       const existing = await findChannel(ctx, name);
       if (existing && !existing.is_archived) {
-        ctx.ownChannel(existing.id);
+        await ctx.ownChannel(existing.id);
         if (!existing.is_member) await ignoringSlackErrors(ctx.slack.conversations.join({ channel: existing.id }), ['already_in_channel']);
         return { id: existing.id, name, reused: true };
       }
@@ -299,12 +305,12 @@ export function warRoom(options: WarRoomOptions = {}) {
       const earlier = await findOwnPost(ctx, incident, message.channel, message.thread_ts, kind);
       if (earlier) return earlier;
     }
-    save(ctx, incident.id, { posting: [...new Set([...(room.posting ?? []), kind])] });
+    await save(ctx, incident.id, { posting: [...new Set([...(room.posting ?? []), kind])] });
     const answer = await ctx.slack.chat.postMessage({
       ...message, blocks: message.blocks as never, unfurl_links: false, unfurl_media: false,
       metadata: { event_type: 'ims_war_room', event_payload: { incident_id: incident.id, kind } },
     });
-    save(ctx, incident.id, { posting: (record(ctx, incident.id)?.posting ?? []).filter((k) => k !== kind) });
+    await save(ctx, incident.id, { posting: ((await record(ctx, incident.id))?.posting ?? []).filter((k) => k !== kind) });
     return String(answer.ts);
   };
 
@@ -325,7 +331,7 @@ export function warRoom(options: WarRoomOptions = {}) {
   // ─── Resolution, archive, reopen ──────────────────────────────────────────────────────────────
 
   const resolve = async (ctx: HookContext, incident: Incident, op: Extract<Op, { op: 'resolve' }>): Promise<void> => {
-    let room = record(ctx, incident.id);
+    let room = await record(ctx, incident.id);
     if (!room?.channel) return;
     const channel = room.channel;
     const due = op.resolvedAt + archiveAfterMs;
@@ -344,36 +350,36 @@ export function warRoom(options: WarRoomOptions = {}) {
           archivedByHand = true; // someone archived it already: nothing left to do there
         }
       }
-      room = save(ctx, incident.id, { resolvedPosted: op.resolvedAt, ...(archivedByHand ? { archived: true } : {}) });
+      room = await save(ctx, incident.id, { resolvedPosted: op.resolvedAt, ...(archivedByHand ? { archived: true } : {}) });
     }
     if (!archiveOnResolve || room.archived) return;
-    if (ctx.incidents.byId(incident.id)?.resolvedAt !== op.resolvedAt) return; // reopened since: stay open
+    if ((await ctx.incidents.byId(incident.id))?.resolvedAt !== op.resolvedAt) return; // reopened since: stay open
     if (due <= Date.now()) {
       await archive(ctx, incident.id);
     } else {
-      save(ctx, incident.id, { archiveAt: due });
-      setDue(ctx, incident.id, due);
-      schedule(ctx, incident.id, due);
+      await save(ctx, incident.id, { archiveAt: due });
+      await setDue(ctx, incident.id, due);
+      await schedule(ctx, incident.id, due);
     }
   };
 
   const archive = async (ctx: HookContext, incidentId: number): Promise<void> => {
-    const room = record(ctx, incidentId);
     clearTimer(incidentId);
-    if (!room?.channel || room.archived) { setDue(ctx, incidentId, undefined); return; }
+    const room = await record(ctx, incidentId);
+    if (!room?.channel || room.archived) { await setDue(ctx, incidentId, undefined); return; }
     await ignoringSlackErrors(ctx.slack.conversations.archive({ channel: room.channel }), ['already_archived']);
-    save(ctx, incidentId, { archived: true, archiveAt: undefined });
-    setDue(ctx, incidentId, undefined);
+    await save(ctx, incidentId, { archived: true, archiveAt: undefined });
+    await setDue(ctx, incidentId, undefined);
     ctx.log.info(`war room #${room.name ?? room.channel} archived (incident #${incidentId} resolved)`, { channel: room.channel });
   };
 
   const reopen = async (ctx: HookContext, incident: Incident, op: Extract<Op, { op: 'reopen' }>): Promise<void> => {
-    let room = record(ctx, incident.id);
+    let room = await record(ctx, incident.id);
     if (!room?.channel) return;
     const channel = room.channel;
     clearTimer(incident.id);
-    setDue(ctx, incident.id, undefined);
-    room = save(ctx, incident.id, { archiveAt: undefined });
+    await setDue(ctx, incident.id, undefined);
+    room = await save(ctx, incident.id, { archiveAt: undefined });
     if (room.archived) {
       try {
         await ignoringSlackErrors(ctx.slack.conversations.unarchive({ channel }), ['not_archived']);
@@ -387,7 +393,7 @@ export function warRoom(options: WarRoomOptions = {}) {
         });
         return;
       }
-      room = save(ctx, incident.id, { archived: false });
+      room = await save(ctx, incident.id, { archived: false });
       ctx.log.info(`war room #${room.name ?? channel} unarchived (incident #${incident.id} reopened)`, { channel });
     }
     await ctx.slack.chat.postMessage({
@@ -396,7 +402,7 @@ export function warRoom(options: WarRoomOptions = {}) {
         ? `:rotating_light: Incident #${incident.id} was reopened: its alert <${op.firedAgain.permalink}|fired again> within the reopen window.`
         : `:leftwards_arrow_with_hook: Incident #${incident.id} was reopened by <@${op.user}>.`,
     });
-    save(ctx, incident.id, { resolvedPosted: undefined });
+    await save(ctx, incident.id, { resolvedPosted: undefined });
   };
 
   const clearTimer = (incidentId: number) => {
@@ -404,62 +410,66 @@ export function warRoom(options: WarRoomOptions = {}) {
     timers.delete(incidentId);
   };
 
-  /** A timer for a delayed archive; when due it queues the archive as an outbox delivery (retried, ordered). */
-  const schedule = (ctx: HookContext, incidentId: number, due: number): void => {
+  /**
+   * A timer for a delayed archive; when due it queues the archive as an outbox delivery (retried, ordered).
+   * Already due: queued now, and the promise resolves once it is (never rejects: a failure is logged).
+   */
+  const schedule = (ctx: HookContext, incidentId: number, due: number): Promise<void> => {
     clearTimer(incidentId);
     const wait = due - Date.now();
-    const fire = (): void => {
+    const fire = async (): Promise<void> => {
       timers.delete(incidentId);
       if (due - Date.now() > 0) return schedule(ctx, incidentId, due);
       try {
-        ctx.outbox.enqueue({ key: `archive:${incidentId}:${due}`, group: `war-room:${incidentId}`, payload: { op: 'archive', incidentId, due } satisfies Op });
+        await ctx.outbox.enqueue({ key: `archive:${incidentId}:${due}`, group: `war-room:${incidentId}`, payload: { op: 'archive', incidentId, due } satisfies Op });
       } catch (error) {
         ctx.log.error(`could not queue the archive of the war room of incident #${incidentId}: ${String(error)}`);
       }
     };
     if (wait <= 0) return fire();
-    const timer = setTimeout(fire, Math.min(wait, 2 ** 31 - 1));
+    const timer = setTimeout(() => void fire(), Math.min(wait, 2 ** 31 - 1));
     timer.unref();
     timers.set(incidentId, timer);
+    return Promise.resolve();
   };
 
   const enqueue = (ctx: HookContext, key: string, op: Op) => ctx.outbox.enqueue({ key, group: `war-room:${op.incidentId}`, payload: op });
 
   return definePlugin({
     name: WAR_ROOM_PLUGIN,
-    onStart(ctx: LifecycleContext) {
+    async onStart(ctx: LifecycleContext) {
       // Delayed archives of an earlier run: archive the due ones, re-arm the others.
-      for (const [id, due] of Object.entries(ctx.store.get<Record<string, number>>(DUE_KEY) ?? {})) schedule(ctx, Number(id), due);
+      for (const [id, due] of Object.entries(await ctx.store.get<Record<string, number>>(DUE_KEY) ?? {})) await schedule(ctx, Number(id), due);
     },
     onStop() {
       for (const id of [...timers.keys()]) clearTimer(id);
     },
-    onMatch(ctx: MatchContext) {
+    async onMatch(ctx: MatchContext) {
       if (!selected(ctx.incident)) return;
-      enqueue(ctx, `open:${ctx.incident.id}`, { op: 'open', incidentId: ctx.incident.id });
+      await enqueue(ctx, `open:${ctx.incident.id}`, { op: 'open', incidentId: ctx.incident.id });
     },
-    onResolve(ctx: ResolutionContext) {
+    async onResolve(ctx: ResolutionContext) {
       const { incident, recovery } = ctx;
-      if (incident.resolvedAt === undefined || !(selected(incident) || record(ctx, incident.id))) return;
+      if (incident.resolvedAt === undefined || !(selected(incident) || await record(ctx, incident.id))) return;
       // Counted, not timed: a catch-up resolves, reopens and resolves again on one instant, and each is its own.
-      const resolutions = ctx.incidents.events(incident.id).filter((e) => e.kind === 'resolve').length;
-      enqueue(ctx, `resolve:${incident.id}:${resolutions}`, {
+      const resolutions = (await ctx.incidents.events(incident.id)).filter((e) => e.kind === 'resolve').length;
+      await enqueue(ctx, `resolve:${incident.id}:${resolutions}`, {
         op: 'resolve', incidentId: incident.id, resolvedAt: incident.resolvedAt, user: ctx.user,
         ...(recovery ? { recovery: { permalink: recovery.permalink, at: Number.parseFloat(recovery.ts) * 1000 } } : {}),
       });
     },
-    onReopen(ctx: ResolutionContext) {
+    async onReopen(ctx: ResolutionContext) {
       const { incident, recovery } = ctx;
-      if (!(selected(incident) || record(ctx, incident.id))) return;
-      const reopenings = ctx.incidents.events(incident.id).filter((e) => e.kind === 'reopen').length;
-      enqueue(ctx, `reopen:${incident.id}:${reopenings}`, {
+      if (!(selected(incident) || await record(ctx, incident.id))) return;
+      const reopenings = (await ctx.incidents.events(incident.id)).filter((e) => e.kind === 'reopen').length;
+      await enqueue(ctx, `reopen:${incident.id}:${reopenings}`, {
         op: 'reopen', incidentId: incident.id, user: ctx.user,
         ...(recovery ? { firedAgain: { permalink: recovery.permalink, at: Number.parseFloat(recovery.ts) * 1000 } } : {}),
       });
     },
     async deliver(delivery: OutboxDelivery, ctx: HookContext) {
       const op = delivery.payload as Op;
-      const incident = ctx.incidents.byId(op.incidentId);
+      const incident = await ctx.incidents.byId(op.incidentId);
       if (!incident) throw new PermanentDeliveryError(`incident #${op.incidentId} is not in the state`);
       try {
         await exclusive(incident.id, async () => {
@@ -468,8 +478,8 @@ export function warRoom(options: WarRoomOptions = {}) {
             case 'resolve': return resolve(ctx, incident, op);
             case 'reopen': return reopen(ctx, incident, op);
             case 'archive':
-              if (record(ctx, incident.id)?.archiveAt !== op.due) return; // cancelled by a reopen, or done
-              if (ctx.incidents.byId(incident.id)?.resolvedAt === undefined) { setDue(ctx, incident.id, undefined); return; }
+              if ((await record(ctx, incident.id))?.archiveAt !== op.due) return; // cancelled by a reopen, or done
+              if ((await ctx.incidents.byId(incident.id))?.resolvedAt === undefined) { await setDue(ctx, incident.id, undefined); return; }
               return archive(ctx, incident.id);
           }
         });

@@ -83,7 +83,7 @@ test('opening the Home shows open incidents by label with age, acknowledger and 
   await until(bot, 'the acknowledgement', () => bot.ims.state.incidentById(apps.id)!.acknowledgedBy === ONCALL);
   const command = await fake.slash(HUMAN, OPS, 'silence [Backup] 2h nightly job moved');
   await fake.waitForResponse(command.response_url!);
-  const [silence] = bot.ims.silencing.active();
+  const [silence] = bot.ims.state.activeSilences(bot.ims.now());
   offset = 42 * 60_000;
 
   const opened = await fake.openHome(HUMAN);

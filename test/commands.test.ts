@@ -235,7 +235,7 @@ test('/ims unsilence ends a silence with one summary listing only the silenced a
   const recovery = postNagios(fake, 'RECOVERY', 'web-03', 'HTTP');
   await fake.waitFor(() => seen(fake, recovery), 'the recovery marked seen');
   await settle(bot);
-  assert.equal(bot.ims.silencing.active()[0]?.silenced, 2);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now())[0]?.silenced, 2);
 
   assert.equal(await ask(fake, bot, HUMAN, `unsilence ${id}`), `:bell: Silence ${id} ended. Its summary is in <#${REPORT}>.`);
   const summaries = () => reportMessages(fake, new RegExp(`^:bell: Silence ${id} `));
@@ -250,7 +250,7 @@ test('/ims unsilence ends a silence with one summary listing only the silenced a
   await new Promise((resolve) => setTimeout(resolve, 500));
   await settle(bot);
   assert.equal(summaries().length, 1, 'exactly one summary');
-  assert.equal(bot.ims.silencing.active().length, 0);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
   assert.equal(await ask(fake, bot, HUMAN, `unsilence ${id}`), `Silence ${id} already ended (ended by <@${HUMAN}>).`);
   const after = postNagios(fake, 'PROBLEM', 'app-07', 'Disk');
   await fake.waitFor(() => botPosts(fake, INC_INFRA).length === 1, 'alerts are reposted again');
@@ -323,7 +323,7 @@ test('with admins set, someone else is refused a silence and told why, ephemeral
   const id = silenceIdIn(await ask(fake, bot, ONCALL, 'silence [Error] 1h deploy'));
   await fake.waitFor(() => reportMessages(fake, new RegExp(`\\(silence ${id}\\)`))[0], 'the announcement');
   assert.equal(await ask(fake, bot, HUMAN, `unsilence ${id}`), ':no_entry: only IMS admins may end silences others made (admins in the config).');
-  assert.equal(bot.ims.silencing.active().length, 1, 'still in force');
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 1, 'still in force');
   assert.equal(await ask(fake, bot, ONCALL, `unsilence ${id}`), `:bell: Silence ${id} ended. Its summary is in <#${REPORT}>.`);
 });
 
@@ -336,9 +336,9 @@ test('whoever made a silence may end it even after they stop being an admin; oth
   const demoted = await start(baseConfig({ admins: [ONCALL] }), { statePath });
   assert.equal(await ask(fake, demoted, HUMAN, 'silence [Error] 1h again'), ':no_entry: only IMS admins may silence alerts (admins in the config).');
   assert.equal(await ask(fake, demoted, OTHER, `unsilence ${id}`), ':no_entry: only IMS admins may end silences others made (admins in the config).');
-  assert.equal(demoted.ims.silencing.active().length, 1);
+  assert.equal(demoted.ims.state.activeSilences(demoted.ims.now()).length, 1);
   assert.equal(await ask(fake, demoted, HUMAN, `unsilence ${id}`), `:bell: Silence ${id} ended. Its summary is in <#${REPORT}>.`);
-  assert.equal(demoted.ims.silencing.active().length, 0);
+  assert.equal(demoted.ims.state.activeSilences(demoted.ims.now()).length, 0);
 });
 
 // ───────────────────────────── hostile input ─────────────────────────────
@@ -361,10 +361,10 @@ test('what people type into /ims never becomes a mention, a channel-wide ping or
   answers.push(await ask(fake, bot, HUMAN, 'silences'));
   const silenced = postAlert(fake, 'payment api error rate 12%');
   await fake.waitFor(() => seen(fake, silenced), 'the silenced alert marked seen');
-  for (const silence of bot.ims.silencing.active()) answers.push(await ask(fake, bot, HUMAN, `unsilence ${silence.id}`));
+  for (const silence of bot.ims.state.activeSilences(bot.ims.now())) answers.push(await ask(fake, bot, HUMAN, `unsilence ${silence.id}`));
   await fake.waitFor(() => reportMessages(fake, /^:bell: Silence /).length === 4, 'the four summaries');
   await settle(bot);
-  assert.equal(bot.ims.silencing.active().length, 0);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
   assert.ok(reportMessages(fake, new RegExp(`\\(silence ${raw}\\)`)).length === 1, 'the announcement was posted');
 
   const posted = everythingPosted(fake);

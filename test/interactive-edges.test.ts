@@ -113,11 +113,11 @@ test('/ims silence of a head no rule has is refused with the heads there are; a 
   const { fake, bot } = await begin(t);
   const typo = await ask(fake, bot, HUMAN, 'silence [Eror] 1h deploy');
   assert.match(typo, /no rule has the head \[Eror\] \(did you mean '\[Error\]'\?\)/);
-  assert.equal(bot.ims.silencing.active().length, 0);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
   const lower = await ask(fake, bot, HUMAN, 'silence apps 1h deploy');
   assert.match(lower, /in force: label APPS/);
   const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
-  await until(bot, 'the alert to be silenced', () => bot.ims.silencing.active()[0]?.silenced === 1);
+  await until(bot, 'the alert to be silenced', () => bot.ims.state.activeSilences(bot.ims.now())[0]?.silenced === 1);
   assert.equal(botTop(fake, INC_APPS).length, 0);
   assert.equal(bot.ims.state.incidentBySource(ALERTS, alert.ts), undefined);
   const unseen = await ask(fake, bot, HUMAN, 'silence nagios:web-99/HTTP 1h');

@@ -129,20 +129,20 @@ test('Silence 1 h from the menu silences the alert, shows until when on the post
   await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', '1 h');
   await until(bot, 'the post to show the silence', () => status(postOf(fake, post.ts)).includes('Silenced* until'));
   assert.deepEqual(labels(postOf(fake, post.ts)), ['Acknowledge', 'Resolve', 'Unsilence']);
-  const [silence] = bot.ims.silencing.active();
+  const [silence] = bot.ims.state.activeSilences(bot.ims.now());
   assert.equal(silence.incidentId, incident.id);
   assert.equal(silence.createdBy, HUMAN);
   assert.ok(Math.abs(silence.endsAt - silence.startsAt - 3600_000) < 1000);
   // The same alert again (another message that reads alike): not reposted, not paged, counted.
   const posts = fake.messagesIn(INC_APPS).length;
   const again = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
-  await until(bot, 'the repeat to be counted as silenced', () => bot.ims.silencing.active()[0]?.silenced === 1);
+  await until(bot, 'the repeat to be counted as silenced', () => bot.ims.state.activeSilences(bot.ims.now())[0]?.silenced === 1);
   assert.equal(fake.messagesIn(INC_APPS).length, posts, 'no repost, and no thread note about the repeat while it is silenced');
   assert.equal(bot.ims.state.incidentBySource(ALERTS, again.ts), undefined);
   assert.ok(fake.messagesIn(ALERTS).find((m) => m.ts === again.ts)?.reactions?.some((r: any) => r.name === 'white_check_mark'), 'marked seen');
 
   await fake.click(HUMAN, INC_APPS, post.ts, 'Unsilence');
-  await until(bot, 'the silence to end', () => bot.ims.silencing.active().length === 0);
+  await until(bot, 'the silence to end', () => bot.ims.state.activeSilences(bot.ims.now()).length === 0);
   await until(bot, 'the post to drop the silence', () => !status(postOf(fake, post.ts)).includes('Silenced'));
   const summary = await fake.waitFor(() => fake.messagesIn(INC_APPS).find((m) => m.thread_ts === post.ts && /Silence \d+/.test(m.text ?? '')), 'the summary in the thread');
   assert.match(summary.text ?? '', /ended by Hugo Human/);
@@ -155,11 +155,11 @@ test('custom… opens a modal; a bad duration keeps it open with the error, a go
   const bad = await fake.submitView(HUMAN, modal.id, { duration: { duration: 'forever' }, reason: { reason: 'db migration' } });
   assert.equal(bad.ack.response_action, 'errors');
   assert.match(bad.ack.errors.duration, /30m, 2h, 1d/);
-  assert.equal(bot.ims.silencing.active().length, 0);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
   const good = await fake.submitView(HUMAN, modal.id, { duration: { duration: '90m' }, reason: { reason: 'db migration' } });
   assert.equal(good.ack.response_action, undefined, 'a good submission closes the modal');
-  await until(bot, 'the silence', () => bot.ims.silencing.active().length === 1);
-  const [silence] = bot.ims.silencing.active();
+  await until(bot, 'the silence', () => bot.ims.state.activeSilences(bot.ims.now()).length === 1);
+  const [silence] = bot.ims.state.activeSilences(bot.ims.now());
   assert.equal(silence.reason, 'db migration');
   assert.equal(silence.incidentId, incident.id);
   assert.ok(Math.abs(silence.endsAt - silence.startsAt - 90 * 60_000) < 1000);
@@ -170,10 +170,10 @@ test('with admins set, someone else may not silence and is told why; a member of
   await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', '4 h');
   const refusal = await fake.waitForEphemeral(HUMAN, (e) => /only IMS admins/.test(e.text));
   assert.match(refusal.text, /silence/);
-  assert.equal(bot.ims.silencing.active().length, 0);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
   await fake.choose(ONCALL, INC_APPS, post.ts, 'Silence', '4 h');
-  await until(bot, 'the admin\'s silence', () => bot.ims.silencing.active().length === 1);
-  assert.equal(bot.ims.silencing.active()[0].createdBy, ONCALL);
+  await until(bot, 'the admin\'s silence', () => bot.ims.state.activeSilences(bot.ims.now()).length === 1);
+  assert.equal(bot.ims.state.activeSilences(bot.ims.now())[0].createdBy, ONCALL);
 });
 
 test('an incident someone acknowledged is resolved only by them or an admin; the others are told why', async (t) => {

@@ -60,8 +60,8 @@ test('a failing delivery is retried until delivered once, in order within its gr
   sink.failures.set('incident-1:opened', 2);
   const exporter = () => definePlugin({
     name: 'exporter',
-    onMatch: (ctx) => ctx.outbox.enqueue({ key: `incident-${ctx.incident.id}:opened`, group: `incident-${ctx.incident.id}`, payload: { text: ctx.incident.text } }),
-    onResolve: (ctx) => ctx.outbox.enqueue({ key: `incident-${ctx.incident.id}:resolved`, group: `incident-${ctx.incident.id}`, payload: { by: ctx.user } }),
+    onMatch: async (ctx) => { await ctx.outbox.enqueue({ key: `incident-${ctx.incident.id}:opened`, group: `incident-${ctx.incident.id}`, payload: { text: ctx.incident.text } }); },
+    onResolve: async (ctx) => { await ctx.outbox.enqueue({ key: `incident-${ctx.incident.id}:resolved`, group: `incident-${ctx.incident.id}`, payload: { by: ctx.user } }); },
     deliver: (d, ctx) => sink.deliver(d, ctx.signal),
   });
   const clock = testClock();
@@ -109,11 +109,11 @@ test('the same key enqueued twice, or again after a restart, is delivered once',
   let run = 0;
   const plugin = () => definePlugin({
     name: 'exporter',
-    onStart: (ctx) => {
+    onStart: async (ctx) => {
       run++;
-      ctx.outbox.enqueue({ key: 'welcome', group: 'g', payload: { run } });
-      ctx.outbox.enqueue({ key: 'welcome', group: 'g', payload: { run, again: true } });
-      ctx.outbox.enqueue({ key: `sentinel-${run}`, group: 'g', payload: null });
+      await ctx.outbox.enqueue({ key: 'welcome', group: 'g', payload: { run } });
+      await ctx.outbox.enqueue({ key: 'welcome', group: 'g', payload: { run, again: true } });
+      await ctx.outbox.enqueue({ key: `sentinel-${run}`, group: 'g', payload: null });
     },
     deliver: (d, ctx) => sink.deliver(d, ctx.signal),
   });
@@ -134,9 +134,9 @@ test('a permanent error gives up at once, is logged, and does not block its grou
   sink.failures.set('bad', 'permanent');
   const plugin = definePlugin({
     name: 'exporter',
-    onStart: (ctx) => {
-      ctx.outbox.enqueue({ key: 'bad', group: 'g', payload: 1 });
-      ctx.outbox.enqueue({ key: 'next', group: 'g', payload: 2 });
+    onStart: async (ctx) => {
+      await ctx.outbox.enqueue({ key: 'bad', group: 'g', payload: 1 });
+      await ctx.outbox.enqueue({ key: 'next', group: 'g', payload: 2 });
     },
     deliver: (d, ctx) => sink.deliver(d, ctx.signal),
   });
@@ -156,7 +156,7 @@ test('a delivery that hangs past hookTimeoutMs is abandoned, its signal aborted,
   const clock = testClock();
   const plugin = definePlugin({
     name: 'exporter',
-    onStart: (ctx) => ctx.outbox.enqueue({ key: 'slow', group: 'g', payload: null }),
+    onStart: async (ctx) => { await ctx.outbox.enqueue({ key: 'slow', group: 'g', payload: null }); },
     deliver: (d, ctx) => sink.deliver(d, ctx.signal),
   });
   const bot = await startBot(fake, baseConfig({ plugins: [plugin], hookTimeoutMs: 200 }), { now: clock.now });

@@ -49,15 +49,16 @@ test('every hook fires with its context, after the work it follows, and the logg
   const check = (hook: string, ctx: HookContext) => { try { checkBase(ctx, fake); } catch (error) { problems.push(`${hook}: ${(error as Error).message}`); } };
   const spy = definePlugin({
     name: 'spy',
-    onStart: (ctx) => { check('onStart', ctx); ctx.store.set('started', true); calls.push({ hook: 'onStart', detail: {} }); },
+    onStart: async (ctx) => { check('onStart', ctx); await ctx.store.set('started', true); calls.push({ hook: 'onStart', detail: {} }); },
     onMessage: (ctx) => { check('onMessage', ctx); calls.push({ hook: 'onMessage', detail: { text: ctx.message.text, poster: ctx.message.poster, channel: ctx.message.channel } }); },
-    onMatch: (ctx) => {
+    onMatch: async (ctx) => {
       check('onMatch', ctx);
       ctx.log.info(`saw incident #${ctx.incident.id}`);
       const posted = fake.messagesIn(ctx.incident.incidentChannel).some((m) => m.ts === ctx.incident.incidentTs);
+      const stored = (await ctx.incidents.byId(ctx.incident.id))?.incidentTs === ctx.incident.incidentTs;
       calls.push({ hook: 'onMatch', detail: {
         id: ctx.incident.id, head: ctx.match.rule.head, rule: ctx.match.rule.number, text: ctx.message.text, posted,
-        stored: ctx.incidents.byId(ctx.incident.id)?.incidentTs === ctx.incident.incidentTs, permalink: ctx.permalink(ctx.message.channel, ctx.message.ts),
+        stored, permalink: ctx.permalink(ctx.message.channel, ctx.message.ts),
       } });
     },
     onHotline: async (ctx) => {
@@ -65,16 +66,18 @@ test('every hook fires with its context, after the work it follows, and the logg
       calls.push({ hook: 'onHotline', detail: { mentions: ctx.mentions, post: ctx.post, id: ctx.incident.id, hotline: ctx.incident.hotline } });
       await ctx.slack.chat.postMessage({ channel: ctx.post.channel, thread_ts: ctx.post.ts, text: 'paged the on-call' });
     },
-    onResolve: (ctx) => {
+    onResolve: async (ctx) => {
       check('onResolve', ctx);
-      calls.push({ hook: 'onResolve', detail: { id: ctx.incident.id, user: ctx.user, reaction: ctx.reaction, resolvedAt: ctx.incident.resolvedAt, stateResolved: !!ctx.incidents.byId(ctx.incident.id)?.resolvedAt } });
+      const stateResolved = !!(await ctx.incidents.byId(ctx.incident.id))?.resolvedAt;
+      calls.push({ hook: 'onResolve', detail: { id: ctx.incident.id, user: ctx.user, reaction: ctx.reaction, resolvedAt: ctx.incident.resolvedAt, stateResolved } });
     },
-    onReopen: (ctx) => {
+    onReopen: async (ctx) => {
       check('onReopen', ctx);
-      calls.push({ hook: 'onReopen', detail: { id: ctx.incident.id, user: ctx.user, resolvedAt: ctx.incident.resolvedAt, open: ctx.incidents.list({ open: true }).length } });
+      const open = (await ctx.incidents.list({ open: true })).length;
+      calls.push({ hook: 'onReopen', detail: { id: ctx.incident.id, user: ctx.user, resolvedAt: ctx.incident.resolvedAt, open } });
     },
     onReport: (ctx) => { check('onReport', ctx); calls.push({ hook: 'onReport', detail: { open: ctx.report.open.length } }); },
-    onStop: (ctx) => { calls.push({ hook: 'onStop', detail: { incidents: ctx.incidents.list().length, started: ctx.store.get('started') } }); },
+    onStop: async (ctx) => { calls.push({ hook: 'onStop', detail: { incidents: (await ctx.incidents.list()).length, started: await ctx.store.get('started') } }); },
   });
   const bot = await startBot(fake, baseConfig({ plugins: [spy], posters: [NAGIOS, HUMAN] }));
   t.after(async () => { await bot.stop(); await fake.close(); });
@@ -352,8 +355,8 @@ test("hook and delivery timeouts come from withTimeout: the signal's reason is a
   const reasons: Record<string, unknown> = {};
   const hanger = definePlugin({
     name: 'hanger',
-    onMatch: (ctx) => {
-      ctx.outbox.enqueue({ key: 'k1', group: 'g', payload: null });
+    onMatch: async (ctx) => {
+      await ctx.outbox.enqueue({ key: 'k1', group: 'g', payload: null });
       return new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => { reasons.onMatch = ctx.signal.reason; resolve(); }));
     },
     deliver: (_delivery, ctx) => new Promise<void>((_resolve, reject) => ctx.signal.addEventListener('abort', () => { reasons.deliver ??= ctx.signal.reason; reject(ctx.signal.reason); })),
