@@ -100,9 +100,10 @@ export class IncidentLifecycle {
    */
   async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin, at = message.ts): Promise<void> {
     const { state, log } = this.inputs;
-    // A recovery ends the firing of the alerts silences kept quiet (their summaries say which are still firing).
+    // A recovery ends the firing of the alerts silences kept quiet (their summaries say which are still firing). Not
+    // awaited: messages about one alert must reach their lifecycle step in the order they came, whatever they are.
     for (const alert of decision.action === 'incident' || decision.action === 'seen' ? decision.alert?.alerts ?? [] : []) {
-      if (alert.state === 'resolved') await this.inputs.silencing.noteRecovery(alert.key, message.ts);
+      if (alert.state === 'resolved') void this.inputs.silencing.noteRecovery(alert.key, message.ts).catch((error: unknown) => log.warn(`the recovery of ${alert.key} could not be noted for silences: ${errorText(error)}`));
     }
     if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
       const alertDecision = { ...decision, alert: decision.alert };

@@ -7,7 +7,7 @@
  * run and not finished).
  */
 import type { AlertMessage, CompiledConfig, Decision, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
-import { StateUnavailableError, type PendingMessage, type Store } from './ims-state.ts';
+import { StateUnavailableError, isStateFailure, type PendingMessage, type Store } from './ims-state.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import type { ChannelQueues } from './ims-slack.ts';
@@ -189,14 +189,16 @@ export class Intake {
     const duplicate = firstSeen.then((first) => !first);
     const seenBefore = async () => {
       if (!(await duplicate)) return false;
-      log.debug(`duplicate delivery ignored: this ${String(event.type)} event_id was seen before`, { channel: event.channel, ts: event.ts });
+      log.debug(`duplicate delivery ignored: this ${String(event.type)} event_id was seen before`, { event_id: eventId, channel: event.channel, ts: event.ts });
       return true;
     };
     try {
       if (event.type === 'message' && event.subtype === 'message_changed') {
         if (!(await seenBefore())) await this.handleEdit(event, origin);
       } else if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
-        await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, seenBefore), duplicate]);
+        // Its claim (made before any await) decides whether it is handled; a redelivery is still said to be one.
+        const [, redelivered] = await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, seenBefore), duplicate]);
+        if (redelivered) log.debug('duplicate delivery ignored: this message event_id was seen before', { event_id: eventId, channel: event.channel, ts: event.ts });
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
         if (!(await seenBefore())) await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
       } else if (event.type === 'app_home_opened' && typeof event.user === 'string') {
@@ -285,7 +287,7 @@ export class Intake {
       await this.inputs.incidents.act(config, { ...seen, alert: { ...decision.alert, alerts: changes } }, message, 'live', editTs || edited.ts);
       if (editTs) await state.finishMessage(edited.channel, editTs);
     } catch (error) {
-      if (classifySlackFailure(error).kind !== 'permanent' || !state.isOpen || !editTs) throw error;
+      if (isStateFailure(error) || classifySlackFailure(error).kind !== 'permanent' || !state.isOpen || !editTs) throw error;
       await state.failMessage(edited.channel, editTs, this.inputs.now());
       log.error(`the edit of ${edited.channel}:${edited.ts} could not be acted on: Slack refused it for good (${errorText(error)}); recorded as failed`, where);
     }
@@ -315,7 +317,8 @@ export class Intake {
   private async failedForGood(message: AlertMessage, decision: Exclude<Decision, { action: 'ignore' }>, error: unknown): Promise<boolean> {
     const { state, log } = this.inputs;
     const failure = classifySlackFailure(error);
-    if (failure.kind !== 'permanent' || !state.isOpen) return false;
+    // A failure of the state itself may pass: the message stays pending and is retried.
+    if (isStateFailure(error) || failure.kind !== 'permanent' || !state.isOpen) return false;
     await state.failMessage(message.channel, message.ts, this.inputs.now());
     const rule = 'match' in decision ? decision.match?.rule : undefined;
     const destination = decision.action === 'incident' || decision.action === 'reverse repost' ? decision.channel : message.channel;

@@ -201,6 +201,16 @@ function storable(value: unknown): unknown {
   return value;
 }
 
+/**
+ * A statement's parameters as sent. Times are epoch milliseconds in BIGINT columns, and one made from a Slack ts has a
+ * fraction (`1796048498147.001`): whole milliseconds, as SQLite's INTEGER columns keep them. A parameter the statement
+ * casts to `float8` keeps its fraction.
+ */
+function parametersOf(statement: Statement<unknown>): unknown[] {
+  const fractional = new Set([...statement.text.matchAll(/\$(\d+)::float8/g)].map((m) => Number(m[1]) - 1));
+  return statement.values.map((value, index) => (typeof value === 'number' && !Number.isInteger(value) && Number.isFinite(value) && !fractional.has(index) ? Math.floor(value) : storable(value)));
+}
+
 /** One operation: a statement, its parameters, and how its result becomes the operation's answer. */
 interface Statement<T> {
   /** The operation's name, for errors. */
@@ -395,7 +405,7 @@ export class PgState implements StateStore<'async'> {
   private async runAlone<T>(statement: Statement<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.pool.query(statement.text, statement.values.map(storable));
+        const result = await this.pool.query(statement.text, parametersOf(statement as Statement<unknown>));
         return await statement.answer(result);
       } catch (error) {
         if (attempt < ATTEMPTS && TRANSIENT_CODES.has((error as { code?: string }).code ?? '')) {
@@ -506,7 +516,7 @@ export class PgState implements StateStore<'async'> {
     const client = await this.pool.connect();
     let committed = false;
     try {
-      const sent = [client.query('BEGIN'), ...statements.map((s) => client.query(s.text, s.values.map(storable))), client.query('COMMIT')];
+      const sent = [client.query('BEGIN'), ...statements.map((s) => client.query(s.text, parametersOf(s))), client.query('COMMIT')];
       const settled = await Promise.allSettled(sent);
       // After a failed statement the ones behind it fail with 25P02 (transaction aborted): the first real cause is reported.
       const failures = settled.map((outcome, index) => ({ outcome, index })).filter(({ outcome }) => outcome.status === 'rejected');

@@ -1000,6 +1000,12 @@ export class StateUnavailableError extends Error {
   override name = 'StateUnavailableError';
 }
 
+/** Whether an error came from the state (its database), not from Slack: such a failure never makes a message failed for good. */
+export function isStateFailure(error: unknown): boolean {
+  const name = (error as { name?: string } | undefined)?.name;
+  return error instanceof StateUnavailableError || name === 'SqliteError' || (error instanceof Error && /^PostgreSQL state /.test(error.message));
+}
+
 /** The operations `promisedState` passes on; the rest of `State` (its constructor, `dump`) is not the runtime's. */
 const STORE_OPERATIONS = Object.getOwnPropertyNames(State.prototype)
   .filter((name) => name !== 'constructor' && name !== 'isOpen' && name !== 'dump' && typeof (State.prototype as unknown as Record<string, unknown>)[name] === 'function');

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { after, before, type TestContext } from 'node:test';
 import { Ims, compileConfig, createLogger, type Config, type CompiledConfig, type RuntimeOptions } from '../ims.ts';
 import { FakeSlack, type FakeSlackOptions } from './fake-slack.ts';
+import { PgState } from '../ims-state-pg.ts';
+import { freshDatabase, startPostgres, type TestPostgres } from './postgres.ts';
 
 /** socket-mode 3.1 rejects with `undefined` when disconnect() races a reconnect; let every other rejection fail the test. */
 export function guardSocketModeShutdownBug(): void {
@@ -77,15 +79,33 @@ export interface Bot {
  */
 export const UNPACED: Partial<RuntimeOptions> = { postsPerSecond: 1000, postBurst: 1000 };
 
+/**
+ * The backend bots keep their state in: SQLite (a file per bot), or PostgreSQL when `IMS_TEST_STATE=postgres` (a
+ * server started once per test process; a database per state path, so a bot restarted on the same path finds its state).
+ * A suite runs on both by running again under that variable (`test/pipeline-postgres.test.ts`).
+ */
+export const TEST_BACKEND: 'sqlite' | 'postgres' = process.env.IMS_TEST_STATE === 'postgres' ? 'postgres' : 'sqlite';
+let testServer: Promise<TestPostgres> | undefined;
+const databasesByPath = new Map<string, Promise<string>>();
+
+/** The PostgreSQL state of `statePath` (a fresh database the first time), opened for one bot. */
+async function postgresStateFor(statePath: string): Promise<PgState> {
+  testServer ??= startPostgres().then((server) => { process.once('beforeExit', () => void server.stop()); return server; });
+  const server = await testServer;
+  if (!databasesByPath.has(statePath)) databasesByPath.set(statePath, freshDatabase(server.url));
+  return PgState.open(await databasesByPath.get(statePath)!);
+}
+
 /** Start a real IMS against the fake. Stop it (or let the test's `after` do it) before closing the fake. */
 export async function startBot(fake: FakeSlack, config: Config, options: Partial<RuntimeOptions> & { statePath?: string; start?: boolean } = {}): Promise<Bot> {
   const statePath = options.statePath ?? path.join(tempDir(), 'ims.db');
   const compiled = compileConfig({ ...config, state: { ...config.state, path: statePath } }, { source: 'test-config', reverse: options.reverse, reacji: options.reacji });
   const logs: string[] = [];
   const log = createLogger({ level: 'debug', write: (line) => logs.push(line), secrets: ['xapp-test', 'xoxb-test'] });
+  const store = options.store ?? (TEST_BACKEND === 'postgres' ? await postgresStateFor(statePath) : undefined);
   const ims = new Ims(compiled, {
     appToken: 'xapp-test', botToken: 'xoxb-test', apiUrl: fake.apiUrl, log, autoReload: false, reports: false,
-    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options,
+    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options, store,
   });
   let stopped = false;
   const bot: Bot = { ims, logs, config: compiled, stop: async () => { if (!stopped) { stopped = true; await ims.stop(); } } };

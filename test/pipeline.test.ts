@@ -21,7 +21,7 @@ test('reposts a matching alert to its incident channel with the label, escaped, 
   const blocks = JSON.stringify(post.blocks);
   assert.ok(!blocks.includes('<!channel>'), 'the alert text cannot mention anyone');
   assert.match(blocks, /archives\/C0ALERTS01\/p/);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
 });
 
 test('pages only the rule hotline in one post', async (t) => {
@@ -86,7 +86,7 @@ test('an envelope redelivered because its ack was lost is reposted once', async 
   assert.equal(deliveries.length, 2, 'the same event_id came twice');
   assert.equal(topLevel(fake.messagesIn(INC_APPS)).length, 1);
   assert.ok(bot.logs.some((l) => l.includes('duplicate delivery ignored') && l.includes(retry.event_id)), 'the redelivery was recognised by its event_id');
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
 });
 
 test('the same event_id sent twice is reposted once', async (t) => {
@@ -120,7 +120,7 @@ test('the same channel and ts under a different event_id is reposted once', asyn
   await fake.waitFor(() => fake.envelopes.find((e) => e.event_id === 'Ev0QUIET002')?.ackedAt, 'the second quiet copy acked');
   await settle(bot);
   assert.deepEqual(topLevel(fake.messagesIn(INC_APPS)).map((m) => m.text.match(/lb-\d/)?.[0]), ['lb-2', 'lb-3']);
-  assert.equal(bot.ims.state.listIncidents().length, 2);
+  assert.equal((await bot.ims.store.listIncidents()).length, 2);
   assert.equal(fake.callsTo('reactions.add').filter((c) => c.params.timestamp === quiet.ts).length, 1, 'one reaction call for the quiet message');
 });
 
@@ -162,7 +162,7 @@ test("ignores the bot's own posts, edits, deletions and messages in incident, re
   const reposts = [INC_APPS, INC_INFRA, DEFAULT_CH, REPORT].flatMap((c) => fake.messagesIn(c).filter((m) => m.bot_id === fake.botId));
   assert.deepEqual(reposts.map((m) => m.text), ['[Error] ERROR: sentinel'], 'only the sentinel was reposted');
   for (const m of [own, original, ...elsewhere]) assert.equal(m.reactions, undefined, `no reaction on '${m.text}'`);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
 });
 
 test('a classic integration post (subtype bot_message) is an alert like any other', async (t) => {
@@ -347,7 +347,7 @@ test('an alert longer than 50 sections of 3,000 characters continues in the thre
   }
   assert.equal(text.length, original.length);
   assert.equal(text, original);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
 });
 
 // ─── Modes and hotlines ────────────────────────────────────────────────────────────────────────
@@ -473,5 +473,5 @@ test('an alert whose repost failed is retried until it goes through, and posted 
   assert.match(post.text, /disk error on db-02/);
   assert.equal(fake.messagesIn(INC_APPS).filter((m) => m.bot_id === fake.botId).length, 1);
   assert.ok(bot.logs.some((l) => l.includes('whose handling failed')));
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
 });
