@@ -530,8 +530,8 @@ describe('PostgreSQL state store (PgState)', () => {
       const slice = store.withinOneCommit(() => Promise.all([
         store.rememberEvent('Ev0ROLLED1', T0),
         store.claimMessage(ALERTS, a, alertEvent(ALERTS, a), T0),
-        // Not an incident number PostgreSQL can store (BIGINT): refused by the server, inside the transaction.
-        store.addIncidentEvent({ incidentId: 1.5, kind: 'note', detail: 'bad', at: T0 }),
+        // Not an incident number PostgreSQL can store (beyond BIGINT): refused by the server, inside the transaction.
+        store.addIncidentEvent({ incidentId: 2 ** 70, kind: 'note', detail: 'bad', at: T0 }),
       ]));
       await assert.rejects(slice, /addIncidentEvent.*none of them is recorded|none of them is recorded.*addIncidentEvent/s);
       assert.equal(await store.rememberEvent('Ev0ROLLED1', T0), true);
