@@ -120,8 +120,6 @@ export class Intake {
     if (!state.isOpen) return;
     const deadline = performance.now() + budgetMs;
     // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
-    // with them, so a crash before the commit is caught up from history, never lost).
-    // One commit for the slice: de-duplication records and claims of its messages land together (the cursor
     // with them, so a crash before the commit is caught up from history, never lost). The work below waits for
     // no answer of its own slice (they come once the commit is made): a message's claim is its own
     // de-duplication, and any other event goes on once its event ID's answer says it is new.

@@ -305,6 +305,8 @@ export interface PgStateOptions {
 export class PgState implements StateStore<'async'> {
   private readonly pool: Pool;
   private readonly slices = new AsyncLocalStorage<Slice>();
+  /** The commit of the last slice sent: the next waits for it. */
+  private sliceCommits: Promise<unknown> = Promise.resolve();
   private closed = false;
   private closing?: Promise<void>;
   /** The database, password left out: for errors. */
@@ -464,7 +466,14 @@ export class PgState implements StateStore<'async'> {
       throw error;
     }
     try {
-      if (slice.calls.length) await this.commitSlice(slice.calls);
+      if (slice.calls.length) {
+        // Slices commit in the order their work ran (a later claim never lands before an earlier one: cursors and
+        // per-channel order hold), while new frames are still acknowledged and gathered meanwhile.
+        const calls = slice.calls;
+        const commit = this.sliceCommits.then(() => this.commitSlice(calls));
+        this.sliceCommits = commit.catch(() => undefined);
+        await commit;
+      }
     } catch (error) {
       slice.settle.reject(error);
       throw error;

@@ -98,7 +98,7 @@ interface Heartbeat { timer?: NodeJS.Timeout; inflight?: AbortController; stoppe
  *   or revoked) logs ONE `ARGUS TOKEN REJECTED` error line and posts ONE message to the report channel per
  *   outage, and keeps everything queued (retried with backoff) until a working token is configured.
  *   5xx, 408, 429 and network errors are retried; other 4xx give the item up with Argus's answer.
- * - The source heartbeat is posted at start and every `heartbeatMs`; its failures are logged at warn.
+ * - The source heartbeat is posted at start and every `heartbeatMs` (by the leading instance only, when several share the state); its failures are logged at warn.
  */
 export function argus(options: ArgusOptions = {}) {
   const check = pluginOptions<ArgusOptions>('argus', options, OPTION_KEYS);
@@ -332,7 +332,8 @@ export function argus(options: ArgusOptions = {}) {
     if (!heartbeatMs) return;
     const state: Heartbeat = {};
     const beat = async () => {
-      if (state.inflight || state.stopped) return;
+      // With several instances, the leader alone says the source is alive.
+      if (state.inflight || state.stopped || !ctx.leading()) return;
       const stop = new AbortController();
       state.inflight = stop;
       try {

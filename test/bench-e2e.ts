@@ -14,12 +14,13 @@ import { FakeSlack, type FakeMessage } from './fake-slack.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-function percentile(sorted: number[], p: number): number {
+/** The p-th percentile of ascending `sorted` (nearest rank). */
+export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** user + system CPU seconds of a process, from /proc. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
@@ -45,6 +46,37 @@ export interface EndToEndResult {
   fakeCpuSeconds: number;
 }
 
+/** The burst's config (state not set): `ruleCount` distinct service rules, spread over `incidentChannels`. */
+export function burstConfig(ruleCount: number, incidentChannels: string[]) {
+  // Distinct service rules: every alert matches exactly one, most after scanning many.
+  const rules = Array.from({ length: ruleCount }, (_, i) => ({
+    match: `service-${String(i).padStart(3, '0')} .*(CRITICAL|DOWN|error rate)`,
+    when: i % 10 === 0 ? '.*:.*:.*' : undefined,
+    head: `[S${i}]`,
+    incident: `INC${i % incidentChannels.length}`,
+  }));
+  return {
+    timezone: 'UTC',
+    rules,
+    incidents: Object.fromEntries(incidentChannels.map((channel, i) => [`INC${i}`, { channel }])),
+    report: { channel: 'C0BENCHREPT' },
+  };
+}
+
+/**
+ * The burst: `alerts` alerts into `channel`, as fast as the fake can write them, 50 frames per turn of its event
+ * loop (as a network delivers them), so the fake can also take acks while it sends. Returns the alerts posted.
+ */
+export async function postBurst(fake: FakeSlack, channel: string, alerts: number, ruleCount: number): Promise<FakeMessage[]> {
+  const posted: FakeMessage[] = [];
+  for (let i = 0; i < alerts; i++) {
+    const service = String((i * 7919) % ruleCount).padStart(3, '0');
+    posted.push(fake.post(channel, { bot_id: 'B0MONITOR', text: `PROBLEM host-${i % 50} service-${service} is CRITICAL (burst ${i})` }));
+    if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return posted;
+}
+
 export async function benchEndToEnd(options: { alerts?: number; rules?: number } = {}): Promise<EndToEndResult> {
   const alerts = options.alerts ?? 2000;
   const ruleCount = options.rules ?? 200;
@@ -55,20 +87,7 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
   fake.addChannel({ id: 'C0BENCHREPT', name: 'report' });
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ims-bench-'));
-  // 200 distinct service rules: every alert matches exactly one, most after scanning many.
-  const rules = Array.from({ length: ruleCount }, (_, i) => ({
-    match: `service-${String(i).padStart(3, '0')} .*(CRITICAL|DOWN|error rate)`,
-    when: i % 10 === 0 ? '.*:.*:.*' : undefined,
-    head: `[S${i}]`,
-    incident: `INC${i % incidentChannels.length}`,
-  }));
-  const config = {
-    timezone: 'UTC',
-    rules,
-    incidents: Object.fromEntries(incidentChannels.map((channel, i) => [`INC${i}`, { channel }])),
-    report: { channel: 'C0BENCHREPT' },
-    state: { path: path.join(dir, 'bench.db') },
-  };
+  const config = { ...burstConfig(ruleCount, incidentChannels), state: { path: path.join(dir, 'bench.db') } };
   let run: BenchBot | undefined;
   try {
     run = await startBenchBot(fake, dir, config);
@@ -80,13 +99,7 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
     const started = performance.now();
     const benchCpuBefore = process.cpuUsage();
     const botCpuBefore = cpuSeconds(bot.pid!);
-    // The burst goes out as fast as the fake can write it, 50 frames per turn of its event loop (as a network
-    // delivers them), so the fake can also take acks while it sends.
-    for (let i = 0; i < alerts; i++) {
-      const service = String((i * 7919) % ruleCount).padStart(3, '0');
-      fake.post('C0BENCHALRT', { bot_id: 'B0MONITOR', text: `PROBLEM host-${i % 50} service-${service} is CRITICAL (burst ${i})` });
-      if (i % 50 === 49) await new Promise((resolve) => setImmediate(resolve));
-    }
+    await postBurst(fake, 'C0BENCHALRT', alerts, ruleCount);
     // Alerts reposted: each shown by a post of its own or a line of a digest (Slack's posting pace makes digests of a burst).
     const shown = new ShownAlerts(fake, incidentChannels);
     await fake.waitFor(() => shown.update() >= alerts, `all ${alerts} reposts (stderr: ${stderr().slice(-500)})`, 300_000);
@@ -109,20 +122,20 @@ export async function benchEndToEnd(options: { alerts?: number; rules?: number }
  * The bot spawned as a user runs it, with `config` written in `dir`, connected to `fake`. IMS_BENCH_PROFILE=DIR
  * writes a CPU profile of the bot there (open it in Chrome DevTools); IMS_BENCH_NODE_FLAGS adds Node flags.
  */
-interface BenchBot {
+export interface BenchBot {
   bot: ChildProcess;
   stderr(): string;
   /** SIGTERM, and wait for it to exit. */
   stop(): Promise<void>;
 }
 
-async function startBenchBot(fake: FakeSlack, dir: string, config: object): Promise<BenchBot> {
-  const configPath = path.join(dir, 'bench.json');
+export async function startBenchBot(fake: FakeSlack, dir: string, config: object, options: BenchBotOptions = {}): Promise<BenchBot> {
+  const configPath = path.join(dir, options.configName ?? 'bench.json');
   writeFileSync(configPath, JSON.stringify(config));
   const extra = process.env.IMS_BENCH_NODE_FLAGS ? process.env.IMS_BENCH_NODE_FLAGS.split(' ') : [];
   const profile = process.env.IMS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.IMS_BENCH_PROFILE)}`] : [];
-  const bot = spawn(process.execPath, [...extra, ...profile, '--import', import.meta.resolve('tsx'), path.join(root, 'ims.ts'), '--config', configPath, '--no-incident', '--no-reminder', '--no-auto', '--no-id-lookup'], {
-    cwd: dir, env: { ...process.env, SLACK_APP_TOKEN: 'xapp-bench', SLACK_BOT_TOKEN: 'xoxb-bench', SLACK_API_URL: fake.apiUrl }, stdio: ['ignore', 'ignore', 'pipe'],
+  const bot = spawn(process.execPath, [...extra, ...profile, '--import', import.meta.resolve('tsx'), path.join(root, 'ims.ts'), '--config', configPath, '--no-incident', '--no-reminder', '--no-auto', '--no-id-lookup', ...options.args ?? []], {
+    cwd: dir, env: { ...process.env, SLACK_APP_TOKEN: 'xapp-bench', SLACK_BOT_TOKEN: 'xoxb-bench', SLACK_API_URL: fake.apiUrl, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
   bot.stderr.on('data', (chunk) => { stderr += chunk; });
@@ -132,7 +145,7 @@ async function startBenchBot(fake: FakeSlack, dir: string, config: object): Prom
     await new Promise((resolve) => bot.once('exit', resolve));
   };
   try {
-    await fake.waitForConnection(1, 30_000);
+    await fake.waitForConnection(options.connection ?? 1, 30_000);
     await fake.waitFor(() => stderr.includes('Socket Mode connected'), 'the bot to finish starting', 30_000);
   } catch (error) {
     await stop();
@@ -141,12 +154,23 @@ async function startBenchBot(fake: FakeSlack, dir: string, config: object): Prom
   return { bot, stderr: () => stderr, stop };
 }
 
+export interface BenchBotOptions {
+  /** Environment added to the bot's (IMS_INSTANCE, IMS_POSTS_PER_SECOND…). */
+  env?: Record<string, string>;
+  /** The fake's hello count once this bot is connected: 2 for a second instance on the same fake. Default 1. */
+  connection?: number;
+  /** Further command-line flags (`--debug` to see why an alert went nowhere). */
+  args?: string[];
+  /** The config file's name in `dir` (one per instance). Default bench.json. */
+  configName?: string;
+}
+
 /**
  * Which alerts the bot's top-level posts in some channels show, and the post that first showed each: every link
  * to an original alert in a post's blocks (an incident post links its alert, a digest each alert it lists), as a
  * reader sees them. Read incrementally: only posts made since the last `update`.
  */
-class ShownAlerts {
+export class ShownAlerts {
   /** Alert ts → the post that first showed it. */
   readonly firstShownBy = new Map<string, FakeMessage>();
   /** Alerts shown by more than one post. */
