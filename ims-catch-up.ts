@@ -51,9 +51,13 @@ export class CatchUp {
 
   constructor(private readonly inputs: CatchUpInputs) {}
 
-  /** IMS is about to listen for the first time (call before the socket connects). */
-  async startListening(): Promise<void> {
-    await this.holdAll();
+  /**
+   * IMS is about to listen for the first time (call before the socket connects). `catchingUp`: a catch-up follows
+   * (alone, or as the leader of several instances): live messages wait for their channel's history until it ran. An
+   * instance that does not catch up holds nothing (nothing would release it).
+   */
+  async startListening(catchingUp = true): Promise<void> {
+    if (catchingUp) await this.holdAll();
     this.listeningSince = { ts: (this.inputs.now() / 1000).toFixed(6), after: 'start' };
   }
 

@@ -158,8 +158,14 @@ export class Intake {
   private readonly parked: { eventId?: string; event: Record<string, unknown>; origin: MessageOrigin }[] = [];
   private parkedRetry?: NodeJS.Timeout;
 
+  /** Since when events are kept (the state unreachable); said once when it starts and once when it ends. */
+  private keptSince?: number;
+
   private park(event: Record<string, unknown>, origin: MessageOrigin, eventId: string | undefined, error: unknown): void {
-    if (!this.parked.length) this.inputs.log.warn(`the state is unreachable (${errorText(error)}): events are kept in memory and taken in again when it answers`);
+    if (this.keptSince === undefined) {
+      this.keptSince = Date.now();
+      this.inputs.log.warn(`the state is unreachable (${errorText(error)}): events are kept in memory and taken in again when it answers`);
+    }
     this.parked.push({ eventId, event, origin });
     this.parkedRetry ??= setTimeout(() => this.takeInParked(), PARKED_RETRY_MS);
   }
@@ -168,7 +174,7 @@ export class Intake {
     this.parkedRetry = undefined;
     if (this.inputs.stopping() || !this.parked.length) return;
     const again = this.parked.splice(0);
-    this.inputs.log.info(`taking in ${again.length} event(s) kept while the state was unreachable`);
+    this.inputs.log.debug(`taking in ${again.length} event(s) kept while the state was unreachable`);
     void this.inputs.state.withinOneCommit(() => { for (const { origin, ...taken } of again) this.takeIn(taken, origin); }).catch(() => undefined);
   }
 
@@ -203,6 +209,10 @@ export class Intake {
         if (!(await seenBefore()) && event.tab !== 'messages') await this.inputs.homeOpened(event.user);
       } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {
         log.warn(`malformed ${event.type} event skipped: ${JSON.stringify(event).slice(0, 200)}`);
+      }
+      if (this.keptSince !== undefined && !this.parked.length) {
+        log.info(`the state answers again: the events kept for ${Math.round((Date.now() - this.keptSince) / 1000)} s are taken in`);
+        this.keptSince = undefined;
       }
     } catch (error) {
       if (error instanceof StateUnavailableError && state.isOpen && !this.inputs.stopping() && origin !== 'recovery') {

@@ -125,8 +125,10 @@ export class Leadership {
       }
       if (this.leading()) await this.lookForInstancesGone();
     } catch (error) {
+      // Said once per outage (then at debug): the renewal is tried every few seconds.
+      const first = this.unreachableSince === undefined;
       this.unreachableSince ??= askedAt;
-      log.warn(`leases could not be renewed (${errorText(error)})${this.leading() ? '' : '; standing by'}`);
+      log[first ? 'warn' : 'debug'](`leases could not be renewed (${errorText(error)}); ${this.leading() ? 'leading until the lease runs out' : 'standing by until the state answers'}`);
       if (!this.leading()) this.leaderUntil = 0;
     }
   }

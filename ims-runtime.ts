@@ -256,6 +256,8 @@ export class Ims {
       retryPending: (before) => lead(() => this.retryPending(before)), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
       prune: (before) => void lead(() => this.store.prune(before)).catch((error) => log.warn(`pruning old state failed: ${errorText(error)}`)),
       sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
+      // A war room another instance made is never read as an alert source here either.
+      refreshShared: isLeaseStore(this.store) ? async () => { for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel); } : undefined,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
@@ -302,7 +304,7 @@ export class Ims {
     await untilStopped(this.stopRequested.signal, this.leadership.start());
     const leading = this.leadership.leading();
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.retryPending()));
-    await this.catchUps.startListening();
+    await this.catchUps.startListening(leading);
     await this.reachSlack('Socket Mode', () => this.socket.connect());
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.catchUpOverlapMs())));
     if (this.stopping) throw new StoppedError();
@@ -506,8 +508,12 @@ export class Ims {
     // With several instances the outbox is the leader's, and this one has handed leadership over.
     if (!(await settleWithin(this.idle().then(() => (this.leadership.shared ? undefined : this.outbox.flush())), deadline))) {
       this.halt.abort();
+      const pending = await withTimeout(() => this.store.pendingMessages(), 1000, 'counting pending messages').then((messages) => `${messages.length}`, () => 'any');
       this.log.warn(`stopping: in-flight work did not finish within ${Math.round(budgetMs / 1000)} s; `
-        + `${(await this.store.pendingMessages().catch(() => [])).length} message(s) left pending are finished at the next start`);
+        + `${pending} message(s) left pending are finished at the next start${this.leadership.shared ? ' (or by the leader)' : ''}`);
+    }
+    if (this.intake.parkedCount) {
+      this.log.warn(`stopping with ${this.intake.parkedCount} event(s) kept while the state was unreachable: they are read back from history by the next catch-up`);
     }
     await settleWithin(this.hooks('onStop', () => ({})), Math.max(deadline, Date.now() + 1000));
     this.halt.abort();

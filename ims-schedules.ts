@@ -28,6 +28,8 @@ export interface ScheduleInputs {
   /** Open maintenance windows, and summarise silences that are over. */
   sweepSilences(): Promise<unknown>;
   track<T>(work: Promise<T>): Promise<T>;
+  /** With several instances: read again what others may have recorded that this one keeps in memory (every 5 s). */
+  refreshShared?(): Promise<unknown>;
 }
 
 /** The timers of a running IMS: started after start-up, reconfigured on reload, stopped on stop. */
@@ -54,6 +56,7 @@ export class Schedules {
     // A silence that ended while IMS was down is summarised now; the others within a few seconds of their end.
     void inputs.track(inputs.sweepSilences());
     this.fixed.push(setInterval(() => void inputs.track(inputs.sweepSilences()), inputs.options.silenceSweepMs ?? 5000));
+    if (inputs.refreshShared) this.fixed.push(setInterval(() => void inputs.track(inputs.refreshShared!()), 5000));
   }
 
   /** The config was reloaded: report and reminder timers from the new one. */
