@@ -98,7 +98,7 @@ function cpuOf(pids: number[]): Map<number, number> {
 }
 
 /** What the database says of the burst: incidents recorded for its alerts, and messages by state. */
-async function stateCounts(url: string): Promise<Pick<BurstCheck, 'incidents' | 'distinctIncidents' | 'done' | 'notDone'>> {
+async function stateCounts(url: string): Promise<Pick<BurstCheck, 'incidents' | 'distinctIncidents' | 'done' | 'notDone' | 'notDoneBy'>> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
