@@ -12,6 +12,7 @@
  * once is claimed in the state besides (a report's slot, an outbox item), so a stale leader cannot double it.
  */
 import type { Logger } from './ims.ts';
+import type { PendingMessage } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
 
 /** What leadership needs of the state: leases (PostgreSQL's `PgState` has them; one SQLite instance needs none). */
@@ -141,8 +142,75 @@ export class Leadership {
     if (gone.length) this.inputs.onInstancesGone(gone);
   }
 
-  /** The instances alive at the leader's last look, this one included. */
-  alive(): Set<string> {
-    return new Set([this.inputs.instance, ...this.othersAlive]);
+  /** The instances whose leases are alive now, this one included (read from the state). */
+  async aliveNow(): Promise<Set<string>> {
+    const { leases, instance } = this.inputs;
+    if (!leases) return new Set([instance]);
+    return new Set([instance, ...(await leases.liveLeases(INSTANCE_LEASE_PREFIX)).map((lease) => lease.holder)]);
+  }
+}
+
+/** Long enough for a dead leader's lease to run out and another instance to take over. */
+const TAKE_OVER_MS = 15_000;
+/** With several instances, how far before its cursor each channel's history is read again on taking over. */
+export const CATCH_UP_OVERLAP_MS = 120_000;
+
+/** What the leader's duties act through. */
+export interface LeaderDutyInputs {
+  leadership: Pick<Leadership, 'shared' | 'leading' | 'aliveNow'>;
+  /** Turns are claimed where reminders' hours are (`claimReminder`). */
+  turns: { claimReminder(channel: string, hour: string): Promise<boolean>; releaseReminder(channel: string, hour: string): Promise<void> };
+  instance: string;
+  log: Logger;
+  reportChannel(): string | undefined;
+  postReport(): Promise<boolean>;
+  /** Finish pending messages claimed before `claimedBefore` that `mine` accepts. */
+  retryPending(claimedBefore: number, mine?: (message: PendingMessage) => boolean): Promise<void>;
+  /** Read missed history, `overlapMs` before each cursor too. */
+  catchUp(overlapMs: number): Promise<void>;
+  stopping(): boolean;
+}
+
+/** The work one instance does for all, as it differs between one instance (SQLite) and several (shared state). */
+export class LeaderDuties {
+  constructor(private readonly inputs: LeaderDutyInputs) {}
+
+  /**
+   * A scheduled report's turn. Alone, it is posted. With several instances, the leader claims the turn in the state
+   * and posts it (once, whoever else ticks); an instance that is not the leader at the tick looks again once a leader
+   * that died would have been replaced, and posts it then if nobody claimed it (late, not skipped).
+   */
+  async report(turn: string): Promise<void> {
+    const { leadership, turns, log } = this.inputs;
+    if (!leadership.shared) { await this.inputs.postReport(); return; }
+    if (!leadership.leading()) {
+      await new Promise((resolve) => setTimeout(resolve, TAKE_OVER_MS).unref());
+      if (this.inputs.stopping() || !leadership.leading()) return;
+    }
+    const reports = `report ${this.inputs.reportChannel() ?? ''}`;
+    if (!(await turns.claimReminder(reports, turn))) { log.debug(`report of ${turn}: posted by another instance`); return; }
+    if (!(await this.inputs.postReport())) await turns.releaseReminder(reports, turn).catch(() => undefined);
+  }
+
+  /** Leadership was gained after start-up, or another instance died: finish what others left, read back what they missed. */
+  async takeOver(): Promise<void> {
+    await this.retryPending();
+    await this.inputs.catchUp(this.catchUpOverlapMs());
+  }
+
+  /** How far before each cursor a catch-up reads: with several instances, another may have moved it past a dead one's messages. */
+  catchUpOverlapMs(): number {
+    return this.inputs.leadership.shared ? CATCH_UP_OVERLAP_MS : 0;
+  }
+
+  /**
+   * Finish pending messages (claimed before `claimedBefore`): alone, all of them; with several instances, this one's and
+   * those of instances no longer alive, by the leases as they are now (a live one finishes its own).
+   */
+  async retryPending(claimedBefore = Infinity): Promise<void> {
+    const { leadership, instance } = this.inputs;
+    if (!leadership.shared) return this.inputs.retryPending(claimedBefore);
+    const alive = await leadership.aliveNow();
+    return this.inputs.retryPending(claimedBefore, (message) => !message.claimedBy || message.claimedBy === instance || !alive.has(message.claimedBy));
   }
 }

@@ -35,8 +35,7 @@ import { AppHome } from './ims-home.ts';
 import { ConfigReload } from './ims-reload.ts';
 import { Metrics } from './ims-metrics.ts';
 import { operationsFor, parseListen, type OpsServer } from './ims-http.ts';
-import { Leadership, isLeaseStore } from './ims-leadership.ts';
-import type { PendingMessage } from './ims-state.ts';
+import { LeaderDuties, Leadership, isLeaseStore } from './ims-leadership.ts';
 import os from 'node:os';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
@@ -144,6 +143,7 @@ export class Ims {
   private readonly schedules: Schedules;
   /** Which instance does the work that must happen once (always this one, alone on SQLite). */
   readonly leadership: Leadership;
+  private readonly duties: LeaderDuties;
   /** Set once start-up has run its own catch-up: a leadership gained later runs one for itself. */
   private started = false;
   private readonly reloads: ConfigReload;
@@ -242,18 +242,22 @@ export class Ims {
     });
     this.leadership = new Leadership({
       leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
-      onGained: () => { if (this.started) void this.track(this.takeOver()); },
+      onGained: () => { if (this.started) void this.track(this.duties.takeOver()); },
       onInstancesGone: (gone) => {
         log.warn(`instance(s) ${gone.join(', ')} stopped renewing their lease: finishing what they left, and reading back what they may have missed`);
-        void this.track(this.takeOver());
+        void this.track(this.duties.takeOver());
       },
+    });
+    this.duties = new LeaderDuties({
+      leadership: this.leadership, turns: this.store, instance, log, reportChannel: () => this.config.report.channel, postReport: () => this.postReport(),
+      retryPending: (before, mine) => this.intake.retryPending(before, mine), catchUp: (overlapMs) => this.catchUps.run(overlapMs), stopping: () => this.stopping,
     });
     // Work that must happen once is the leader's (all of it, alone on SQLite).
     const lead = (work: () => Promise<unknown>) => (this.leadership.leading() ? work() : Promise.resolve());
     this.schedules = new Schedules({
-      config: config$, log, now: this.now, options, report: (slot) => this.scheduledReport(slot), remind: () => lead(() => runReminders(this)),
+      config: config$, log, now: this.now, options, report: (slot) => this.duties.report(slot), remind: () => lead(() => runReminders(this)),
       flushOutbox: () => lead(() => this.outbox.flush()),
-      retryPending: (before) => lead(() => this.retryPending(before)), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
+      retryPending: (before) => lead(() => this.duties.retryPending(before)), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
       prune: (before) => void lead(() => this.store.prune(before)).catch((error) => log.warn(`pruning old state failed: ${errorText(error)}`)),
       sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
       // A war room another instance made is never read as an alert source here either.
@@ -263,7 +267,7 @@ export class Ims {
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
       stopping: () => this.stopping, fatal: (error) => this.fatal(error),
       onEnvelope: (envelope) => (envelope.type === 'interactive' || envelope.type === 'slash_commands' ? this.interactions.onEnvelope(envelope) : this.intake.onEnvelope(envelope)),
-      onConnected: (count) => { this.connected = true; if (count > 1 && this.leadership.leading()) this.track(this.catchUps.run(this.catchUpOverlapMs())); },
+      onConnected: (count) => { this.connected = true; if (count > 1 && this.leadership.leading()) this.track(this.catchUps.run(this.duties.catchUpOverlapMs())); },
       onDropped: (lostMs) => { this.connected = false; this.catchUps.noteDisconnect(this.now() - lostMs); },
     });
     this.reloads = new ConfigReload({
@@ -303,10 +307,10 @@ export class Ims {
     // With several instances: the leader finishes what others left and catches up; the others only listen.
     await untilStopped(this.stopRequested.signal, this.leadership.start());
     const leading = this.leadership.leading();
-    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.retryPending()));
+    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.duties.retryPending()));
     await this.catchUps.startListening(leading);
     await this.reachSlack('Socket Mode', () => this.socket.connect());
-    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.catchUpOverlapMs())));
+    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.duties.catchUpOverlapMs())));
     if (this.stopping) throw new StoppedError();
     this.started = true;
     this.schedules.start();
@@ -327,43 +331,6 @@ export class Ims {
     this.intake.drainAll();
     while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
     await this.queues.drain();
-  }
-
-  /**
-   * A scheduled report's turn. Alone, it is posted. With several instances, the leader claims the turn in the state
-   * and posts it (once, whoever else ticks); an instance that is not the leader at the tick looks again once a leader
-   * that died would have been replaced, and posts it then if nobody claimed it (late, not skipped).
-   */
-  private async scheduledReport(slot: string): Promise<void> {
-    if (!this.leadership.shared) { await this.postReport(); return; }
-    if (!this.leadership.leading()) {
-      await new Promise((resolve) => setTimeout(resolve, TAKE_OVER_MS).unref());
-      if (this.stopping || !this.leadership.leading()) return;
-    }
-    const turn = `report ${this.config.report.channel ?? ''}`;
-    if (!(await this.store.claimReminder(turn, slot))) { this.log.debug(`report of ${slot}: posted by another instance`); return; }
-    if (!(await this.postReport())) await this.store.releaseReminder(turn, slot).catch(() => undefined);
-  }
-
-  /** Leadership was gained after start-up, or another instance died: finish what others left, read back what they missed. */
-  private async takeOver(): Promise<void> {
-    await this.retryPending();
-    await this.catchUps.run(this.catchUpOverlapMs());
-  }
-
-  /** How far before each cursor a catch-up reads: with several instances, another may have moved it past a dead one's messages. */
-  private catchUpOverlapMs(): number {
-    return this.leadership.shared ? CATCH_UP_OVERLAP_MS : 0;
-  }
-
-  /**
-   * Finish pending messages (claimed before `claimedBefore`): alone, all of them; with several instances, this one's and
-   * those of instances no longer alive (a live one finishes its own).
-   */
-  private async retryPending(claimedBefore = Infinity): Promise<void> {
-    if (!this.leadership.shared) return this.intake.retryPending(claimedBefore);
-    const alive = this.leadership.alive();
-    return this.intake.retryPending(claimedBefore, (message: PendingMessage) => !message.claimedBy || !alive.has(message.claimedBy) || message.claimedBy === this.instance);
   }
 
   /** Post a report now (scheduled, or `/ims report`); false when it could not be posted. */
@@ -524,11 +491,6 @@ export class Ims {
   }
 
 }
-
-/** Long enough for a dead leader's lease to run out and another instance to take over. */
-const TAKE_OVER_MS = 15_000;
-/** With several instances, how far before its cursor each channel's history is read again on taking over. */
-const CATCH_UP_OVERLAP_MS = 120_000;
 
 /** A state whose posting pace is shared by several instances (PostgreSQL's). */
 function isSharedPace(store: Store): store is Store & Pick<PgState, 'takePostingTurn' | 'postingRateLimited'> {
