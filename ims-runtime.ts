@@ -9,11 +9,11 @@ import type { WebClient } from '@slack/web-api';
 import type { CliOptions, CompiledConfig, HookContext, HookName, Incident, Logger, MessageOrigin, Plugin } from './ims.ts';
 import { State, StateVersionError, promisedState, type StateDump, type Store } from './ims-state.ts';
 import type { PgState } from './ims-state-pg.ts';
-import { PluginHookErrors, TimeoutError, classifySlackFailure, withTimeout } from './ims-plugin-kit.ts';
+import { PluginHookErrors, TimeoutError, withTimeout } from './ims-plugin-kit.ts';
 import { ConfigError, configName } from './ims-config-errors.ts';
 import { createLogger, errorText, reportRefusal } from './ims-log.ts';
 import {
-  ChannelQueues, DEFAULT_RETRY, Poster, SlackTokenError, SlackUnreachableError, StoppedError, createSlackClient, slackFetch,
+  ChannelQueues, DEFAULT_RETRY, Poster, SlackTokenError, StoppedError, createSlackClient, slackFetch,
   type PostSpec, type RetryPolicy, type WebClientOptions,
 } from './ims-slack.ts';
 import { SocketConnection } from './ims-socket.ts';
@@ -36,6 +36,7 @@ import { ConfigReload } from './ims-reload.ts';
 import { Metrics } from './ims-metrics.ts';
 import { operationsFor, parseListen, type OpsServer } from './ims-http.ts';
 import { LeaderDuties, Leadership, isLeaseStore } from './ims-leadership.ts';
+import { SlackReach, untilStopped } from './ims-slack-reach.ts';
 import os from 'node:os';
 
 /** Options for a running IMS beyond its config: the command line's, and the knobs tests need. */
@@ -155,10 +156,8 @@ export class Ims {
   private readonly halt = new AbortController();
   /** Aborted when IMS has stopped: the hooks' signals follow it. */
   private readonly stoppedSignal = new AbortController();
-  /** While start-up is reaching Slack: the time it gives up (the clients retry until then, logging each retry). */
-  private startDeadline?: number;
-  private fatalReported = false;
-  private checkingToken = false;
+  /** Reaching Slack at start-up, and a token it refuses. */
+  private readonly reach: SlackReach;
 
   constructor(config: CompiledConfig, readonly options: RuntimeOptions) {
     this.config = config;
@@ -176,20 +175,18 @@ export class Ims {
     this.instance = instance;
     this.metrics = new Metrics(options.http !== undefined, instance);
     const retry = this.retryPolicy();
-    const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.startDeadline, onAuthFailure: (method: string, code: string) => this.botTokenRefused(method, code) };
+    this.reach = new SlackReach({
+      slack: () => this.slack, log, startTimeoutMs: options.startTimeoutMs, stopRequested: this.stopRequested.signal, stopping: () => this.stopping,
+      onFatal: options.onFatal, stop: () => void this.stop(),
+    });
+    const policy = { retry, log, name: 'Slack', signal: this.halt.signal, deadline: () => this.reach.deadline(), onAuthFailure: (method: string, code: string) => this.reach.botTokenRefused(method, code) };
     this.slack = createSlackClient(options.botToken, web, policy);
     this.pluginSlack = createSlackClient(options.botToken, web, { retry, log, name: 'plugins', signal: this.halt.signal, waitOutThrottling: true });
     this.queues = new ChannelQueues(log, { perSecond: options.postsPerSecond, burst: options.postBurst });
     this.queues.onPosted = (channel) => this.metrics.notePost(channel);
     this.queues.onRateLimited = (channel) => this.metrics.noteRateLimited(channel);
-    if (options.store && isSharedPace(options.store)) {
-      // Several instances post into the same channels: their posts are paced together, in the shared state.
-      const shared = options.store;
-      this.queues.sharedPace = {
-        take: (channel, perSecond, burst) => shared.takePostingTurn(channel, perSecond, burst),
-        limited: (channel, retryAfterMs) => shared.postingRateLimited(channel, retryAfterMs),
-      };
-    }
+    // Several instances post into the same channels: their posts are paced together, in the shared state.
+    if (options.store && isSharedPace(options.store)) this.queues.sharedPace = { take: options.store.takePostingTurn.bind(options.store), limited: options.store.postingRateLimited.bind(options.store) };
     this.poster = new Poster({
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
@@ -264,8 +261,8 @@ export class Ims {
       refreshShared: isLeaseStore(this.store) ? async () => { for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel); } : undefined,
     });
     this.socket = new SocketConnection({
-      appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.startDeadline,
-      stopping: () => this.stopping, fatal: (error) => this.fatal(error),
+      appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.reach.deadline(),
+      stopping: () => this.stopping, fatal: (error) => this.reach.fatal(error),
       onEnvelope: (envelope) => (envelope.type === 'interactive' || envelope.type === 'slash_commands' ? this.interactions.onEnvelope(envelope) : this.intake.onEnvelope(envelope)),
       onConnected: (count) => { this.connected = true; if (count > 1 && this.leadership.leading()) this.track(this.catchUps.run(this.duties.catchUpOverlapMs())); },
       onDropped: (lostMs) => { this.connected = false; this.catchUps.noteDisconnect(this.now() - lostMs); },
@@ -296,7 +293,7 @@ export class Ims {
     // First: a probe during start-up learns it is not connected yet.
     if (this.ops && options.socket !== false) this.httpAddress = await this.ops.start();
     this.log.info(`connecting to Slack at ${this.slack.slackApiUrl}`, { pid: process.pid });
-    const auth = await this.reachSlack('auth.test', () => this.slack.auth.test());
+    const auth = await this.reach.reach('auth.test', () => this.slack.auth.test());
     this.self = { userId: String(auth.user_id ?? ''), botId: String(auth.bot_id ?? ''), teamUrl: String(auth.url ?? 'https://slack.com/') };
     for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
     this.config = await untilStopped(this.stopRequested.signal, this.resolveNames(this.config));
@@ -309,7 +306,7 @@ export class Ims {
     const leading = this.leadership.leading();
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.duties.retryPending()));
     await this.catchUps.startListening(leading);
-    await this.reachSlack('Socket Mode', () => this.socket.connect());
+    await this.reach.reach('Socket Mode', () => this.socket.connect());
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.duties.catchUpOverlapMs())));
     if (this.stopping) throw new StoppedError();
     this.started = true;
@@ -408,58 +405,6 @@ export class Ims {
     return promise;
   }
 
-  /**
-   * A start-up step that must reach Slack: its calls are retried until `startTimeoutMs` (each retry logged
-   * with its reason), then it fails with one clear message. A refused token fails it at once, naming the token.
-   */
-  private async reachSlack<T>(what: 'auth.test' | 'Socket Mode', step: () => Promise<T>): Promise<T> {
-    const timeoutMs = this.options.startTimeoutMs ?? 60_000;
-    const where = this.slack.slackApiUrl;
-    const giveUp = (reason: string) => new SlackUnreachableError(`cannot reach Slack at ${where}: ${what === 'auth.test' ? 'auth.test' : 'the Socket Mode connection'} ${reason}, `
-      + `gave up after ${Math.round(timeoutMs / 1000)} s; check the network (DNS, proxy, firewall), SLACK_API_URL and https://slack-status.com, then start IMS again`);
-    this.startDeadline = Date.now() + timeoutMs;
-    try {
-      // Whatever a step waits for without failing (a hello that never comes), it does not wait past the deadline.
-      return await untilStopped(this.stopRequested.signal, withTimeout(() => step(), timeoutMs + 500, what));
-    } catch (error) {
-      if (error instanceof TimeoutError) throw giveUp('did not complete');
-      if (error instanceof StoppedError || error instanceof SlackTokenError || error instanceof SlackUnreachableError || error instanceof ConfigError) throw error;
-      const failure = classifySlackFailure(error);
-      if (failure.kind === 'auth') throw new SlackTokenError(what === 'auth.test' ? 'SLACK_BOT_TOKEN' : 'SLACK_APP_TOKEN', what === 'auth.test' ? what : 'apps.connections.open', failure.code);
-      if (failure.kind === 'permanent') throw new Error(`${what} at ${where} failed: ${failure.reason}`, { cause: error });
-      throw giveUp(`failed (${failure.reason})`);
-    } finally {
-      this.startDeadline = undefined;
-    }
-  }
-
-  /** Slack refused a token while running: IMS cannot go on. */
-  private fatal(error: SlackTokenError): void {
-    if (this.fatalReported) return;
-    this.fatalReported = true;
-    if (this.options.onFatal) this.options.onFatal(error);
-    else {
-      this.log.error(error.message);
-      void this.stop();
-    }
-  }
-
-  /** A call was refused for its token: if auth.test agrees (revoked, not one call's quirk), IMS cannot go on. */
-  private botTokenRefused(method: string, code: string): void {
-    if (this.stopping) return;
-    if (method === 'auth.test') {
-      // At start-up, start() reports it.
-      if (this.startDeadline === undefined) this.fatal(new SlackTokenError('SLACK_BOT_TOKEN', method, code));
-      return;
-    }
-    if (this.checkingToken) return;
-    this.checkingToken = true;
-    void this.slack.auth.test().then(
-      () => this.log.error(`${method}: Slack refused the bot token (${code}), though auth.test accepts it`),
-      () => undefined, // a refusal is reported by the auth.test call itself
-    ).finally(() => { this.checkingToken = false; });
-  }
-
   private async shutDown(): Promise<void> {
     this.stopping = true;
     this.stopRequested.abort();
@@ -496,17 +441,6 @@ export class Ims {
 function isSharedPace(store: Store): store is Store & Pick<PgState, 'takePostingTurn' | 'postingRateLimited'> {
   const candidate = store as Partial<Pick<PgState, 'takePostingTurn' | 'postingRateLimited'>>;
   return typeof candidate.takePostingTurn === 'function' && typeof candidate.postingRateLimited === 'function';
-}
-
-/** `work`, or a `StoppedError` as soon as `stop` is aborted (the work itself is left to finish or fail unobserved). */
-function untilStopped<T>(stop: AbortSignal, work: Promise<T>): Promise<T> {
-  if (stop.aborted) { work.catch(() => undefined); return Promise.reject(new StoppedError()); }
-  return new Promise<T>((resolve, reject) => {
-    const onStop = () => reject(new StoppedError());
-    stop.addEventListener('abort', onStop, { once: true });
-    work.then((value) => { stop.removeEventListener('abort', onStop); resolve(value); },
-      (error) => { stop.removeEventListener('abort', onStop); reject(error); });
-  });
 }
 
 /** Whether `work` settled before `deadline` (epoch ms); its outcome is not looked at. */
