@@ -178,6 +178,15 @@ export class Intake {
     void this.inputs.state.withinOneCommit(() => { for (const { origin, ...taken } of again) this.takeIn(taken, origin); }).catch(() => undefined);
   }
 
+  /** The last reaction taken in: the next one starts when it is done. */
+  private lastReaction: Promise<unknown> = Promise.resolve();
+
+  private reactionsInOrder(work: () => Promise<void>): Promise<void> {
+    const turn = this.lastReaction.then(work);
+    this.lastReaction = turn.catch(() => undefined);
+    return turn;
+  }
+
   /** Events kept in memory while the state is unreachable. */
   get parkedCount(): number {
     return this.parked.length;
@@ -204,7 +213,8 @@ export class Intake {
         const [, redelivered] = await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, seenBefore), duplicate]);
         if (redelivered) log.debug('duplicate delivery ignored: this message event_id was seen before', { event_id: eventId, channel: event.channel, ts: event.ts });
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
-        if (!(await seenBefore())) await this.inputs.incidents.onReaction(event, event.type === 'reaction_added');
+        // One at a time, in the order they came: a reaction and its removal a moment later must not swap.
+        await this.reactionsInOrder(async () => { if (!(await seenBefore())) await this.inputs.incidents.onReaction(event, event.type === 'reaction_added'); });
       } else if (event.type === 'app_home_opened' && typeof event.user === 'string') {
         if (!(await seenBefore()) && event.tab !== 'messages') await this.inputs.homeOpened(event.user);
       } else if (event.type === 'message' || event.type === 'reaction_added' || event.type === 'reaction_removed') {

@@ -498,9 +498,12 @@ export function slackTokens(env: NodeJS.ProcessEnv = process.env): { appToken: s
 export async function runSlack(config: CompiledConfig, options: CliOptions, io: { err: (s: string) => void }): Promise<number> {
   const tokens = slackTokens();
   if (typeof tokens === 'string') { reportRefusal(`ims: ${tokens}`, options, io); return 1; }
+  const databaseUrl = config.state.url ?? (process.env.DATABASE_URL || undefined);
+  // Several instances may share a PostgreSQL state: then every log line says which one wrote it.
+  const instance = process.env.IMS_INSTANCE || (databaseUrl ? `${os.hostname()}:${process.pid}` : undefined);
   let log: ReturnType<typeof createLogger>;
   try {
-    log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken], instance: process.env.IMS_INSTANCE || undefined });
+    log = createLogger({ level: options.debug ? 'debug' : 'info', file: options.log, format: options.logFormat, secrets: [tokens.appToken, tokens.botToken], instance });
   } catch (error) {
     // A log that cannot be written is a command line IMS cannot run (as a usage error): say so before connecting.
     reportRefusal(`ims: ${(error as Error).message}`, options, io);
@@ -523,15 +526,13 @@ export async function runSlack(config: CompiledConfig, options: CliOptions, io: 
   let stopping: string | undefined;
   let stopRequested!: () => void;
   const stopNow = new Promise<void>((resolve) => { stopRequested = resolve; });
-  const instance = process.env.IMS_INSTANCE || undefined;
-  const databaseUrl = config.state.url ?? (process.env.DATABASE_URL || undefined);
   let store: Store | undefined;
   if (databaseUrl) {
     if (!/^postgres(ql)?:\/\//.test(databaseUrl)) { reportRefusal(`ims: DATABASE_URL must be a postgres:// URL, found '${databaseUrl.replace(/:[^:@/]*@/, ':…@')}'`, options, io); return 2; }
     try {
       const { PgState: Postgres } = await import('./ims-state-pg.ts');
       store = await Postgres.open(databaseUrl, {
-        instance: instance ?? `${os.hostname()}:${process.pid}`,
+        instance,
         onIdleError: (error) => log.warn(`PostgreSQL connection lost while idle (${errorText(error)}): the pool reconnects`),
       });
     } catch (error) {

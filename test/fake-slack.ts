@@ -986,10 +986,10 @@ export class FakeSlack {
     else await this.waitFor(() => this.helloCount >= count, `socket connection #${count}`, timeoutMs);
   }
 
-  async waitFor<T>(predicate: () => T | undefined | false | null, what = 'a condition', timeoutMs = 5000): Promise<T> {
+  async waitFor<T>(predicate: () => T | undefined | false | null | Promise<T | undefined | false | null>, what = 'a condition', timeoutMs = 5000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const value = predicate();
+      const value = await predicate();
       if (value) return value as T;
       if (Date.now() >= deadline) throw new Error(`FakeSlack: timed out after ${timeoutMs} ms waiting for ${what}`);
       await sleep(10);

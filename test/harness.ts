@@ -120,9 +120,9 @@ export async function settle(bot: Bot, ms = 150): Promise<void> {
 }
 
 /** Wait until `check` holds, letting the bot settle between looks; fails naming `what` after `timeoutMs`. */
-export async function until(bot: Bot, what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+export async function until(bot: Bot, what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await settle(bot, 30);
   }

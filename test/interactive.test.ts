@@ -51,7 +51,7 @@ async function withIncident(t: Parameters<typeof setup>[0], overrides: Parameter
   const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
   const post = await fake.waitFor(() => fake.messagesIn(INC_APPS).find((m) => m.bot_id === fake.botId), 'the incident post');
   await settle(bot);
-  const incident = bot.ims.state.incidentBySource(ALERTS, alert.ts)!;
+  const incident = (await bot.ims.store.incidentBySource(ALERTS, alert.ts))!;
   assert.ok(incident, 'the alert became an incident');
   return { fake, bot, start, alert, post, incident, rec };
 }
@@ -67,9 +67,9 @@ test('Acknowledge records who and when, shows it on the post in place of the but
   assert.deepEqual(click.ack, {}, 'the click is acknowledged at once, with nothing to show');
   await until(bot, 'the post to show the acknowledgement', () => status(postOf(fake, post.ts)).includes(`Acknowledged by <@${HUMAN}>`));
   assert.deepEqual(labels(postOf(fake, post.ts)), ['Resolve', 'Silence']);
-  const after = bot.ims.state.incidentById(incident.id)!;
+  const after = (await bot.ims.store.incidentById(incident.id))!;
   assert.equal(after.acknowledgedBy, HUMAN);
-  const ack = acknowledgement(after, bot.ims.state.incidentEvents(incident.id), fake.botUserId);
+  const ack = acknowledgement(after, (await bot.ims.store.incidentEvents(incident.id)), fake.botUserId);
   assert.equal(ack?.user, HUMAN);
   assert.equal(ack?.how, 'button');
   assert.equal(fake.ephemeralsFor(HUMAN).length, 0, 'the post itself tells the clicker; no extra message');
@@ -79,7 +79,7 @@ test('two people clicking Acknowledge at once change the state once, and the sec
   const { fake, bot, post, incident } = await withIncident(t);
   await Promise.all([fake.click(HUMAN, INC_APPS, post.ts, 'Acknowledge'), fake.click(OTHER, INC_APPS, post.ts, 'Acknowledge')]);
   await settle(bot);
-  const acks = bot.ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'acknowledge');
+  const acks = (await bot.ims.store.incidentEvents(incident.id)).filter((e) => e.kind === 'acknowledge');
   assert.equal(acks.length, 1, 'one acknowledgement recorded');
   const first = acks[0].user!;
   const second = first === HUMAN ? OTHER : HUMAN;
@@ -93,15 +93,15 @@ test('Resolve shows who resolved it and after how long, offers Reopen, and a dou
   await Promise.all([fake.click(HUMAN, INC_APPS, post.ts, 'Resolve'), fake.click(HUMAN, INC_APPS, post.ts, 'Resolve')]);
   await until(bot, 'the post to show the resolution', () => status(postOf(fake, post.ts)).includes(`Resolved* by <@${HUMAN}> after`));
   assert.deepEqual(labels(postOf(fake, post.ts)), ['Reopen']);
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedBy, HUMAN);
-  assert.equal(bot.ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'resolve').length, 1);
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedBy, HUMAN);
+  assert.equal((await bot.ims.store.incidentEvents(incident.id)).filter((e) => e.kind === 'resolve').length, 1);
   await until(bot, 'the hook', () => rec.seen.length >= 1);
   assert.deepEqual(rec.seen, [{ hook: 'onResolve', user: HUMAN, via: 'button', id: incident.id }]);
   const told = await fake.waitForEphemeral(HUMAN, (e) => /already resolved/.test(e.text));
   assert.match(told.text, /already resolved by/);
 
   await fake.click(OTHER, INC_APPS, post.ts, 'Reopen');
-  await until(bot, 'the reopening', () => bot.ims.state.incidentById(incident.id)!.resolvedAt === undefined);
+  await until(bot, 'the reopening', async () => (await bot.ims.store.incidentById(incident.id))!.resolvedAt === undefined);
   await until(bot, 'the post to show it', () => status(postOf(fake, post.ts)).includes(`Reopened* by <@${OTHER}>`));
   // Resolving is not acknowledging: the reopened incident still waits for someone to take it.
   assert.deepEqual(labels(postOf(fake, post.ts)), ['Acknowledge', 'Resolve', 'Silence']);
@@ -120,7 +120,7 @@ test('a resolved reaction updates the post the same way a button does', async (t
 test('an eyes reaction or a thread reply by a person acknowledges the incident on its post', async (t) => {
   const { fake, bot, post, incident } = await withIncident(t);
   fake.post(INC_APPS, { user: OTHER, text: 'looking into it', thread_ts: post.ts });
-  await until(bot, 'the acknowledgement', () => bot.ims.state.incidentById(incident.id)!.acknowledgedBy === OTHER);
+  await until(bot, 'the acknowledgement', async () => (await bot.ims.store.incidentById(incident.id))!.acknowledgedBy === OTHER);
   await until(bot, 'the post to show it', () => status(postOf(fake, post.ts)).includes(`Acknowledged by <@${OTHER}>`));
 });
 
@@ -129,20 +129,20 @@ test('Silence 1 h from the menu silences the alert, shows until when on the post
   await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', '1 h');
   await until(bot, 'the post to show the silence', () => status(postOf(fake, post.ts)).includes('Silenced* until'));
   assert.deepEqual(labels(postOf(fake, post.ts)), ['Acknowledge', 'Resolve', 'Unsilence']);
-  const [silence] = bot.ims.state.activeSilences(bot.ims.now());
+  const [silence] = await bot.ims.store.activeSilences(bot.ims.now());
   assert.equal(silence.incidentId, incident.id);
   assert.equal(silence.createdBy, HUMAN);
   assert.ok(Math.abs(silence.endsAt - silence.startsAt - 3600_000) < 1000);
   // The same alert again (another message that reads alike): not reposted, not paged, counted.
   const posts = fake.messagesIn(INC_APPS).length;
   const again = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
-  await until(bot, 'the repeat to be counted as silenced', () => bot.ims.state.activeSilences(bot.ims.now())[0]?.silenced === 1);
+  await until(bot, 'the repeat to be counted as silenced', async () => (await bot.ims.store.activeSilences(bot.ims.now()))[0]?.silenced === 1);
   assert.equal(fake.messagesIn(INC_APPS).length, posts, 'no repost, and no thread note about the repeat while it is silenced');
-  assert.equal(bot.ims.state.incidentBySource(ALERTS, again.ts), undefined);
+  assert.equal((await bot.ims.store.incidentBySource(ALERTS, again.ts)), undefined);
   assert.ok(fake.messagesIn(ALERTS).find((m) => m.ts === again.ts)?.reactions?.some((r: any) => r.name === 'white_check_mark'), 'marked seen');
 
   await fake.click(HUMAN, INC_APPS, post.ts, 'Unsilence');
-  await until(bot, 'the silence to end', () => bot.ims.state.activeSilences(bot.ims.now()).length === 0);
+  await until(bot, 'the silence to end', async () => (await bot.ims.store.activeSilences(bot.ims.now())).length === 0);
   await until(bot, 'the post to drop the silence', () => !status(postOf(fake, post.ts)).includes('Silenced'));
   const summary = await fake.waitFor(() => fake.messagesIn(INC_APPS).find((m) => m.thread_ts === post.ts && /Silence \d+/.test(m.text ?? '')), 'the summary in the thread');
   assert.match(summary.text ?? '', /ended by Hugo Human/);
@@ -155,11 +155,11 @@ test('custom… opens a modal; a bad duration keeps it open with the error, a go
   const bad = await fake.submitView(HUMAN, modal.id, { duration: { duration: 'forever' }, reason: { reason: 'db migration' } });
   assert.equal(bad.ack.response_action, 'errors');
   assert.match(bad.ack.errors.duration, /30m, 2h, 1d/);
-  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
+  assert.equal((await bot.ims.store.activeSilences(bot.ims.now())).length, 0);
   const good = await fake.submitView(HUMAN, modal.id, { duration: { duration: '90m' }, reason: { reason: 'db migration' } });
   assert.equal(good.ack.response_action, undefined, 'a good submission closes the modal');
-  await until(bot, 'the silence', () => bot.ims.state.activeSilences(bot.ims.now()).length === 1);
-  const [silence] = bot.ims.state.activeSilences(bot.ims.now());
+  await until(bot, 'the silence', async () => (await bot.ims.store.activeSilences(bot.ims.now())).length === 1);
+  const [silence] = await bot.ims.store.activeSilences(bot.ims.now());
   assert.equal(silence.reason, 'db migration');
   assert.equal(silence.incidentId, incident.id);
   assert.ok(Math.abs(silence.endsAt - silence.startsAt - 90 * 60_000) < 1000);
@@ -170,22 +170,22 @@ test('with admins set, someone else may not silence and is told why; a member of
   await fake.choose(HUMAN, INC_APPS, post.ts, 'Silence', '4 h');
   const refusal = await fake.waitForEphemeral(HUMAN, (e) => /only IMS admins/.test(e.text));
   assert.match(refusal.text, /silence/);
-  assert.equal(bot.ims.state.activeSilences(bot.ims.now()).length, 0);
+  assert.equal((await bot.ims.store.activeSilences(bot.ims.now())).length, 0);
   await fake.choose(ONCALL, INC_APPS, post.ts, 'Silence', '4 h');
-  await until(bot, 'the admin\'s silence', () => bot.ims.state.activeSilences(bot.ims.now()).length === 1);
-  assert.equal(bot.ims.state.activeSilences(bot.ims.now())[0].createdBy, ONCALL);
+  await until(bot, 'the admin\'s silence', async () => (await bot.ims.store.activeSilences(bot.ims.now())).length === 1);
+  assert.equal((await bot.ims.store.activeSilences(bot.ims.now()))[0].createdBy, ONCALL);
 });
 
 test('an incident someone acknowledged is resolved only by them or an admin; the others are told why', async (t) => {
   const { fake, bot, post, incident } = await withIncident(t, { admins: [ONCALL] });
   await fake.click(HUMAN, INC_APPS, post.ts, 'Acknowledge');
-  await until(bot, 'the acknowledgement', () => bot.ims.state.incidentById(incident.id)!.acknowledgedBy === HUMAN);
+  await until(bot, 'the acknowledgement', async () => (await bot.ims.store.incidentById(incident.id))!.acknowledgedBy === HUMAN);
   await fake.click(OTHER, INC_APPS, post.ts, 'Resolve');
   const refusal = await fake.waitForEphemeral(OTHER, (e) => /acknowledged this incident/.test(e.text));
   assert.match(refusal.text, new RegExp(`<@${HUMAN}>`));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, undefined);
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedAt, undefined);
   await fake.click(ONCALL, INC_APPS, post.ts, 'Resolve');
-  await until(bot, 'the admin\'s resolution', () => bot.ims.state.incidentById(incident.id)!.resolvedBy === ONCALL);
+  await until(bot, 'the admin\'s resolution', async () => (await bot.ims.store.incidentById(incident.id))!.resolvedBy === ONCALL);
 });
 
 test('a click on a post made before a restart acts on its incident', async (t) => {
@@ -194,7 +194,7 @@ test('a click on a post made before a restart acts on its incident', async (t) =
   await bot.stop();
   const again = await start(baseConfig(), { statePath });
   await fake.click(HUMAN, INC_APPS, post.ts, 'Resolve');
-  await until(again, 'the resolution', () => again.ims.state.incidentById(incident.id)!.resolvedBy === HUMAN);
+  await until(again, 'the resolution', async () => (await again.ims.store.incidentById(incident.id))!.resolvedBy === HUMAN);
   await until(again, 'the post to show it', () => status(postOf(fake, post.ts)).includes('Resolved'));
 });
 

@@ -42,7 +42,7 @@ test('a repeat of an open alert edits its incident post in place instead of post
   const posts = topLevel(fake, INC_INFRA);
   assert.equal(posts.length, 1, 'one post for the alert');
   assert.equal(fake.messagesIn(INC_INFRA).filter((m) => m.text.includes(`<@${ONCALL}>`)).length, 1, 'paged once');
-  const [incident] = bot.ims.state.listIncidents();
+  const [incident] = await bot.ims.store.listIncidents();
   assert.equal(incident.repeats, 1);
   assert.equal(incident.alertKey, 'nagios:web-03/HTTP');
   assert.match(postText(posts[0]), /Repeated 1 time, last at/);
@@ -62,7 +62,7 @@ test('the integration\'s recovery resolves the incident, says so on its post, an
   const recovery = postNagios(fake, 1380, 'RECOVERY');
   await fake.waitFor(() => resolutions.length === 1, 'onResolve');
   await settle(bot);
-  const [incident] = bot.ims.state.listIncidents();
+  const [incident] = await bot.ims.store.listIncidents();
   assert.ok(incident.resolvedAt, 'resolved');
   assert.equal(incident.resolvedBy, NAGIOS);
   assert.equal(incident.resolvedAt! - incident.createdAt >= 0, true);
@@ -70,7 +70,7 @@ test('the integration\'s recovery resolves the incident, says so on its post, an
   assert.match(postText(topLevel(fake, INC_INFRA)[0]), /Resolved\* by the integration's <[^|]+\|recovery> after/);
   assert.ok(seen(recovery));
   assert.equal(topLevel(fake, INC_INFRA).length, 1, 'the recovery posts nothing new');
-  assert.ok(bot.ims.state.incidentEvents(incident.id).some((e) => e.kind === 'recovery'));
+  assert.ok((await bot.ims.store.incidentEvents(incident.id)).some((e) => e.kind === 'recovery'));
 });
 
 test('a recovery of an alert with nothing open is only marked seen', async (t) => {
@@ -80,7 +80,7 @@ test('a recovery of an alert with nothing open is only marked seen', async (t) =
   const recovery = postNagios(fake, 0, 'RECOVERY');
   await fake.waitFor(() => seen(recovery), 'seen');
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents().length, 0);
+  assert.equal((await bot.ims.store.listIncidents()).length, 0);
   assert.equal(topLevel(fake, INC_INFRA).length, 0);
 });
 
@@ -93,21 +93,21 @@ test('an alert that fires again within the reopen window reopens its incident; a
   postNagios(fake, 0, 'PROBLEM');
   await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
   postNagios(fake, 600, 'RECOVERY');
-  await fake.waitFor(() => bot.ims.state.listIncidents({ open: false }).length === 1, 'resolved');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents({ open: false })).length === 1, 'resolved');
   postNagios(fake, 1200, 'PROBLEM');
   await fake.waitFor(() => reopened.length === 1, 'onReopen');
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
-  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 1, 'open again');
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
+  assert.equal((await bot.ims.store.listIncidents({ open: true })).length, 1, 'open again');
   assert.match(postText(topLevel(fake, INC_INFRA)[0]), /Firing again/);
   assert.equal(fake.messagesIn(INC_INFRA).filter((m) => m.text.includes(`<@${ONCALL}>`)).length, 1, 'not paged again by default');
 
   postNagios(fake, 1800, 'RECOVERY');
-  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved again');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved again');
   postNagios(fake, 1800 + 7200, 'PROBLEM');
   await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 2, 'a new incident after the window');
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents().length, 2);
+  assert.equal((await bot.ims.store.listIncidents()).length, 2);
 });
 
 test('an alert that keeps changing state is marked flapping on its post, and reopening it pages nobody', async (t) => {
@@ -125,7 +125,7 @@ test('an alert that keeps changing state is marked flapping on its post, and reo
     await settle(bot, 20);
   }
   await settle(bot);
-  const [incident] = bot.ims.state.listIncidents();
+  const [incident] = await bot.ims.store.listIncidents();
   assert.equal(incident.flapping, true);
   assert.deepEqual(flaps, [true]);
   assert.match(postText(topLevel(fake, INC_INFRA)[0]), /Flapping/);
@@ -154,9 +154,9 @@ test('an integration that resolves by editing its alert (Zabbix) resolves the in
   const resolved = 'Resolved in 9m 41s: High CPU utilization (over 90% for 5m)';
   fake.edit(ALERTS, problem.ts, { attachments: [{ color: '009900', fallback: resolved, title: resolved, title_link: url,
     text: 'Problem has been resolved in 9m 41s at 10:22:25 on 2026.11.16\nProblem name: High CPU utilization (over 90% for 5m)\nHost: web-02\nSeverity: High\nOriginal problem ID: 4829103\n' }] });
-  await fake.waitFor(() => bot.ims.state.listIncidents().length > 0 && bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents()).length > 0 && (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved by the edit');
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
   assert.equal(topLevel(fake, INC_APPS).length, 1, 'the edit posted nothing');
 });
 
@@ -170,8 +170,8 @@ test('a person quoting an alert is not an alert, and a thread reply under an ale
   fake.post(ALERTS, { user: HUMAN, thread_ts: alert.ts, text: 'looking, it is CRITICAL indeed' });
   await settle(bot, 300);
   assert.equal(topLevel(fake, INC_INFRA).length, 1);
-  assert.equal(bot.ims.state.listIncidents().length, 1);
-  assert.equal(bot.ims.state.listIncidents()[0].alertKey, 'nagios:db-01/Disk');
+  assert.equal((await bot.ims.store.listIncidents()).length, 1);
+  assert.equal((await bot.ims.store.listIncidents())[0].alertKey, 'nagios:db-01/Disk');
 });
 
 test('a rule\'s key groups messages by its named groups, and its resolves pattern marks the recovery', async (t) => {
@@ -186,9 +186,9 @@ test('a rule\'s key groups messages by its named groups, and its resolves patter
   const other = fake.post(ALERTS, { bot_id: 'B0CUSTOM1', text: 'db-02 disk FULL (91%)' });
   await fake.waitFor(() => seen(repeat) && topLevel(fake, INC_APPS).length === 2, 'the repeat folded, the other host its own incident');
   fake.post(ALERTS, { bot_id: 'B0CUSTOM1', text: 'db-01 disk OK (40%)' });
-  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 1, 'db-01 resolved');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents({ open: true })).length === 1, 'db-01 resolved');
   await settle(bot);
-  const open = bot.ims.state.listIncidents({ open: true });
+  const open = await bot.ims.store.listIncidents({ open: true });
   assert.equal(open[0].alertKey, 'rule 1:db-02');
   assert.ok(other);
 });
@@ -207,9 +207,9 @@ test('a grouped Alertmanager notification is one incident, resolved when its las
   const partial = notification('[FIRING:1] HighCPU (node warning)', `Alerts Firing:\n${member('web-2:9100')}\n\nAlerts Resolved:\n${member('web-1:9100')}`);
   await fake.waitFor(() => seen(partial), 'the partial recovery read');
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 1, 'still open while a member fires');
+  assert.equal((await bot.ims.store.listIncidents({ open: true })).length, 1, 'still open while a member fires');
   notification('[RESOLVED] HighCPU (node warning)', `Alerts Resolved:\n${member('web-2:9100')}`);
-  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved with its last member');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved with its last member');
   assert.equal(topLevel(fake, INC_APPS).length, 1);
 });
 
@@ -225,7 +225,7 @@ test('a config read from IMS.ini keeps one incident per message, unless it turns
   postNagios(fake, 300, 'PROBLEM');
   await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 2, 'two incidents, as the legacy tool made');
   assert.equal(bot.config.lifecycle.enabled, false);
-  assert.equal(bot.ims.state.listIncidents()[0].alertKey, undefined);
+  assert.equal((await bot.ims.store.listIncidents())[0].alertKey, undefined);
   const { compileConfig } = await import('../ims.ts');
   assert.equal(compileConfig({ ...legacy, lifecycle: { enabled: true } }).lifecycle.enabled, true);
   assert.equal(compileConfig(baseConfig()).lifecycle.enabled, true, 'on by default in ims.config.ts');
@@ -243,9 +243,9 @@ test('a repeat retried after its alert recovered (its handling failed on the way
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const recovery = postNagios(fake, 600, 'RECOVERY');
   await fake.waitFor(() => seen(recovery), 'the recovery read');
-  await fake.waitFor(() => bot.ims.state.pendingMessages().length === 0, 'the late repeat retried', 8000);
+  await fake.waitFor(async () => (await bot.ims.store.pendingMessages()).length === 0, 'the late repeat retried', 8000);
   await settle(bot);
-  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 0, 'still resolved');
+  assert.equal((await bot.ims.store.listIncidents({ open: true })).length, 0, 'still resolved');
 });
 
 test('a person taking back their resolved reaction does not reopen an incident its integration resolved', async (t) => {
@@ -255,12 +255,12 @@ test('a person taking back their resolved reaction does not reopen an incident i
   postNagios(fake, 0, 'PROBLEM');
   const post = await fake.waitFor(() => topLevel(fake, INC_INFRA)[0], 'the incident post');
   postNagios(fake, 600, 'RECOVERY');
-  await fake.waitFor(() => bot.ims.state.listIncidents().length > 0 && bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the recovery');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents()).length > 0 && (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved by the recovery');
   fake.react(INC_INFRA, post.ts, 'white_check_mark', HUMAN);
   await settle(bot);
   fake.unreact(INC_INFRA, post.ts, 'white_check_mark', HUMAN);
   await settle(bot, 300);
-  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 0);
+  assert.equal((await bot.ims.store.listIncidents({ open: true })).length, 0);
 });
 
 test('an integration\'s reply in an alert\'s thread is read for a recovery, and never opens an incident', async (t) => {
@@ -271,7 +271,7 @@ test('an integration\'s reply in an alert\'s thread is read for a recovery, and 
   await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
   const firingReply = fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', thread_ts: alert.ts, text: nagios('PROBLEM', 'db-09', 'Disk', 'CRITICAL'), ts: at(60) });
   const recoveryReply = fake.post(ALERTS, { bot_id: NAGIOS, subtype: 'bot_message', username: 'Nagios', thread_ts: alert.ts, text: nagios('RECOVERY', 'web-03', 'HTTP', 'OK'), ts: at(120) });
-  await fake.waitFor(() => bot.ims.state.listIncidents().length > 0 && bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the reply');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents()).length > 0 && (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved by the reply');
   await settle(bot);
   assert.equal(topLevel(fake, INC_INFRA).length, 1, 'the firing reply opened nothing');
   assert.ok(firingReply && seen(recoveryReply));
@@ -289,9 +289,9 @@ test('Sentry re-opening its issue by editing the alert reopens the incident its 
   await fake.waitFor(() => topLevel(fake, INC_APPS).length === 1, 'the incident post');
   fake.edit(ALERTS, alert.ts, { blocks: block(`*Issue resolved by <@${HUMAN}>*`) });
   // The post shows before the incident is recorded: wait for the incident itself to be resolved.
-  await fake.waitFor(() => bot.ims.state.listIncidents().length === 1 && bot.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents()).length === 1 && (await bot.ims.store.listIncidents({ open: true })).length === 0, 'resolved by the edit');
   fake.edit(ALERTS, alert.ts, { blocks: block(`*Issue re-opened by <@${HUMAN}>*`) });
-  await fake.waitFor(() => bot.ims.state.listIncidents({ open: true }).length === 1, 'reopened by the edit');
+  await fake.waitFor(async () => (await bot.ims.store.listIncidents({ open: true })).length === 1, 'reopened by the edit');
   assert.equal(topLevel(fake, INC_APPS).length, 1);
 });
 
@@ -314,7 +314,7 @@ test('an integration that resolved its alert by editing it while IMS was away: t
     text: 'Problem has been resolved in 9m 41s at 10:22:25 on 2026.11.16\nProblem name: High CPU utilization (over 90% for 5m)\nHost: web-02\nSeverity: High\n' }] }, { emit: false });
   const second = await startBot(fake, config, { statePath });
   t.after(async () => { await second.stop(); await fake.close(); });
-  await fake.waitFor(() => second.ims.state.listIncidents({ open: true }).length === 0, 'resolved by the edit read back');
+  await fake.waitFor(async () => (await second.ims.store.listIncidents({ open: true })).length === 0, 'resolved by the edit read back');
   assert.equal(topLevel(fake, INC_APPS).length, 1);
 });
 
@@ -325,7 +325,7 @@ test('an incident opened before IMS kept alert keys (lifecycles off, or an older
   postNagios(fake, 0, 'PROBLEM');
   await fake.waitFor(() => topLevel(fake, INC_INFRA).length === 1, 'the incident post');
   await settle(before);
-  assert.equal(before.ims.state.listIncidents()[0].alertKey, undefined);
+  assert.equal((await before.ims.store.listIncidents())[0].alertKey, undefined);
   await before.stop();
   const after = await startBot(fake, baseConfig(), { statePath });
   t.after(async () => { await after.stop(); await fake.close(); });
@@ -333,7 +333,7 @@ test('an incident opened before IMS kept alert keys (lifecycles off, or an older
   await fake.waitFor(() => seen(repeat), 'the repeat read');
   await settle(after);
   assert.equal(topLevel(fake, INC_INFRA).length, 1, 'no second incident');
-  const [incident] = after.ims.state.listIncidents();
+  const [incident] = await after.ims.store.listIncidents();
   assert.equal(incident.repeats, 1);
   assert.equal(incident.alertKey, 'nagios:web-03/HTTP');
 });

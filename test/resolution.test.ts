@@ -42,7 +42,7 @@ async function withIncident(t: { after(fn: () => Promise<void>): void }, overrid
   const alert = fake.post(ALERTS, { bot_id: NAGIOS, text: 'payment api error rate 12%' });
   const post = await fake.waitFor(() => fake.messagesIn(INC_APPS).find((m) => m.bot_id === fake.botId), 'the incident post');
   await settle(bot);
-  const incident = bot.ims.state.incidentBySource(ALERTS, alert.ts);
+  const incident = await bot.ims.store.incidentBySource(ALERTS, alert.ts);
   assert.ok(incident, 'the alert became an incident');
   assert.equal(incident.incidentTs, post.ts);
   return { fake, bot, alert, post, incident, rec };
@@ -53,12 +53,12 @@ test('a resolved reaction on the incident post marks the incident resolved with 
   assert.equal(incident.resolvedAt, undefined);
   fake.react(INC_APPS, post.ts, 'white_check_mark', HUMAN);
   const envelope = await handled(fake, bot, 'the reaction', reactionBy('reaction_added', HUMAN, 'white_check_mark', post.ts));
-  const after = bot.ims.state.incidentById(incident.id)!;
+  const after = (await bot.ims.store.incidentById(incident.id))!;
   assert.equal(after.resolvedBy, HUMAN);
   assert.equal(after.resolvedAt, tsToMs(envelope.event.event_ts));
-  const kinds = bot.ims.state.incidentEvents(incident.id).map((e) => `${e.kind}:${e.user}`);
+  const kinds = (await bot.ims.store.incidentEvents(incident.id)).map((e) => `${e.kind}:${e.user}`);
   assert.ok(kinds.includes(`resolve:${HUMAN}`), `a resolve event is recorded (${kinds.join(', ')})`);
-  assert.deepEqual(bot.ims.state.listIncidents({ open: true }), []);
+  assert.deepEqual((await bot.ims.store.listIncidents({ open: true })), []);
   assert.equal(rec.resolved.length, 1);
   assert.equal(rec.resolved[0].incident.resolvedBy, HUMAN);
 });
@@ -67,7 +67,7 @@ test('a resolved reaction on the original alert resolves its incident too', asyn
   const { fake, bot, alert, incident, rec } = await withIncident(t);
   fake.react(ALERTS, alert.ts, 'white_check_mark', ONCALL);
   await handled(fake, bot, 'the reaction on the original', reactionBy('reaction_added', ONCALL, 'white_check_mark', alert.ts));
-  const after = bot.ims.state.incidentById(incident.id)!;
+  const after = (await bot.ims.store.incidentById(incident.id))!;
   assert.equal(after.resolvedBy, ONCALL);
   assert.ok(after.resolvedAt! > 0);
   assert.equal(rec.resolved.length, 1);
@@ -79,14 +79,14 @@ test('any reaction of resolvedReactions counts, and other reactions are recorded
   fake.react(INC_APPS, post.ts, 'thumbsup', ONCALL);
   await handled(fake, bot, 'the eyes reaction', reactionBy('reaction_added', HUMAN, 'eyes', post.ts));
   await handled(fake, bot, 'the thumbsup reaction', reactionBy('reaction_added', ONCALL, 'thumbsup', post.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, undefined, 'eyes and thumbsup do not resolve');
-  const reactions = bot.ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'reaction').map((e) => e.detail).sort();
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedAt, undefined, 'eyes and thumbsup do not resolve');
+  const reactions = (await bot.ims.store.incidentEvents(incident.id)).filter((e) => e.kind === 'reaction').map((e) => e.detail).sort();
   assert.deepEqual(reactions, ['eyes', 'thumbsup'], 'other reactions still feed the timeline');
   assert.equal(rec.resolved.length, 0);
 
   fake.react(INC_APPS, post.ts, 'ok', HUMAN);
   await handled(fake, bot, 'the ok reaction', reactionBy('reaction_added', HUMAN, 'ok', post.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedBy, HUMAN, 'the third configured reaction resolves');
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedBy, HUMAN, 'the third configured reaction resolves');
   assert.equal(rec.resolved.length, 1);
   assert.equal(rec.resolved[0].reaction, 'ok');
 });
@@ -99,31 +99,31 @@ test('removing the last resolved reaction reopens the incident, removing one of 
   await handled(fake, bot, 'the first resolution', reactionBy('reaction_added', HUMAN, 'white_check_mark', post.ts));
   await handled(fake, bot, 'the second reaction', reactionBy('reaction_added', ONCALL, 'heavy_check_mark', post.ts));
   await handled(fake, bot, 'the third reaction', reactionBy('reaction_added', ONCALL, 'white_check_mark', alert.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedBy, HUMAN, 'the first resolver is kept');
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedBy, HUMAN, 'the first resolver is kept');
 
   fake.unreact(INC_APPS, post.ts, 'white_check_mark', HUMAN);
   await handled(fake, bot, 'the first removal', reactionBy('reaction_removed', HUMAN, 'white_check_mark', post.ts));
-  assert.ok(bot.ims.state.incidentById(incident.id)!.resolvedAt, 'still resolved: other resolved reactions remain');
+  assert.ok((await bot.ims.store.incidentById(incident.id))!.resolvedAt, 'still resolved: other resolved reactions remain');
   fake.unreact(INC_APPS, post.ts, 'heavy_check_mark', ONCALL);
   await handled(fake, bot, 'the second removal', reactionBy('reaction_removed', ONCALL, 'heavy_check_mark', post.ts));
-  assert.ok(bot.ims.state.incidentById(incident.id)!.resolvedAt, 'still resolved: the original alert keeps its reaction');
+  assert.ok((await bot.ims.store.incidentById(incident.id))!.resolvedAt, 'still resolved: the original alert keeps its reaction');
   assert.equal(rec.reopened.length, 0);
 
   fake.unreact(ALERTS, alert.ts, 'white_check_mark', ONCALL);
   await handled(fake, bot, 'the last removal', reactionBy('reaction_removed', ONCALL, 'white_check_mark', alert.ts));
-  const reopened = bot.ims.state.incidentById(incident.id)!;
+  const reopened = (await bot.ims.store.incidentById(incident.id))!;
   assert.equal(reopened.resolvedAt, undefined);
   assert.equal(reopened.resolvedBy, undefined);
-  assert.equal(bot.ims.state.listIncidents({ open: true }).length, 1);
+  assert.equal((await bot.ims.store.listIncidents({ open: true })).length, 1);
   assert.equal(rec.reopened.length, 1);
   assert.equal(rec.reopened[0].user, ONCALL);
   assert.equal(rec.reopened[0].incident.resolvedAt, undefined);
-  const kinds = bot.ims.state.incidentEvents(incident.id).map((e) => e.kind).filter((k) => k === 'resolve' || k === 'reopen');
+  const kinds = (await bot.ims.store.incidentEvents(incident.id)).map((e) => e.kind).filter((k) => k === 'resolve' || k === 'reopen');
   assert.deepEqual(kinds, ['resolve', 'reopen']);
 
   fake.react(INC_APPS, post.ts, 'white_check_mark', HUMAN);
   await fake.waitFor(() => rec.resolved.length === 2, 'the second onResolve');
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedBy, HUMAN, 'a reopened incident can be resolved again');
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedBy, HUMAN, 'a reopened incident can be resolved again');
 });
 
 test("the bot's own resolved reactions never resolve an incident", async (t) => {
@@ -132,16 +132,16 @@ test("the bot's own resolved reactions never resolve an incident", async (t) => 
   fake.react(ALERTS, alert.ts, 'white_check_mark', fake.botUserId);
   await handled(fake, bot, "the bot's reaction on the post", reactionBy('reaction_added', fake.botUserId, 'white_check_mark', post.ts));
   await handled(fake, bot, "the bot's reaction on the alert", reactionBy('reaction_added', fake.botUserId, 'white_check_mark', alert.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, undefined);
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedAt, undefined);
   assert.equal(rec.resolved.length, 0);
 
   // With the bot's reaction still there, a human's removal-then-add cycle must not count the bot as a resolver.
   fake.react(INC_APPS, post.ts, 'white_check_mark', HUMAN);
   await handled(fake, bot, "the human's reaction", reactionBy('reaction_added', HUMAN, 'white_check_mark', post.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedBy, HUMAN);
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedBy, HUMAN);
   fake.unreact(INC_APPS, post.ts, 'white_check_mark', HUMAN);
   await handled(fake, bot, "the human's removal", reactionBy('reaction_removed', HUMAN, 'white_check_mark', post.ts));
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, undefined, "the bot's own reactions do not keep it resolved");
+  assert.equal((await bot.ims.store.incidentById(incident.id))!.resolvedAt, undefined, "the bot's own reactions do not keep it resolved");
   assert.equal(rec.reopened.length, 1);
 });
 
@@ -159,9 +159,10 @@ test('a redelivered reaction event resolves once and onResolve fires once', asyn
   await fake.waitFor(() => fake.envelopes.filter((e) => e.event.type === 'reaction_added' && e.ackedAt).length === 4, 'all four deliveries acked');
   await settle(bot);
   assert.equal(rec.resolved.length, 1, 'onResolve fired once');
-  const resolves = bot.ims.state.incidentEvents(incident.id).filter((e) => e.kind === 'resolve');
+  const resolves = (await bot.ims.store.incidentEvents(incident.id)).filter((e) => e.kind === 'resolve');
   assert.equal(resolves.length, 1);
-  assert.equal(bot.ims.state.incidentById(incident.id)!.resolvedAt, tsToMs(event.event_ts));
+  // To the millisecond (PostgreSQL keeps whole milliseconds).
+  assert.equal(Math.floor((await bot.ims.store.incidentById(incident.id))!.resolvedAt!), Math.floor(tsToMs(event.event_ts)));
   assert.ok(bot.logs.some((l) => /duplicate delivery ignored/.test(l)), 'the redeliveries were recognised');
 });
 
@@ -181,7 +182,7 @@ test('an incident resolved while IMS was down is recorded as resolved at the nex
   t.after(async () => { await second.stop(); await fake.close(); });
   await fake.waitFor(() => resolved.length, 'onResolve for the missed resolution');
   await settle(second);
-  const incident = second.ims.state.listIncidents()[0];
+  const incident = (await second.ims.store.listIncidents())[0];
   assert.equal(incident.resolvedBy, HUMAN);
   assert.ok(incident.resolvedAt, 'resolved in the state');
   assert.deepEqual(resolved, [`${incident.id} by ${HUMAN}`]);
