@@ -78,6 +78,10 @@ export class IncidentLifecycle {
   readonly posts: PostEditor;
   /** Posts incidents at the channel's pace, several in one digest while the channel has a backlog. */
   private readonly digests: DigestPoster;
+  /** Posts into each incident channel, in the order their messages came. */
+  private readonly postTurns = new ChannelTurns();
+  /** The turn of each message being acted on. */
+  private readonly turns = new Map<AlertMessage, Turn>();
 
   constructor(private readonly inputs: IncidentInputs) {
     this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log, config: () => inputs.config(), now: () => inputs.now(), changed: () => inputs.changed() });
@@ -99,6 +103,19 @@ export class IncidentLifecycle {
    * recovery or reopening changes the incident it belongs to.
    */
   async act(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin, at = message.ts): Promise<void> {
+    // Its turn among the posts into its incident channel, taken now, in the order the messages came.
+    const destination = decision.action === 'incident' || decision.action === 'reverse repost' ? decision.channel : undefined;
+    const turn = destination ? this.postTurns.take(destination) : undefined;
+    if (turn) this.turns.set(message, turn);
+    try {
+      await this.actInTurn(config, decision, message, origin, at);
+    } finally {
+      turn?.done();
+      this.turns.delete(message);
+    }
+  }
+
+  private async actInTurn(config: CompiledConfig, decision: Exclude<Decision, { action: 'ignore' }>, message: AlertMessage, origin: MessageOrigin, at: string): Promise<void> {
     const { state, log } = this.inputs;
     // A recovery ends the firing of the alerts silences kept quiet (their summaries say which are still firing). Not
     // awaited: messages about one alert must reach their lifecycle step in the order they came, whatever they are.
@@ -107,7 +124,9 @@ export class IncidentLifecycle {
     }
     if ((decision.action === 'incident' || decision.action === 'seen') && decision.alert && !oneOff(decision.alert.alerts)) {
       const alertDecision = { ...decision, alert: decision.alert };
-      return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)), at);
+      return this.steps.take(config, alertDecision, message, () => (decision.action === 'incident' ? this.openFor(config, decision, message, origin) : Promise.resolve(undefined)), at,
+        // A step that posts nothing gives its turn up at once: later incidents do not wait for it.
+        (step) => { if (step !== 'open') this.turns.get(message)?.done(); });
     }
     switch (decision.action) {
       case 'seen':
@@ -145,6 +164,7 @@ export class IncidentLifecycle {
     // A silence in force takes it: seen, not reposted, not paged, counted (a message recovered after a crash was decided before).
     const silence = origin === 'recovery' && await state.incidentBySource(message.channel, message.ts) ? undefined : await silencing.silenceFor(silencing.subjectOf(message, rule, keys), tsToMs(message.ts));
     if (silence) {
+      this.turns.get(message)?.done();
       await this.inputs.poster.react(message.channel, message.ts, config.seenReaction);
       let counted: Promise<void> | undefined;
       await state.withinOneCommit(() => {
@@ -200,7 +220,10 @@ export class IncidentLifecycle {
     // In a storm, the post may go out listed in a digest with the others waiting for the channel.
     // Its buttons from the start; they name the incident once its number is known (the first edit), and until then the post.
     const buttons = config.interactive.buttons ? [actionsBlock({ id: 0, resolvedAt: undefined, acknowledgedAt: undefined })] : [];
-    const { ts, digest } = await this.digests.post({
+    // Into the channel's queue in the order the messages came (whichever rendered first), then the next one's turn.
+    const turn = this.turns.get(message);
+    await turn?.ready;
+    const posting = this.digests.post({
       channel: target.channel, text: first.text, blocks: [...first.blocks, ...buttons], metadata: { event_type: 'ims_incident', event_payload: source },
       fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,
     }, {
@@ -208,6 +231,8 @@ export class IncidentLifecycle {
       sourceChannel: message.channel, sourceTs: message.ts, head: target.head, title: message.text.replace(/\s+/g, ' ').trim(),
       permalink, hotline: target.hotline, mentions: target.mentions,
     });
+    turn?.done();
+    const { ts, digest } = await posting;
     // The message is finished only when the whole alert is in Slack: a stop or crash before the thread parts
     // are posted leaves it pending, and the next start posts what is missing. A digest lists the alert with a
     // link to the original: nothing goes into its thread.
@@ -426,4 +451,30 @@ function oneOff(alerts: AlertIdentity[]): boolean {
 /** The named groups a match captured, read once, as kept with its incident (a group that took no part is left out). */
 function capturedGroups(match: RuleMatch): Record<string, string> {
   return Object.fromEntries(Object.entries(match.groups ?? {}).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+}
+
+/** A message's place in its incident channel's order: `ready` when the ones before it are queued; `done` lets the next go. */
+interface Turn {
+  ready: Promise<void>;
+  done(): void;
+}
+
+/**
+ * Turns per channel, in the order they are taken. Work between a message's claim and its post (silences, rendering,
+ * a poster's name) takes varying time, more so on a database server: without turns, an alert could be reposted
+ * before one that came earlier. A turn is given up as soon as it is used or not needed.
+ */
+class ChannelTurns {
+  private readonly last = new Map<string, Promise<void>>();
+
+  take(channel: string): Turn {
+    const ready = this.last.get(channel) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => { done = resolve; });
+    // The next waits for this one and every one before it (one given up early does not let the next overtake them).
+    const finished = ready.then(() => mine);
+    this.last.set(channel, finished);
+    void finished.then(() => { if (this.last.get(channel) === finished) this.last.delete(channel); });
+    return { ready, done };
+  }
 }

@@ -92,10 +92,11 @@ export class LifecycleSteps {
    * Carry out the step for a claimed message; the message is finished when done. `open` opens its incident as
    * for any incident decision (undefined when the decision is not one).
    */
-  async take(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at = message.ts): Promise<void> {
+  async take(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at = message.ts,
+    planned?: (step: Step['kind']) => void): Promise<void> {
     // Messages about the same alert take their steps one after the other: a repeat that arrives while its alert's
     // incident is still being posted must find that incident, not open a second one.
-    return this.inTurn(decision.alert.alerts.map((a) => a.key), () => this.takeNow(config, decision, message, open, at));
+    return this.inTurn(decision.alert.alerts.map((a) => a.key), () => this.takeNow(config, decision, message, open, at, planned));
   }
 
   /** Steps about the keys under way, by key: the last one's end. */
@@ -115,9 +116,11 @@ export class LifecycleSteps {
     }
   }
 
-  private async takeNow(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at: string): Promise<void> {
+  private async takeNow(config: CompiledConfig, decision: AlertDecision, message: AlertMessage, open: () => Promise<Incident | undefined>, at: string,
+    planned?: (step: Step['kind']) => void): Promise<void> {
     const { state, log } = this.inputs;
     const { step, records, flapping } = await this.planFor(config, decision.alert, at);
+    planned?.(step.kind);
     const where = { channel: message.channel, ts: message.ts, key: decision.alert.alerts[0]?.key };
     if (step.kind === 'open') {
       // Only a rule opens an incident: a recogniser's firing that no rule matched is only seen.
