@@ -150,52 +150,92 @@ export class Leadership {
   }
 }
 
-/** Long enough for a dead leader's lease to run out and another instance to take over. */
-const TAKE_OVER_MS = 15_000;
 /** With several instances, how far before its cursor each channel's history is read again on taking over. */
 export const CATCH_UP_OVERLAP_MS = 120_000;
+/** How long an instance posting a report's turn holds it (another posts it after that, if it was not). */
+const TURN_LEASE_MS = 120_000;
+/** Turns remembered as due, at most (the newest). */
+const DUE_TURNS_KEPT = 24;
 
 /** What the leader's duties act through. */
 export interface LeaderDutyInputs {
   leadership: Pick<Leadership, 'shared' | 'leading' | 'aliveNow'>;
-  /** Turns are claimed where reminders' hours are (`claimReminder`). */
-  turns: { claimReminder(channel: string, hour: string): Promise<boolean>; releaseReminder(channel: string, hour: string): Promise<void> };
+  /** Where a report's turn is recorded as posted. */
+  turns: { getMeta(key: string): Promise<string | undefined>; setMeta(key: string, value: string): Promise<void> };
+  /** The shared state's leases (several instances); none alone. */
+  leases?: LeaseStore;
   instance: string;
   log: Logger;
   reportChannel(): string | undefined;
-  postReport(): Promise<boolean>;
+  /** Post a report; `turn` names the scheduled turn it is for (with several instances). */
+  postReport(turn?: string): Promise<boolean>;
   /** Finish pending messages claimed before `claimedBefore` that `mine` accepts. */
   retryPending(claimedBefore: number, mine?: (message: PendingMessage) => boolean): Promise<void>;
   /** Read missed history, `overlapMs` before each cursor too. */
   catchUp(overlapMs: number): Promise<void>;
   stopping(): boolean;
+  /** How long to wait before judging an instance dead for good (default: two lease renewals and a second). */
+  confirmGoneMs?: number;
 }
 
 /** The work one instance does for all, as it differs between one instance (SQLite) and several (shared state). */
 export class LeaderDuties {
+  /** Report turns this instance saw come (its own ticks) and has not seen posted: the leader posts any nobody did. */
+  private readonly dueTurns = new Set<string>();
+  private postingTurns?: Promise<void>;
+
   constructor(private readonly inputs: LeaderDutyInputs) {}
 
   /**
-   * A scheduled report's turn. Alone, it is posted. With several instances, the leader claims the turn in the state
-   * and posts it (once, whoever else ticks); an instance that is not the leader at the tick looks again once a leader
-   * that died would have been replaced, and posts it then if nobody claimed it (late, not skipped).
+   * A scheduled report's turn came. Alone, the report is posted. With several instances, every instance ticks and
+   * remembers the turn; the leader posts it, once: the turn is taken with a lease while it is posted (its messages
+   * carry the turn and are looked for first) and recorded as posted after. A turn its poster died on, or that came
+   * while no instance led, is posted by the next leader (late, not skipped, not twice).
    */
   async report(turn: string): Promise<void> {
-    const { leadership, turns, log } = this.inputs;
-    if (!leadership.shared) { await this.inputs.postReport(); return; }
-    if (!leadership.leading()) {
-      await new Promise((resolve) => setTimeout(resolve, TAKE_OVER_MS).unref());
-      if (this.inputs.stopping() || !leadership.leading()) return;
+    if (!this.inputs.leadership.shared) { await this.inputs.postReport(); return; }
+    this.dueTurns.add(turn);
+    if (this.dueTurns.size > DUE_TURNS_KEPT) this.dueTurns.delete(this.dueTurns.values().next().value!);
+    await this.postDueTurns();
+  }
+
+  /** As the leader: post the due turns nobody posted (at a tick, on taking over, and every few seconds). One run at a time. */
+  postDueTurns(): Promise<void> {
+    if (!this.dueTurns.size || !this.inputs.leadership.leading()) return Promise.resolve();
+    this.postingTurns ??= (async () => {
+      try {
+        for (const turn of [...this.dueTurns]) if (!this.inputs.stopping() && this.inputs.leadership.leading()) await this.postTurn(turn);
+      } finally {
+        this.postingTurns = undefined;
+      }
+    })();
+    return this.postingTurns;
+  }
+
+  private async postTurn(turn: string): Promise<void> {
+    const { turns, leases, instance, log } = this.inputs;
+    const posted = `report posted ${this.inputs.reportChannel() ?? ''} ${turn}`;
+    if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
+    const lease = `ims:report:${this.inputs.reportChannel() ?? ''}:${turn}`;
+    const taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
+    if (!taken.held) { log.debug(`report of ${turn}: ${taken.holder} is posting it`); return; }
+    try {
+      // Posted meanwhile by the instance that held it before this one.
+      if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
+      if (await this.inputs.postReport(turn)) {
+        await turns.setMeta(posted, instance);
+        this.dueTurns.delete(turn);
+      }
+    } finally {
+      await leases!.releaseLease(lease, instance).catch(() => undefined);
     }
-    const reports = `report ${this.inputs.reportChannel() ?? ''}`;
-    if (!(await turns.claimReminder(reports, turn))) { log.debug(`report of ${turn}: posted by another instance`); return; }
-    if (!(await this.inputs.postReport())) await turns.releaseReminder(reports, turn).catch(() => undefined);
   }
 
   /** Leadership was gained after start-up, or another instance died: finish what others left, read back what they missed. */
   async takeOver(): Promise<void> {
     await this.retryPending();
     await this.inputs.catchUp(this.catchUpOverlapMs());
+    await this.postDueTurns();
   }
 
   /** How far before each cursor a catch-up reads: with several instances, another may have moved it past a dead one's messages. */
@@ -204,13 +244,22 @@ export class LeaderDuties {
   }
 
   /**
-   * Finish pending messages (claimed before `claimedBefore`): alone, all of them; with several instances, this one's and
-   * those of instances no longer alive, by the leases as they are now (a live one finishes its own).
+   * Finish pending messages (claimed before `claimedBefore`). Alone, all of them. With several instances, each its own;
+   * the leader also those of instances that are gone: not renewing their lease, and still not a moment later (an
+   * instance that only lost the database for a while renews as soon as it answers, and finishes its own).
    */
   async retryPending(claimedBefore = Infinity): Promise<void> {
     const { leadership, instance } = this.inputs;
     if (!leadership.shared) return this.inputs.retryPending(claimedBefore);
-    const alive = await leadership.aliveNow();
-    return this.inputs.retryPending(claimedBefore, (message) => !message.claimedBy || message.claimedBy === instance || !alive.has(message.claimedBy));
+    if (!leadership.leading()) return this.inputs.retryPending(claimedBefore, (message) => message.claimedBy === instance);
+    const orphaned = (alive: Set<string>) => (message: PendingMessage) => !message.claimedBy || !alive.has(message.claimedBy);
+    let gone = orphaned(await leadership.aliveNow());
+    await this.inputs.retryPending(claimedBefore, (message) => message.claimedBy === instance);
+    const waitMs = this.inputs.confirmGoneMs ?? 5000;
+    await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
+    if (this.inputs.stopping() || !leadership.leading()) return;
+    const confirmed = orphaned(await leadership.aliveNow());
+    gone = ((first) => (message: PendingMessage) => first(message) && confirmed(message))(gone);
+    await this.inputs.retryPending(claimedBefore, (message) => message.claimedBy !== instance && gone(message));
   }
 }

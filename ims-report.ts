@@ -226,8 +226,11 @@ function lifecycleNotes(item: LifecycleReportItem, now: number): string {
 
 const FILE_THRESHOLD = 4;
 
-/** Build and post one report; false when posting failed. */
-export async function runReport(ims: ReportInputs, options: { verbose?: boolean } = {}): Promise<boolean> {
+/**
+ * Build and post one report; false when posting failed. `turn`: the scheduled turn it is for, when several instances
+ * may post it: its messages carry the turn and are looked for before they are posted (another instance may have).
+ */
+export async function runReport(ims: ReportInputs, options: { verbose?: boolean; turn?: string } = {}): Promise<boolean> {
   const channel = ims.config.report.channel;
   if (!channel) { ims.log.error('no report channel configured ([Report] / report.channel)'); return false; }
   const report = await buildReport(ims, options);
@@ -240,10 +243,10 @@ export async function runReport(ims: ReportInputs, options: { verbose?: boolean 
       // The summary keeps what the file lacks: channels that could not be read and the plugins' sections.
       const extras = reportMessages({ ...report, open: [], resolved: [] }, ims.config.timezone)[0].blocks.slice(2);
       const blocks = [...messages[0].blocks.slice(0, 3), ...extras].slice(0, BLOCKS_PER_MESSAGE);
-      await ims.post(reportPost(channel, report, 0, { text: messages[0].text, blocks }));
+      await ims.post(reportPost(channel, report, 0, { text: messages[0].text, blocks }, options.turn));
       await slackCall(() => ims.slack.filesUploadV2({ channel_id: channel, content, filename: `ims-report-${new Date(report.generatedAt).toISOString().slice(0, 10)}.txt`, title: messages[0].text }), ims.log, 'files upload');
     } else {
-      for (const [part, message] of messages.entries()) await ims.post(reportPost(channel, report, part, message));
+      for (const [part, message] of messages.entries()) await ims.post(reportPost(channel, report, part, message, options.turn));
     }
     ims.log.info(`report posted: ${report.open.length} open, ${report.resolved.length} resolved listed`, { channel });
     return true;
@@ -254,10 +257,11 @@ export async function runReport(ims: ReportInputs, options: { verbose?: boolean 
 }
 
 /** One message of a report, named so that a retry after a lost answer finds it instead of posting it twice. */
-function reportPost(channel: string, report: Report, part: number, message: { text: string; blocks: unknown[] }): PostSpec {
+function reportPost(channel: string, report: Report, part: number, message: { text: string; blocks: unknown[] }, turn?: string): PostSpec {
   return {
     channel, text: message.text, blocks: message.blocks, fallback: plainText(message.blocks) || message.text, what: `report (part ${part + 1})`,
-    metadata: { event_type: 'ims_report', event_payload: { generated_at: report.generatedAt, part } }, oldest: (Date.now() / 1000 - 600).toFixed(6),
+    metadata: { event_type: 'ims_report', event_payload: turn ? { turn, part } : { generated_at: report.generatedAt, part } }, oldest: (Date.now() / 1000 - 600).toFixed(6),
+    ...(turn ? { lookFirst: true } : {}),
   };
 }
 

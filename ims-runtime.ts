@@ -246,7 +246,8 @@ export class Ims {
       },
     });
     this.duties = new LeaderDuties({
-      leadership: this.leadership, turns: this.store, instance, log, reportChannel: () => this.config.report.channel, postReport: () => this.postReport(),
+      leadership: this.leadership, turns: this.store, leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
+      reportChannel: () => this.config.report.channel, postReport: (turn) => this.postReport(turn),
       retryPending: (before, mine) => this.intake.retryPending(before, mine), catchUp: (overlapMs) => this.catchUps.run(overlapMs), stopping: () => this.stopping,
     });
     // Work that must happen once is the leader's (all of it, alone on SQLite).
@@ -254,11 +255,14 @@ export class Ims {
     this.schedules = new Schedules({
       config: config$, log, now: this.now, options, report: (slot) => this.duties.report(slot), remind: () => lead(() => runReminders(this)),
       flushOutbox: () => lead(() => this.outbox.flush()),
-      retryPending: (before) => lead(() => this.duties.retryPending(before)), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
+      retryPending: (before) => this.duties.retryPending(before), retryCatchUp: () => { if (this.catchUps.retryDue && this.leadership.leading()) void this.track(this.catchUps.run()); },
       prune: (before) => void lead(() => this.store.prune(before)).catch((error) => log.warn(`pruning old state failed: ${errorText(error)}`)),
       sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
       // A war room another instance made is never read as an alert source here either.
-      refreshShared: isLeaseStore(this.store) ? async () => { for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel); } : undefined,
+      refreshShared: isLeaseStore(this.store) ? async () => {
+        for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
+        await this.duties.postDueTurns();
+      } : undefined,
     });
     this.socket = new SocketConnection({
       appToken: options.appToken, web, log, pingTimeoutMs: options.clientPingTimeoutMs, startDeadline: () => this.reach.deadline(),
@@ -304,7 +308,12 @@ export class Ims {
     // With several instances: the leader finishes what others left and catches up; the others only listen.
     await untilStopped(this.stopRequested.signal, this.leadership.start());
     const leading = this.leadership.leading();
-    if (leading) await untilStopped(this.stopRequested.signal, this.track(this.duties.retryPending()));
+    if (leading) {
+      const finishing = this.track(this.duties.retryPending());
+      // Alone, interrupted messages are finished before new ones; with several instances, a dead one's wait for
+      // proof that it is gone (a few seconds), and this instance starts listening meanwhile.
+      if (!this.leadership.shared) await untilStopped(this.stopRequested.signal, finishing);
+    }
     await this.catchUps.startListening(leading);
     await this.reach.reach('Socket Mode', () => this.socket.connect());
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.duties.catchUpOverlapMs())));
@@ -330,9 +339,9 @@ export class Ims {
     await this.queues.drain();
   }
 
-  /** Post a report now (scheduled, or `/ims report`); false when it could not be posted. */
-  async postReport(): Promise<boolean> {
-    const posted = await runReport(this);
+  /** Post a report now (scheduled, or `/ims report`; `turn`: the scheduled turn, with several instances); false when it could not be posted. */
+  async postReport(turn?: string): Promise<boolean> {
+    const posted = await runReport(this, { turn });
     this.lastReport = { at: this.now(), posted };
     this.home.changed();
     return posted;
