@@ -248,18 +248,36 @@ export class LeaderDuties {
    * the leader also those of instances that are gone: not renewing their lease, and still not a moment later (an
    * instance that only lost the database for a while renews as soon as it answers, and finishes its own).
    */
-  async retryPending(claimedBefore = Infinity): Promise<void> {
+  retryPending(claimedBefore = Infinity): Promise<void> {
+    // One at a time. The schedule's retry (of messages claimed a while ago) is left to one under way; a retry of
+    // everything (taking over) goes after it.
+    if (this.retrying && claimedBefore !== Infinity) return this.retrying;
+    const run = (this.retrying ?? Promise.resolve()).catch(() => undefined).then(() => this.retryPendingNow(claimedBefore));
+    this.retrying = run;
+    void run.finally(() => { if (this.retrying === run) this.retrying = undefined; }).catch(() => undefined);
+    return run;
+  }
+
+  private retrying?: Promise<void>;
+
+  private async retryPendingNow(claimedBefore: number): Promise<void> {
     const { leadership, instance } = this.inputs;
     if (!leadership.shared) return this.inputs.retryPending(claimedBefore);
-    if (!leadership.leading()) return this.inputs.retryPending(claimedBefore, (message) => message.claimedBy === instance);
+    const mine = (message: PendingMessage) => message.claimedBy === instance;
+    if (!leadership.leading()) return this.inputs.retryPending(claimedBefore, mine);
     const orphaned = (alive: Set<string>) => (message: PendingMessage) => !message.claimedBy || !alive.has(message.claimedBy);
-    let gone = orphaned(await leadership.aliveNow());
-    await this.inputs.retryPending(claimedBefore, (message) => message.claimedBy === instance);
-    const waitMs = this.inputs.confirmGoneMs ?? 5000;
-    await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
+    const goneBefore = orphaned(await leadership.aliveNow());
+    let suspects = 0;
+    await this.inputs.retryPending(claimedBefore, (message) => {
+      if (mine(message)) return true;
+      if (goneBefore(message)) suspects++;
+      return false;
+    });
+    if (!suspects) return;
+    await new Promise((resolve) => setTimeout(resolve, this.inputs.confirmGoneMs ?? 5000).unref());
     if (this.inputs.stopping() || !leadership.leading()) return;
-    const confirmed = orphaned(await leadership.aliveNow());
-    gone = ((first) => (message: PendingMessage) => first(message) && confirmed(message))(gone);
-    await this.inputs.retryPending(claimedBefore, (message) => message.claimedBy !== instance && gone(message));
+    const goneNow = orphaned(await leadership.aliveNow());
+    await this.inputs.retryPending(claimedBefore, (message) => !mine(message) && goneBefore(message) && goneNow(message));
   }
+
 }
