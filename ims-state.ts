@@ -5,9 +5,10 @@
  *
  * The seam. `StateStore` is every operation the runtime performs on its state; no SQL and no database
  * handle leave this module. `State` implements it on one SQLite file (better-sqlite3, WAL) and answers in
- * the same turn (`StateStore<'sync'>`). A second backend such as PostgreSQL answers in a later turn
+ * the same turn (`StateStore<'sync'>`). PostgreSQL (`ims-state-pg.ts`) answers in a later turn
  * (`StateStore<'async'>`: every answer a promise) and implements the same operations with the same names,
- * inputs and meaning; moving the runtime to it means awaiting each answer (tsc points at every call).
+ * inputs and meaning. The runtime works on `Store`, which is either: `PgState` itself, or `State` through
+ * `promisedState` (its answers already settled).
  * Every multi-row change is one transaction, so a crash leaves either all of it or none.
  *
  * Batching, and how it survives an asynchronous backend. The intake takes acknowledged events in slices
