@@ -8,8 +8,9 @@
  * so the leader can tell when another instance died and finish what it left (its claimed, unfinished messages).
  *
  * A leader that froze (SIGSTOP, a VM pause) and wakes up past its lease acts as leader only after it renewed
- * again: `leading()` is false from the moment its lease may have run out by its own clock. Work that must happen
- * once is claimed in the state besides (a report's slot, an outbox item), so a stale leader cannot double it.
+ * again: `leading()` is false from the moment its lease may have run out by its own clock. What it had under way
+ * when it froze goes on: a report's turn is recorded as posted and looked for before it is posted, so it is not
+ * doubled; an outbox delivery may be (deliveries are at least once, with idempotency keys).
  */
 import type { Logger } from './ims.ts';
 import type { PendingMessage } from './ims-state.ts';

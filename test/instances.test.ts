@@ -4,17 +4,20 @@
  * events over their Socket Mode connections as Slack does, and a real PostgreSQL server (test/postgres.ts). An
  * instance is killed (SIGKILL), frozen (SIGSTOP) or cut off from the database; every scenario ends with: each alert
  * reposted exactly once (found by the source its post names in its metadata), one `incidents` row each, every
- * event acked, each report turn posted once.
+ * event acked, each report turn posted once. One scenario (a standby's failed messages) runs in process, the
+ * same `Ims` on `PgState`, to shorten the minute between retries.
  *
- * Two lanes run side by side to keep the file within about four minutes on two cores: the bursts (CPU-bound) one
- * after another, and the report turns (mostly waiting for the clock) one after another. The database outage has a
- * server of its own, so freezing it leaves the other lane alone.
+ * Two lanes run side by side to keep the file within about three minutes on two cores: the bursts (CPU-bound) one
+ * after another, then the frozen leader; beside them the killed leaders' report turns (mostly waiting for the clock).
+ * The database outage has a server of its own, so freezing it leaves the other lane alone.
  *
  * Report turns: with `--loop HOURS` every instance ticks every HOURS from its own start, and a turn is named by the
- * interval the tick falls in (`every H h #N`, ims-schedules.ts); the instance that leads claims the turn in the
- * `reminders` table (`report <channel>`). A trigger the test adds to its database records each claim with the
- * claiming connection's `application_name` (each instance's DATABASE_URL names it: same database, labelled
- * connections) and the server's clock, so each report post is matched to the claim it followed.
+ * interval the tick falls in (`every H h #N`, ims-schedules.ts); every instance remembers the turns it saw come, and
+ * the leader posts each under a lease (`ims:report:<channel>:<turn>`), recording it as posted in `meta` after. Triggers
+ * the test adds to its database log each take, refusal and release of a turn's lease and each record, with the asking
+ * connection's `application_name` (each instance's DATABASE_URL names it: same database, labelled connections) and
+ * the server's clock. Each report message names its turn in its metadata: each turn that came (predicted from the
+ * instances' ticks) is posted once, in time.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -23,7 +26,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { PgState } from '../ims-state-pg.ts';
 import type { FakeMessage, FakeSlack } from './fake-slack.ts';
-import { ALERTS, ALERTS2, INC_APPS, INC_INFRA, NAGIOS, REPORT, guardSocketModeShutdownBug, tempDir } from './harness.ts';
+import { ALERTS, ALERTS2, INC_APPS, INC_INFRA, NAGIOS, REPORT, UNPACED, baseConfig, guardSocketModeShutdownBug, setup, tempDir } from './harness.ts';
 import { UNPACED_ENV, botEnv, exitOf, fakeSlack, quiet, spawnBot, suiteConfig, type BotRun } from './faults.ts';
 import { freshDatabase, startPostgres, type TestPostgres } from './postgres.ts';
 
@@ -55,6 +58,10 @@ interface Instance {
   ticksFrom?: number;
   /** When it was spawned. */
   spawnedAt: number;
+  /** When it was killed or stopped (it ticks no more). */
+  endedAt?: number;
+  /** When it was frozen (SIGSTOP): its timers stand still, and fire late once it resumes. */
+  frozenAt?: number;
 }
 
 /** A group of instances sharing one database and one fake Slack, with their config. */
@@ -143,6 +150,7 @@ async function leaderOf(g: Group, among: Instance[]): Promise<Instance> {
 }
 
 async function kill(instance: Instance): Promise<void> {
+  instance.endedAt = Date.now();
   instance.run.child.kill('SIGKILL');
   const { signal } = await exitOf(instance.run);
   assert.equal(signal, 'SIGKILL', `${instance.name} killed`);
@@ -239,8 +247,9 @@ async function allReposted(g: Group, alerts: SentAlert[], timeoutMs: number): Pr
   });
 }
 
-/** Each alert reposted exactly once, in its incident channel, and nothing reposted that was not sent. */
-function assertEachRepostedOnce(fake: FakeSlack, alerts: SentAlert[]): void {
+/** Each alert reposted exactly once, in its incident channel, and nothing reposted that was not sent; failures show the instances' log lines about them. */
+function assertEachRepostedOnce(g: Group, alerts: SentAlert[]): void {
+  const { fake } = g;
   const reposts = repostsBySource(fake);
   const problems: string[] = [];
   for (const alert of alerts) {
@@ -250,7 +259,9 @@ function assertEachRepostedOnce(fake: FakeSlack, alerts: SentAlert[]): void {
   }
   const sent = new Set(alerts.map((a) => a.key));
   for (const key of reposts.keys()) if (!sent.has(key)) problems.push(`a repost of ${key}, which is no alert of this test`);
-  assert.deepEqual(problems.slice(0, 20), [], `each of ${alerts.length} alerts reposted exactly once (${problems.length} problems)`);
+  const wrong = alerts.filter((a) => (reposts.get(a.key) ?? []).length !== 1).slice(0, 3);
+  const evidence = g.all.flatMap((i) => i.run.stderr().split('\n').filter((l) => wrong.some((a) => l.includes(a.key.split(':')[1]))).map((l) => `${i.name}: ${l}`));
+  assert.deepEqual(problems.slice(0, 20), [], `each of ${alerts.length} alerts reposted exactly once (${problems.length} problems); log lines about them:\n${evidence.slice(0, 30).join('\n')}`);
 }
 
 async function sql<T = Record<string, unknown>>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
@@ -289,73 +300,171 @@ function assertAcked(fake: FakeSlack, from: number, opts: { everyEnvelope: boole
 
 // ─── Report turns ───
 
-/** Adds the claim log to a database: every report turn claimed (and released), by whom, on the server's clock. */
-async function logReportClaims(url: string): Promise<void> {
-  // The schema first (as an instance would make it), so the trigger is in place before the first claim.
+/** How long a report's turn lease lasts (ims-leadership.ts TURN_LEASE_MS): another instance posts the turn after that. */
+const TURN_LEASE_MS = 120_000;
+/** How often the leader looks again for due turns nobody posted (ims-schedules.ts `refreshShared`). */
+const RECHECK_MS = 5000;
+/**
+ * How late a turn may be posted after it came (its first tick on any instance): the leader may die before posting it,
+ * another takes over (TAKE_OVER_LIMIT_MS), looks again for due turns (RECHECK_MS) and builds the report.
+ */
+const LATE_MS = 30_000;
+/** Ticks predicted this close to an interval's edge may fall on either side (timers drift): they count for no turn. */
+const TICK_MARGIN_MS = 500;
+
+/**
+ * Adds the turn log to a database: every take, renewal, refusal and release of a report turn's lease
+ * (`ims:report:<channel>:<turn>`), and every turn recorded as posted (meta `report posted <channel> <turn>`), with
+ * the asking connection's `application_name` (the instance) and the server's clock.
+ */
+async function logReportTurns(url: string): Promise<void> {
+  // The schema first (as an instance would make it), so the triggers are in place before the first turn.
   await (await PgState.open(url)).close();
   await sql(url, `
-    CREATE TABLE test_report_claims (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, turn TEXT NOT NULL, holder TEXT NOT NULL, at_ms BIGINT NOT NULL);
-    CREATE FUNCTION test_note_report_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE turn_row reminders;
+    CREATE TABLE test_turn_log (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, turn TEXT NOT NULL, holder TEXT NOT NULL, asker TEXT NOT NULL, at_ms BIGINT NOT NULL);
+    CREATE FUNCTION test_note_turn_lease() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      turn_row := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-      IF turn_row.channel LIKE 'report %' THEN
-        INSERT INTO test_report_claims (kind, turn, holder, at_ms)
-          VALUES (lower(TG_OP), turn_row.hour, current_setting('application_name'), floor(extract(epoch FROM clock_timestamp()) * 1000));
+      IF starts_with(NEW.name, 'ims:report:') THEN
+        -- acquireLease is one upsert: a take (new row, or the term grows), a renewal by its holder, or a refusal (row unchanged); releaseLease moves the expiry back.
+        INSERT INTO test_turn_log (kind, turn, holder, asker, at_ms) VALUES (
+          CASE WHEN TG_OP = 'INSERT' OR NEW.term <> OLD.term THEN 'take'
+               WHEN NEW.expires_at < OLD.expires_at THEN 'release'
+               WHEN NEW.holder = current_setting('application_name') THEN 'renew'
+               ELSE 'refused' END,
+          NEW.name, NEW.holder, current_setting('application_name'), floor(extract(epoch FROM clock_timestamp()) * 1000));
       END IF;
       RETURN NULL;
     END $$;
-    CREATE TRIGGER test_note_report_claim AFTER INSERT OR DELETE ON reminders FOR EACH ROW EXECUTE FUNCTION test_note_report_claim();`);
+    CREATE TRIGGER test_note_turn_lease AFTER INSERT OR UPDATE ON leases FOR EACH ROW EXECUTE FUNCTION test_note_turn_lease();
+    CREATE FUNCTION test_note_turn_posted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF starts_with(NEW.key, 'report posted ') THEN
+        INSERT INTO test_turn_log (kind, turn, holder, asker, at_ms)
+          VALUES ('posted', NEW.key, NEW.value, current_setting('application_name'), floor(extract(epoch FROM clock_timestamp()) * 1000));
+      END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER test_note_turn_posted AFTER INSERT OR UPDATE ON meta FOR EACH ROW EXECUTE FUNCTION test_note_turn_posted();`);
 }
 
-interface Claim { kind: 'insert' | 'delete'; turn: number; holder: string; at: number }
+/** One row of the turn log: `turn` is the interval number the turn is named by (`every H h #N`). */
+interface TurnEvent { kind: 'take' | 'renew' | 'refused' | 'release' | 'posted'; turn: number; holder: string; asker: string; at: number }
 
-async function claims(url: string): Promise<Claim[]> {
-  const rows = await sql<{ kind: 'insert' | 'delete'; turn: string; holder: string; at_ms: number | string }>(url, 'SELECT kind, turn, holder, at_ms FROM test_report_claims ORDER BY seq');
-  return rows.map((r) => ({ kind: r.kind, turn: Number(/#(\d+)$/.exec(r.turn)?.[1] ?? NaN), holder: r.holder, at: Number(r.at_ms) }));
+async function turnLog(url: string): Promise<TurnEvent[]> {
+  const rows = await sql<{ kind: TurnEvent['kind']; turn: string; holder: string; asker: string; at_ms: number | string }>(url, 'SELECT kind, turn, holder, asker, at_ms FROM test_turn_log ORDER BY seq');
+  return rows.map((r) => ({ kind: r.kind, turn: turnNumber(r.turn), holder: r.holder, asker: r.asker, at: Number(r.at_ms) }));
 }
 
-/** The reports posted (their first message), with the time Slack stored each. */
-function reportPosts(fake: FakeSlack): { at: number; message: FakeMessage }[] {
+/** The interval number at the end of a turn's name (`every 0.0041… h #N`), NaN when there is none. */
+const turnNumber = (name: unknown) => Number(/#(\d+)$/.exec(String(name ?? ''))?.[1] ?? NaN);
+
+interface ReportPost { at: number; turn: number; part: number; message: FakeMessage }
+
+/** The reports' messages in the report channel, with the turn and part their metadata names and the time Slack stored each. */
+function reportPosts(fake: FakeSlack): ReportPost[] {
   return fake.messagesIn(REPORT)
-    .filter((m) => m.bot_id === fake.botId && m.metadata?.event_type === 'ims_report' && Number(m.metadata?.event_payload?.part) === 0)
-    .map((message) => ({ at: Number(message.ts) * 1000, message }));
+    .filter((m) => m.bot_id === fake.botId && m.metadata?.event_type === 'ims_report')
+    .map((message) => ({ at: Number(message.ts) * 1000, turn: turnNumber(message.metadata?.event_payload?.turn), part: Number(message.metadata?.event_payload?.part), message }));
 }
 
 const turnOf = (at: number) => Math.floor(at / TURN_MS);
 
+/** A turn that came: when its first tick came (on any instance), and by when its report must be posted. */
+interface TurnDue { turn: number; firstTick: number; deadline: number; why: string }
+
 /**
- * Each turn from the first claimed to the last posted once: claimed (no turn skipped), and followed by exactly one
- * report post before the next claim (none lost after its claim, none twice). `notes` say what happened when, for the message.
+ * The turns that came up to `upTo`: each instance ticks every TURN_MS from its first tick while it runs (not killed,
+ * stopped or frozen). A turn must be posted within LATE_MS of its first tick; when an instance died or froze holding
+ * the turn's lease, within the lease's time after it took it (another instance posts it then).
  */
-function turnProblems(claimLog: Claim[], posts: { at: number }[]): string[] {
-  const taken = claimLog.filter((c) => c.kind === 'insert');
-  const released = claimLog.filter((c) => c.kind === 'delete');
+function turnsDue(instances: Instance[], log: TurnEvent[], upTo: number): Map<number, TurnDue> {
+  const due = new Map<number, TurnDue>();
+  for (const instance of instances) {
+    if (instance.ticksFrom === undefined) continue;
+    const end = Math.min(upTo, instance.endedAt ?? Infinity, instance.frozenAt ?? Infinity) - TICK_MARGIN_MS;
+    for (let tick = instance.ticksFrom; tick < end; tick += TURN_MS) {
+      const phase = phaseOf(tick);
+      if (phase < TICK_MARGIN_MS || phase > TURN_MS - TICK_MARGIN_MS) continue;
+      const turn = turnOf(tick);
+      if (!due.has(turn) || due.get(turn)!.firstTick > tick) due.set(turn, { turn, firstTick: tick, deadline: tick + LATE_MS, why: `within ${LATE_MS / 1000} s of its first tick (${instance.name})` });
+    }
+  }
+  // A turn's lease asked for shows it came by then (a tick at the moment of a kill is not predicted).
+  for (const asked of log.filter((e) => e.at < upTo)) {
+    const turn = due.get(asked.turn);
+    if (!turn || turn.firstTick > asked.at) due.set(asked.turn, { turn: asked.turn, firstTick: asked.at, deadline: asked.at + LATE_MS, why: `within ${LATE_MS / 1000} s of its first tick (${asked.asker})` });
+  }
+  for (const take of log.filter((e) => e.kind === 'take' || e.kind === 'renew')) {
+    const turn = due.get(take.turn);
+    const holder = instances.find((i) => i.name === take.holder && i.spawnedAt <= take.at && take.at < (i.endedAt ?? Infinity));
+    const stoppedAt = Math.min(holder?.endedAt ?? Infinity, holder?.frozenAt ?? Infinity);
+    const released = log.some((e) => e.kind === 'release' && e.turn === take.turn && e.holder === take.holder && e.at >= take.at && e.at <= stoppedAt);
+    if (turn && holder && stoppedAt >= take.at && stoppedAt < Infinity && !released && take.at + TURN_LEASE_MS + 2 * RECHECK_MS > turn.deadline) {
+      Object.assign(turn, { deadline: take.at + TURN_LEASE_MS + 2 * RECHECK_MS, why: `within its lease's ${TURN_LEASE_MS / 1000} s after ${holder.name} took it and ${holder.endedAt ? 'died' : 'froze'} holding it` });
+    }
+  }
+  return due;
+}
+
+/** Whether every turn that came up to `upTo` is posted or past its deadline (then it is skipped). */
+function turnsSettled(instances: Instance[], log: TurnEvent[], posts: ReportPost[], upTo: number): { settled: boolean; lastDeadline: number } {
+  const due = [...turnsDue(instances, log, upTo).values()];
+  const open = due.filter((d) => !posts.some((p) => p.turn === d.turn && p.part === 0) && Date.now() <= d.deadline);
+  return { settled: open.length === 0, lastDeadline: Math.max(Date.now(), ...open.map((d) => d.deadline)) };
+}
+
+/** Wait until every turn that came up to `upTo` is posted, or past the deadline by which it had to be. */
+async function settleTurns(g: Group, url: string, upTo: number): Promise<void> {
+  await until(upTo);
+  const { lastDeadline } = turnsSettled(g.all, await turnLog(url), reportPosts(g.fake), upTo);
+  await eventually(g, async () => turnsSettled(g.all, await turnLog(url), reportPosts(g.fake), upTo).settled, 'every turn posted or past its deadline', lastDeadline - Date.now() + 5000);
+  // A second post of a turn would come at the next look for due turns.
+  await sleep(RECHECK_MS + 2000);
+}
+
+/**
+ * Each turn that came up to `upTo` posted once, in time (none skipped, none doubled, none late), and no report
+ * message posted twice or without its turn.
+ */
+function turnProblems(instances: Instance[], log: TurnEvent[], posts: ReportPost[], upTo: number): string[] {
   const problems: string[] = [];
-  const postsOf = new Map<Claim, number>();
-  for (const post of posts) {
-    const claim = [...taken].reverse().find((c) => c.at <= post.at);
-    if (!claim) { problems.push(`a report posted at ${new Date(post.at).toISOString()} with no turn claimed before it`); continue; }
-    postsOf.set(claim, (postsOf.get(claim) ?? 0) + 1);
+  const iso = (at: number) => new Date(at).toISOString();
+  for (const post of posts.filter((p) => !Number.isFinite(p.turn) || !Number.isFinite(p.part))) problems.push(`a report message at ${iso(post.at)} naming no turn or part in its metadata: ${JSON.stringify(post.message.metadata)}`);
+  const byPart = new Map<string, ReportPost[]>();
+  for (const post of posts) byPart.set(`${post.turn} ${post.part}`, [...(byPart.get(`${post.turn} ${post.part}`) ?? []), post]);
+  for (const [key, list] of byPart) if (list.length > 1) problems.push(`turn #${key.replace(' ', ' part ')} posted ${list.length} times (at ${list.map((p) => iso(p.at)).join(', ')})`);
+  for (const due of turnsDue(instances, log, upTo).values()) {
+    const first = posts.filter((p) => p.turn === due.turn && p.part === 0).sort((x, y) => x.at - y.at)[0];
+    if (!first) problems.push(`turn #${due.turn} (first tick at ${iso(due.firstTick)}) never posted (skipped): it had to be ${due.why}`);
+    else if (first.at > due.deadline) problems.push(`turn #${due.turn} posted ${((first.at - due.firstTick) / 1000).toFixed(1)} s after its first tick: it had to be ${due.why}`);
   }
-  for (const claim of taken) {
-    const count = postsOf.get(claim) ?? 0;
-    const giveBack = released.some((r) => r.turn === claim.turn && r.at >= claim.at);
-    if (count === 0 && !giveBack) problems.push(`turn #${claim.turn} claimed by ${claim.holder} at ${new Date(claim.at).toISOString()} and never posted (skipped)`);
-    if (count > 1) problems.push(`turn #${claim.turn} posted ${count} times`);
-  }
-  const turns = taken.map((c) => c.turn);
-  for (let turn = Math.min(...turns); turn <= Math.max(...turns); turn++) {
-    if (!turns.includes(turn)) problems.push(`turn #${turn} (${new Date(turn * TURN_MS).toISOString()}) never claimed by any instance (skipped)`);
-  }
-  if (new Set(turns).size !== turns.length) problems.push(`a turn claimed twice: ${turns.join(' ')}`);
+  const recorded = new Map<number, number>();
+  for (const e of log.filter((x) => x.kind === 'posted')) recorded.set(e.turn, (recorded.get(e.turn) ?? 0) + 1);
+  for (const [turn, count] of recorded) if (count > 1) problems.push(`turn #${turn} recorded as posted ${count} times`);
   return problems;
 }
 
-function ledger(claimLog: Claim[], posts: { at: number }[], since: number): string {
+/** What happened to the turns, in order: leases, records, report posts and predicted first ticks (refusals in a row counted). */
+function ledger(instances: Instance[], log: TurnEvent[], posts: ReportPost[], since: number, upTo = Date.now()): string {
   const rel = (at: number) => `+${((at - since) / 1000).toFixed(1)}s`;
-  return [...claimLog.map((c) => ({ at: c.at, text: `${c.kind === 'insert' ? 'claim' : 'release'} #${c.turn} by ${c.holder}` })), ...posts.map((p) => ({ at: p.at, text: `report posted (interval #${turnOf(p.at)})` }))]
-    .sort((a, b) => a.at - b.at).map((e) => `${rel(e.at)} ${e.text}`).join('; ');
+  const events: { at: number; text: string }[] = [...turnsDue(instances, log, upTo).values()].map((d) => ({ at: d.firstTick, text: `#${d.turn} comes` }));
+  let refusals: { at: number; text: string; count: number; key: string } | undefined;
+  for (const e of log) {
+    if (e.kind === 'refused') {
+      const key = `${e.turn} ${e.asker} ${e.holder}`;
+      if (refusals?.key === key) { refusals.count++; refusals.text = `#${e.turn} refused to ${e.asker} (held by ${e.holder}) ×${refusals.count}`; continue; }
+      refusals = { at: e.at, key, count: 1, text: `#${e.turn} refused to ${e.asker} (held by ${e.holder})` };
+      events.push(refusals);
+      continue;
+    }
+    events.push({ at: e.at, text: `#${e.turn} ${e.kind === 'posted' ? 'recorded posted' : e.kind} by ${e.kind === 'posted' ? e.holder : e.asker}` });
+  }
+  for (const p of posts.filter((x) => x.part === 0)) events.push({ at: p.at, text: `#${p.turn} REPORT IN SLACK` });
+  for (const i of instances) {
+    if (i.endedAt) events.push({ at: i.endedAt, text: `${i.name} ended` });
+    if (i.frozenAt) events.push({ at: i.frozenAt, text: `${i.name} frozen` });
+  }
+  return events.sort((a, b) => a.at - b.at).map((e) => `${rel(e.at)} ${e.text}`).join('; ');
 }
 
 /** The next time at or after `from` when `instance` ticks (every TURN_MS from its first tick). */
@@ -373,9 +482,30 @@ async function until(at: number): Promise<void> {
 async function startAtPhase(g: Group, name: string, phaseMs: number, startupMs: number): Promise<Instance> {
   const now = Date.now();
   let spawnAt = Math.floor(now / TURN_MS) * TURN_MS + phaseMs - startupMs;
-  while (spawnAt < now) spawnAt += TURN_MS;
+  while (spawnAt < now + 200) spawnAt += TURN_MS;
   await until(spawnAt);
   return startInstance(g, name);
+}
+
+/**
+ * Start `name` so that its first tick falls between `lowMs` and `highMs` into a report interval. Start-up takes
+ * longer while the other lane's bursts load the machine: an instance that ticks out of the band is stopped (SIGTERM)
+ * and started again, timed by how long its start-up took.
+ */
+async function startInPhase(g: Group, name: string, lowMs: number, highMs: number, startupMs: number): Promise<Instance> {
+  let estimate = startupMs;
+  const phases: number[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const instance = await startAtPhase(g, name, (lowMs + highMs) / 2, estimate);
+    const phase = phaseOf(instance.ticksFrom!);
+    if (phase >= lowMs && phase <= highMs) return instance;
+    phases.push(phase);
+    estimate = instance.ticksFrom! - instance.spawnedAt;
+    instance.endedAt = Date.now();
+    instance.run.child.kill('SIGTERM');
+    await exitOf(instance.run, 15_000);
+  }
+  return assert.fail(`could not start ${name} ticking between ${lowMs} and ${highMs} ms into a turn: it ticked at ${phases.join(', ')} ms\n${stderrTails(g.all)}`);
 }
 
 const phaseOf = (at: number) => ((at % TURN_MS) + TURN_MS) % TURN_MS;
@@ -383,7 +513,7 @@ const phaseOf = (at: number) => ((at % TURN_MS) + TURN_MS) % TURN_MS;
 // ─── The scenarios ───
 
 describe('several instances on one PostgreSQL database', { concurrency: 2 }, () => {
-  describe('bursts of alerts', { concurrency: 1 }, () => {
+  describe('bursts of alerts, and a leader frozen', { concurrency: 1 }, () => {
     test('two instances sharing the database and Slack\'s events (spread at random) repost each of 300 alerts exactly once, and ack every envelope within 3 s', async (t) => {
       const fake = await fakeSlack(t, { connectionChoice: 'random', redeliverAfterMs: SLACK_ACK_LIMIT_MS });
       const g = group(t, fake, await freshDatabase(server.url), ['--no-incident']);
@@ -395,7 +525,7 @@ describe('several instances on one PostgreSQL database', { concurrency: 2 }, () 
       await feed.burst(300, { chunk: 20, pauseMs: 10 });
       await allReposted(g, feed.sent, 90_000);
       await quiet(fake, 1000, 30_000);
-      assertEachRepostedOnce(fake, feed.sent);
+      assertEachRepostedOnce(g, feed.sent);
       await assertIncidentRows(g.url, feed.sent);
       const slowest = assertAcked(fake, from, { everyEnvelope: true });
       const byConnection = new Set(fake.envelopes.slice(from).map((e) => e.connection));
@@ -423,16 +553,18 @@ describe('several instances on one PostgreSQL database', { concurrency: 2 }, () 
         repostedAtKill = repostsBySource(fake).size;
         await kill(victim);
       };
-      await feed.burst(300, { chunk: 10, pauseMs: 80, afterChunk: killAfter100 });
+      // The first half of the burst; the kill once about 100 alerts are reposted (the reposts lag behind); then the rest.
+      await feed.burst(150, { chunk: 10, pauseMs: 40, afterChunk: killAfter100 });
       if (!killedAt) {
         await eventually(g, () => repostsBySource(fake).size >= 100, '100 reposts before the kill', 30_000);
         await killAfter100();
       }
       const sentAtKill = feed.sent.length;
-      assert.ok(repostedAtKill < feed.sent.length, `the kill came with work left (${repostedAtKill} of ${feed.sent.length} reposted)`);
+      assert.ok(repostedAtKill < sentAtKill, `the kill came with work left (${repostedAtKill} of ${sentAtKill} reposted)`);
+      await feed.burst(150, { chunk: 10, pauseMs: 40 });
       await allReposted(g, feed.sent, 60_000);
       await quiet(fake, 1500, 30_000);
-      assertEachRepostedOnce(fake, feed.sent);
+      assertEachRepostedOnce(g, feed.sent);
       await assertIncidentRows(g.url, feed.sent);
       assertAcked(fake, from, { everyEnvelope: false });
       const noticed = leader.run.stderr().split('\n').find((l) => l.includes(`instance(s) ${victim.name} stopped renewing their lease`));
@@ -445,7 +577,7 @@ describe('several instances on one PostgreSQL database', { concurrency: 2 }, () 
       const later = await feed.burst(6, { chunk: 6 });
       await allReposted(g, later, 20_000);
       await quiet(fake, 1000, 20_000);
-      assertEachRepostedOnce(fake, feed.sent);
+      assertEachRepostedOnce(g, feed.sent);
       await assertIncidentRows(g.url, feed.sent);
       assert.ok(await metric(back, 'ims_alerts_total', 'decision="incident"') > 0, `${back.name} handles alerts again after its restart`);
     });
@@ -485,126 +617,149 @@ describe('several instances on one PostgreSQL database', { concurrency: 2 }, () 
       await allReposted(g, feed.sent, 60_000);
       const caughtUp = Date.now() - resumedAt;
       await quiet(fake, 1500, 30_000);
-      assertEachRepostedOnce(fake, feed.sent);
+      assertEachRepostedOnce(g, feed.sent);
       await assertIncidentRows(g.url, feed.sent);
       assertAcked(fake, from, { everyEnvelope: true });
       t.diagnostic(`${feed.sent.length - 2} alerts during the 30 s outage; all reposted ${(caughtUp / 1000).toFixed(1)} s after the database came back; kept in memory: ${states.map((s) => `${s.name}=${s.parked}`).join(' ')}`);
     });
-  });
 
-  describe('report turns', { concurrency: 1 }, () => {
-    test('a report turn is posted once with two instances, and none is skipped or doubled when the leader is killed right after claiming a turn, or between the standby\'s tick and its own', async (t) => {
-      const fake = await fakeSlack(t, { redeliverAfterMs: SLACK_ACK_LIMIT_MS });
+    test('a standby instance finishes its own messages whose handling failed (Slack down for its post), as the leader finishes its own', async (t) => {
+      // In process (the retry every minute shortened to a second): the same Ims as the CLI runs, two of them on one database.
+      const { fake, start } = await setup(t, { redeliverAfterMs: SLACK_ACK_LIMIT_MS });
       const url = await freshDatabase(server.url);
-      await logReportClaims(url);
+      const options = { retryPendingMs: 1000, retryConfig: { retries: 0, minTimeout: 10, maxTimeout: 50 }, ...UNPACED };
+      const config = baseConfig({ report: undefined });
+      const a = await start(config, { ...options, instance: 'ims-a', store: await PgState.open(url, { instance: 'ims-a' }) });
+      const b = await start(config, { ...options, instance: 'ims-b', store: await PgState.open(url, { instance: 'ims-b' }) });
+      assert.deepEqual([a.ims.leadership.role, b.ims.leadership.role], ['leader', 'standby']);
+      // Four alerts while Slack refuses posts for 1.5 s: each instance gets two (in turn), and each post fails once.
+      fake.outage(503, 1500, { methods: ['chat.postMessage'] });
+      const sources = Array.from({ length: 4 }, (_, i) => `${ALERTS}:${fake.post(ALERTS, { bot_id: NAGIOS, text: `payment api error ${i + 1}` }).ts}`);
+      const reposted = () => sources.filter((source) => repostsBySource(fake).has(source)).length;
+      const deadline = Date.now() + 10_000;
+      while (reposted() < sources.length && Date.now() < deadline) await sleep(50);
+      const pending = (await (a.ims.store as PgState).pendingMessages()).map((m) => `${m.channel}:${m.ts} claimed by ${m.claimedBy}`);
+      assert.equal(reposted(), sources.length, `every alert reposted within 10 s (the failed ones retried every second); still pending: ${pending.join(', ')}\n`
+        + `ims-a: ${a.logs.filter((l) => /retry|failed|leader/.test(l)).join('\n')}\nims-b: ${b.logs.filter((l) => /retry|failed|leader/.test(l)).join('\n')}`);
+    });
+
+    test('a leader frozen with SIGSTOP in the middle of a report is replaced within 15 s, and once it resumes it finishes that turn late: no turn and no alert is doubled', async (t) => {
+      const fake = await fakeSlack(t, { connectionChoice: 'random', redeliverAfterMs: SLACK_ACK_LIMIT_MS });
+      const url = await freshDatabase(server.url);
+      await logReportTurns(url);
       const g = group(t, fake, url, ['--loop', LOOP_HOURS]);
       const since = Date.now();
-      const fail = async (why: string): Promise<never> => assert.fail(`${why}\nturns: ${ledger(await claims(url), reportPosts(fake), since)}\n${stderrTails(g.all)}`);
-
-      // ims-a alone leads; ims-b ticks late in each interval (phase ~12.5 s of 15), so that later a standby can tick well before it.
+      const turns = async (upTo = Date.now()) => ledger(g.all, await turnLog(url), reportPosts(fake), since, upTo);
       const a = await startInstance(g, 'ims-a');
-      const startupMs = a.ticksFrom! - a.spawnedAt;
-      const b = await startAtPhase(g, 'ims-b', 12_500, startupMs);
+      // ims-b ticks half a turn after ims-a.
+      const b = await startAtPhase(g, 'ims-b', phaseOf(a.ticksFrom! + TURN_MS / 2), a.ticksFrom! - a.spawnedAt);
       assert.equal((await leaderOf(g, [a, b])).name, 'ims-a', 'the first instance started leads');
+      const feed = new AlertFeed(fake, 's');
+      await allReposted(g, [feed.post(), feed.post()], 20_000);
 
-      // 1. Killed right after claiming a turn: the report of that turn is slow to build (Slack throttles the history it
-      //    reads), and the leader dies once its claim is in the database.
+      // Frozen right after taking a turn, while its report is being built (Slack throttles the history it reads),
+      // for 20 s: longer than a turn, so its next tick comes due while it is stopped too.
       const tickA = nextTick(a, Date.now() + 1500);
       await until(tickA - 1000);
       fake.rateLimit('conversations.history', { count: 2, retryAfterSec: 2 });
-      const before = (await claims(url)).filter((c) => c.holder === 'ims-a' && c.kind === 'insert').length;
-      const claimed = await eventually(g, async () => (await claims(url)).filter((c) => c.holder === 'ims-a' && c.kind === 'insert').slice(before)[0], 'ims-a to claim its turn', TURN_MS);
-      const postsAtClaim = reportPosts(fake).length;
+      const seen = (await turnLog(url)).length;
+      const taken = await eventually(g, async () => (await turnLog(url)).slice(seen).find((e) => e.kind === 'take' && e.holder === 'ims-a'), 'ims-a to take its turn', TURN_MS);
+      a.run.child.kill('SIGSTOP');
+      const frozenAt = Date.now();
+      a.frozenAt = frozenAt;
+      const from = fake.envelopes.length;
+      t.diagnostic(`ims-a frozen ${frozenAt - taken.at} ms after taking turn #${taken.turn}`);
+      assert.deepEqual(reportPosts(fake).filter((p) => p.turn === taken.turn), [], 'the freeze came between taking the turn and its report (the moment under test), not after the report');
+      try {
+        await feed.burst(10, { chunk: 1, pauseMs: 500 });
+        const took = await takesOver(g, b, frozenAt, 'ims-a was frozen');
+        t.diagnostic(`ims-b leads ${took} ms after ims-a froze`);
+        await until(frozenAt + 20_000);
+      } finally {
+        a.run.child.kill('SIGCONT');
+      }
+      const resumedAt = Date.now();
+      // The resumed one stands by: exactly one leader, the one that took over.
+      await sleep(3000);
+      assert.ok(a.run.alive(), 'ims-a survived its freeze');
+      assert.equal((await leaderOf(g, [a, b])).name, 'ims-b', 'ims-b stays the leader once ims-a resumes');
+      await feed.burst(6, { chunk: 6 });
+      await allReposted(g, feed.sent, 40_000);
+      // The turns up to one after the resume: whatever the resumed one had due is not posted again.
+      const upTo = resumedAt + TURN_MS;
+      await settleTurns(g, url, upTo);
+      await quiet(fake, 1000, 20_000);
+      assertEachRepostedOnce(g, feed.sent);
+      await assertIncidentRows(url, feed.sent);
+      // What was written to the frozen one's socket is acked when it resumes: late, but acked (and redelivered meanwhile).
+      assertAcked(fake, from, { everyEnvelope: false, latency: false });
+      const log = await turnLog(url);
+      const posts = reportPosts(fake);
+      t.diagnostic(`turns: ${await turns(upTo)}`);
+      assert.deepEqual(turnProblems(g.all, log, posts, upTo), [], `each report turn posted once across the freeze; turns: ${await turns(upTo)}`);
+      // The turn it held is posted by ims-a once it resumes (the others wait for its lease), and recorded as its.
+      const record = log.find((e) => e.kind === 'posted' && e.turn === taken.turn);
+      const post = posts.find((p) => p.turn === taken.turn && p.part === 0);
+      assert.ok(record?.holder === 'ims-a' && record.at >= resumedAt && post && post.at >= resumedAt,
+        `ims-a posted the turn it held (#${taken.turn}) once it resumed: recorded ${record ? `by ${record.holder} at +${((record.at - since) / 1000).toFixed(1)}s` : 'never'}, resumed at +${((resumedAt - since) / 1000).toFixed(1)}s; turns: ${await turns(upTo)}`);
+    });
+  });
+
+  describe('report turns when leaders die', { concurrency: 1 }, () => {
+    test('a report turn is posted once with two instances, and none is skipped or doubled when the leader is killed right after taking a turn, or between the standby\'s tick and its own', async (t) => {
+      const fake = await fakeSlack(t, { redeliverAfterMs: SLACK_ACK_LIMIT_MS });
+      const url = await freshDatabase(server.url);
+      await logReportTurns(url);
+      const g = group(t, fake, url, ['--loop', LOOP_HOURS]);
+      const since = Date.now();
+      const turns = async (upTo = Date.now()) => ledger(g.all, await turnLog(url), reportPosts(fake), since, upTo);
+      const fail = async (why: string): Promise<never> => assert.fail(`${why}\nturns: ${await turns()}\n${stderrTails(g.all)}`);
+
+      // ims-a alone leads; ims-b ticks late in each interval (11.8-14.6 s into a turn of 15 s), so that later a standby
+      // can tick well before it in one interval.
+      const a = await startInstance(g, 'ims-a');
+      const b = await startInPhase(g, 'ims-b', 11_800, 14_600, a.ticksFrom! - a.spawnedAt);
+      assert.equal((await leaderOf(g, [a, b])).name, 'ims-a', 'the first instance started leads');
+
+      // 1. Killed right after taking a turn: the report of that turn is slow to build (Slack throttles the history it
+      //    reads), and the leader dies once it holds the turn's lease. The next leader posts it once the lease is free.
+      const tickA = nextTick(a, Date.now() + 1500);
+      await until(tickA - 1000);
+      fake.rateLimit('conversations.history', { count: 2, retryAfterSec: 2 });
+      const seen = (await turnLog(url)).length;
+      const taken = await eventually(g, async () => (await turnLog(url)).slice(seen).find((e) => e.kind === 'take' && e.holder === 'ims-a'), 'ims-a to take its turn', TURN_MS);
       await kill(a);
       const firstKill = Date.now();
-      const postedBeforeDeath = reportPosts(fake).length > postsAtClaim;
-      t.diagnostic(`ims-a killed ${firstKill - claimed.at} ms after claiming turn #${claimed.turn}; its report ${postedBeforeDeath ? 'was posted before' : 'was not posted yet'}`);
+      t.diagnostic(`ims-a killed ${firstKill - taken.at} ms after taking turn #${taken.turn}`);
+      assert.deepEqual(reportPosts(fake).filter((p) => p.turn === taken.turn), [], 'the kill came between taking the turn and its report (the moment under test), not after the report');
       await takesOver(g, b, firstKill, 'the leader was killed');
 
-      // 2. Killed between the standby's tick and its own, in one interval: ims-a comes back ticking early (phase ~2.5 s),
-      //    and the leader ims-b dies 8.5 s after that tick, before its own tick at ~12.5 s of the same interval.
-      let a2: Instance | undefined;
-      for (let attempt = 1; attempt <= 2 && !a2; attempt++) {
-        const candidate = await startAtPhase(g, 'ims-a', 2500, startupMs);
-        // Its first tick (the report at start-up) is a standby's tick like any other.
-        const standbyTick = candidate.ticksFrom!;
-        const leaderTick = nextTick(b, standbyTick);
-        if (turnOf(standbyTick) === turnOf(leaderTick) && leaderTick - standbyTick >= 9500) a2 = candidate;
-        else {
-          t.diagnostic(`attempt ${attempt}: ims-a ticks at phase ${phaseOf(standbyTick)} ms, ims-b at ${phaseOf(leaderTick)} ms: too close, starting ims-a again`);
-          candidate.run.child.kill('SIGTERM');
-          await exitOf(candidate.run, 15_000);
-        }
-      }
-      if (!a2) await fail('could not arrange a standby ticking at least 9.5 s before the leader in one interval');
-      const standbyTick = a2!.ticksFrom!;
+      // 2. Killed between the standby's tick and its own, in one interval: ims-a comes back ticking early in the interval
+      //    (its first tick, the report at start-up, is a standby's tick like any other), and the leader ims-b dies 8.3 s
+      //    after that tick, before its own tick later in the same interval: the turn is due on ims-a alone, which posts
+      //    it once it leads.
+      const KILL_AFTER_STANDBY_TICK_MS = 8300;
+      const leaderPhase = phaseOf(b.ticksFrom!);
+      const a2 = await startInPhase(g, 'ims-a', 300, leaderPhase - KILL_AFTER_STANDBY_TICK_MS - 1000, b.ticksFrom! - b.spawnedAt);
+      const standbyTick = a2.ticksFrom!;
       const leaderTick = nextTick(b, standbyTick);
       const skipRisk = turnOf(standbyTick);
-      await until(standbyTick + 8500);
+      assert.equal(turnOf(leaderTick), skipRisk, 'the standby ticks before the leader in the same interval');
+      await until(standbyTick + KILL_AFTER_STANDBY_TICK_MS);
       if (Date.now() >= leaderTick - 300) await fail(`too late for the second kill: ${leaderTick - Date.now()} ms before ims-b's tick`);
       await kill(b);
       const secondKill = Date.now();
       t.diagnostic(`ims-b (leader) killed ${secondKill - standbyTick} ms after ims-a's tick and ${leaderTick - secondKill} ms before its own, in turn #${skipRisk}`);
-      await takesOver(g, a2!, secondKill, 'the second leader was killed');
+      await takesOver(g, a2, secondKill, 'the second leader was killed');
 
-      // Then the survivor posts the turns after: wait for the turn after the one at risk to be claimed and posted.
-      await eventually(g, async () => (await claims(url)).some((c) => c.turn >= skipRisk + 1 && c.kind === 'insert'), `turn #${skipRisk + 1} claimed`, 2 * TURN_MS + 20_000);
-      await eventually(g, async () => reportPosts(fake).some((p) => p.at >= secondKill + 1000 && turnOf(p.at) >= skipRisk + 1), `a report of turn #${skipRisk + 1}`, 20_000);
-      await sleep(2000);
-      const log = await claims(url);
+      // Every turn up to the one after the turn at risk: posted once, the late ones within their allowance.
+      const upTo = secondKill + TURN_MS;
+      await settleTurns(g, url, upTo);
+      const log = await turnLog(url);
       const posts = reportPosts(fake);
-      t.diagnostic(`turns: ${ledger(log, posts, since)}`);
-      assert.deepEqual(turnProblems(log, posts), [], `each report turn posted once, none skipped, none doubled; turns: ${ledger(log, posts, since)}`);
+      t.diagnostic(`turns: ${await turns(upTo)}`);
+      assert.deepEqual(turnProblems(g.all, log, posts, upTo), [], `each report turn posted once, none skipped, none doubled; turns: ${await turns(upTo)}`);
     });
 
-    test('a leader frozen with SIGSTOP is replaced within 15 s, and once it resumes no report turn and no alert is doubled', async (t) => {
-      const fake = await fakeSlack(t, { connectionChoice: 'random', redeliverAfterMs: SLACK_ACK_LIMIT_MS });
-      const url = await freshDatabase(server.url);
-      await logReportClaims(url);
-      const g = group(t, fake, url, ['--loop', LOOP_HOURS]);
-      const since = Date.now();
-      const a = await startInstance(g, 'ims-a');
-      const b = await startAtPhase(g, 'ims-b', phaseOf(a.ticksFrom! + TURN_MS / 2), a.ticksFrom! - a.spawnedAt);
-      const leader = await leaderOf(g, [a, b]);
-      const standby = leader === a ? b : a;
-      const feed = new AlertFeed(fake, 's');
-      await allReposted(g, [feed.post(), feed.post()], 20_000);
-
-      // Frozen for 20 s: longer than a turn, so its own tick comes due while it is stopped.
-      const from = fake.envelopes.length;
-      leader.run.child.kill('SIGSTOP');
-      const frozenAt = Date.now();
-      let continued = false;
-      try {
-        await feed.burst(10, { chunk: 1, pauseMs: 500 });
-        const took = await takesOver(g, standby, frozenAt, `${leader.name} was frozen`);
-        t.diagnostic(`${standby.name} leads ${took} ms after ${leader.name} froze`);
-        await until(frozenAt + 20_000);
-      } finally {
-        leader.run.child.kill('SIGCONT');
-        continued = true;
-      }
-      assert.ok(continued);
-      const resumedAt = Date.now();
-      // The resumed one stands by: exactly one leader, the one that took over.
-      await sleep(3000);
-      assert.ok(leader.run.alive(), `${leader.name} survived its freeze`);
-      assert.equal((await leaderOf(g, [a, b])).name, standby.name, `${standby.name} stays the leader once ${leader.name} resumes`);
-      const more = await feed.burst(6, { chunk: 6 });
-      assert.equal(more.length, 6);
-      await allReposted(g, feed.sent, 40_000);
-      // Two turns after the resume: whatever the resumed one had due is not posted again.
-      await eventually(g, async () => (await claims(url)).filter((c) => c.kind === 'insert' && c.at > resumedAt).length >= 2, 'two report turns after the resume', 2 * TURN_MS + 20_000);
-      await sleep(2000);
-      await quiet(fake, 1000, 20_000);
-      assertEachRepostedOnce(fake, feed.sent);
-      await assertIncidentRows(url, feed.sent);
-      // What was written to the frozen one's socket is acked when it resumes: late, but acked (and redelivered meanwhile).
-      assertAcked(fake, from, { everyEnvelope: false, latency: false });
-      const log = await claims(url);
-      const posts = reportPosts(fake);
-      t.diagnostic(`turns: ${ledger(log, posts, since)}`);
-      assert.deepEqual(turnProblems(log, posts), [], `each report turn posted once across the freeze; turns: ${ledger(log, posts, since)}`);
-    });
   });
 });
