@@ -218,8 +218,15 @@ export class LeaderDuties {
     const posted = `report posted ${this.inputs.reportChannel() ?? ''} ${turn}`;
     if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
     const lease = `ims:report:${this.inputs.reportChannel() ?? ''}:${turn}`;
-    const taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
-    if (!taken.held) { log.debug(`report of ${turn}: ${taken.holder} is posting it`); return; }
+    let taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
+    if (!taken.held) {
+      // Its poster may have died holding it: then the turn is this leader's now (its post, if one went out, is found first).
+      if ((await this.inputs.leadership.aliveNow()).has(taken.holder)) { log.debug(`report of ${turn}: ${taken.holder} is posting it`); return; }
+      log.warn(`report of ${turn}: ${taken.holder} took it and is gone; posting it`);
+      await leases!.releaseLease(lease, taken.holder);
+      taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
+      if (!taken.held) return;
+    }
     try {
       // Posted meanwhile by the instance that held it before this one.
       if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
