@@ -231,7 +231,8 @@ export class LeaderDuties {
       // Posted meanwhile by the instance that held it before this one.
       if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
       if (await this.inputs.postReport(turn)) {
-        await turns.setMeta(posted, instance);
+        // A poster that froze holding the turn finds, on waking, the post of the leader that took over: that one is recorded.
+        if (!(await turns.getMeta(posted))) await turns.setMeta(posted, instance);
         this.dueTurns.delete(turn);
       }
     } finally {
