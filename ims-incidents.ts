@@ -7,7 +7,7 @@
 import type { WebClient } from '@slack/web-api';
 import type { AlertMessage, CompiledConfig, Decision, Incident, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
 import type { Store } from './ims-state.ts';
-import { tsAfter } from './ims-state.ts';
+import { ClaimTakenError, tsAfter } from './ims-state.ts';
 import { classifySlackFailure, isHuman } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import { alertPieces, decodeEntities, incidentMessages, mentionOf, plainText } from './ims-text.ts';
@@ -35,6 +35,10 @@ export interface ReactionEvent {
 /** What the incident lifecycle needs from the running IMS. */
 export interface IncidentInputs {
   state: Store;
+  /** With several instances: the instance a message is claimed by now, when it is not this one (checked before posting). */
+  claimedElsewhere?(channel: string, ts: string): Promise<string | undefined>;
+  /** With several instances: hold alert keys across instances during a lifecycle step (see `KeyLocks`). */
+  lockKeys?(keys: readonly string[]): Promise<() => Promise<void>>;
   /** Reads (reactions, history); posts go through `poster`. */
   slack: WebClient;
   poster: Poster;
@@ -87,6 +91,7 @@ export class IncidentLifecycle {
     this.posts = new PostEditor({ slack: inputs.slack, queues: inputs.queues, state: inputs.state, log: inputs.log, config: () => inputs.config(), now: () => inputs.now(), changed: () => inputs.changed() });
     this.digests = new DigestPoster({ poster: inputs.poster, queues: inputs.queues, state: inputs.state, log: inputs.log });
     this.steps = new LifecycleSteps({
+      lockKeys: inputs.lockKeys,
       state: inputs.state, poster: inputs.poster, posts: this.posts, log: inputs.log, hooks: inputs.hooks, permalink: (channel, ts) => inputs.permalink(channel, ts),
       heldBack: (channel) => inputs.queues.queuedPosts(channel) > 0 || inputs.queues.available(channel) < 1, track: (work) => inputs.track(work),
       silenced: async (incident, message) => {
@@ -223,6 +228,9 @@ export class IncidentLifecycle {
     // Into the channel's queue in the order the messages came (whichever rendered first), then the next one's turn.
     const turn = this.turns.get(message);
     await turn?.ready;
+    // Several instances: one that froze or lost the state may find its message taken over meanwhile; it posts nothing.
+    const other = await this.inputs.claimedElsewhere?.(message.channel, message.ts);
+    if (other) throw new ClaimTakenError(message.channel, message.ts, other);
     const posting = this.digests.post({
       channel: target.channel, text: first.text, blocks: [...first.blocks, ...buttons], metadata: { event_type: 'ims_incident', event_payload: source },
       fallback: `${first.text}\n<${permalink}|original alert>`, oldest: message.ts, lookFirst: recovering, what,

@@ -7,7 +7,7 @@
  * run and not finished).
  */
 import type { AlertMessage, CompiledConfig, Decision, Logger, MessageOrigin, RuleMatch, SlackMessageEvent } from './ims.ts';
-import { StateUnavailableError, isStateFailure, type PendingMessage, type Store } from './ims-state.ts';
+import { ClaimTakenError, StateUnavailableError, isStateFailure, type PendingMessage, type Store } from './ims-state.ts';
 import { classifySlackFailure } from './ims-plugin-kit.ts';
 import { errorText } from './ims-log.ts';
 import type { ChannelQueues } from './ims-slack.ts';
@@ -141,9 +141,10 @@ export class Intake {
   }
 
   /** Start one event's work (inside a slice: its event ID's record and its claim join the slice's commit). */
-  private takeIn(taken: { eventId?: string; event: Record<string, unknown> }, origin: MessageOrigin): void {
+  private takeIn(taken: { eventId?: string; event: Record<string, unknown> }, origin: MessageOrigin, recorded = false): void {
     const { state, now } = this.inputs;
-    const firstSeen = taken.eventId ? state.rememberEvent(taken.eventId, now()) : Promise.resolve(true);
+    // An event kept while the state was away may have had its ID recorded before the failure: it is not its own duplicate.
+    const firstSeen = taken.eventId ? state.rememberEvent(taken.eventId, now()).then((first) => first || recorded) : Promise.resolve(true);
     this.messagesInWork++;
     this.inputs.track(this.dispatch(taken.event, origin, firstSeen, taken.eventId).finally(() => {
       this.messagesInWork--;
@@ -175,7 +176,7 @@ export class Intake {
     if (this.inputs.stopping() || !this.parked.length) return;
     const again = this.parked.splice(0);
     this.inputs.log.debug(`taking in ${again.length} event(s) kept while the state was unreachable`);
-    void this.inputs.state.withinOneCommit(() => { for (const { origin, ...taken } of again) this.takeIn(taken, origin); }).catch(() => undefined);
+    void this.inputs.state.withinOneCommit(() => { for (const { origin, ...taken } of again) this.takeIn(taken, origin, true); }).catch(() => undefined);
   }
 
   /** The last reaction taken in: the next one starts when it is done. */
@@ -263,6 +264,7 @@ export class Intake {
       void this.inputs.hooks.run('onMessage', () => ({ message: message!, decision, match: 'match' in decision ? decision.match : undefined }));
       await this.inputs.incidents.act(config, decision, message!, origin);
     } catch (error) {
+      if (error instanceof ClaimTakenError) { log.info(error.message, where); return; }
       if (!(await this.failedForGood(message!, decision, error))) throw error;
     } finally {
       this.beingHandled.delete(key);

@@ -12,6 +12,7 @@
  * when it froze goes on: a report's turn is recorded as posted and looked for before it is posted, so it is not
  * doubled; an outbox delivery may be (deliveries are at least once, with idempotency keys).
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from './ims.ts';
 import type { PendingMessage } from './ims-state.ts';
 import { errorText } from './ims-log.ts';
@@ -32,6 +33,8 @@ export function isLeaseStore(store: unknown): store is LeaseStore {
 
 export const LEADER_LEASE = 'ims:leader';
 const INSTANCE_LEASE_PREFIX = 'ims:instance:';
+/** An instance's name, held by the one process that uses it. */
+const NAME_LEASE_PREFIX = 'ims:name:';
 
 export interface LeadershipInputs {
   /** The shared state's leases; none: this is the only instance, always the leader. */
@@ -58,8 +61,13 @@ export class Leadership {
   /** The other instances alive at the last look (the leader's). */
   private othersAlive = new Set<string>();
   private unreachableSince?: number;
+  /** Stopping: the leader's lease is not taken again. */
+  private steppedDown = false;
+  /** This process, among processes that might be given the same instance name. */
+  private readonly processHolder: string;
 
   constructor(private readonly inputs: LeadershipInputs) {
+    this.processHolder = `${inputs.instance}#${randomBytes(6).toString('hex')}`;
     this.renewMs = inputs.renewMs ?? 2000;
     this.ttlMs = inputs.ttlMs ?? 10_000;
     if (!(this.renewMs > 0 && this.ttlMs > 2 * this.renewMs)) throw new Error(`leadership: expected a lease time-to-live over twice its renewal, found ttl ${this.ttlMs} ms and renewal ${this.renewMs} ms`);
@@ -79,22 +87,55 @@ export class Leadership {
     return this.leading() ? 'leader' : 'standby';
   }
 
-  /** Take part: one round at once (so start-up knows its role), then every `renewMs`. */
+  /** Take part: the instance's name first, then one round at once (so start-up knows its role), then every `renewMs`. */
   async start(): Promise<void> {
     if (!this.inputs.leases) { this.inputs.onGained(); return; }
+    await this.claimName();
     await this.round();
     this.schedule();
   }
 
-  /** Give the leases up, so another instance takes over at once. */
+  /**
+   * Each instance's name is its own: a second process under a name in use would take the first one's leases as its
+   * own (two leaders, every report twice). The name is a lease held by this process; one still renewed by another
+   * process stops start-up with a clear error, one a process that just died held is waited for (at most its
+   * time-to-live: a quick restart after a crash).
+   */
+  private async claimName(): Promise<void> {
+    const { leases, instance, log } = this.inputs;
+    const deadline = Date.now() + this.ttlMs + 2 * this.renewMs;
+    for (let attempt = 1; ; attempt++) {
+      const taken = await leases!.acquireLease(NAME_LEASE_PREFIX + instance, this.processHolder, this.ttlMs);
+      if (taken.held) return;
+      if (Date.now() > deadline) {
+        throw new Error(`another IMS instance named '${instance}' is running: its lease in the shared state is still renewed; `
+          + 'give each instance its own name (IMS_INSTANCE=ims-a, ims-b, …) and start this one again');
+      }
+      if (attempt === 1) log.warn(`an instance named '${instance}' held its lease moments ago (a restart after a crash?): waiting up to ${Math.round((deadline - Date.now()) / 1000)} s for it to lapse`);
+      await new Promise((resolve) => setTimeout(resolve, this.renewMs));
+    }
+  }
+
+  /**
+   * Stop leading, now (IMS is stopping): another instance takes the leader's work over at once. This instance's own
+   * lease is still renewed, so its claimed messages are not finished by another while it finishes them itself.
+   */
+  async stepDown(): Promise<void> {
+    const { leases, instance } = this.inputs;
+    this.steppedDown = true;
+    if (!leases || !this.leading()) return;
+    this.leaderUntil = 0;
+    await leases.releaseLease(LEADER_LEASE, instance);
+  }
+
+  /** Give the leases up (IMS has finished its work): the leader sees this instance gone with nothing left to finish. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     const { leases, instance } = this.inputs;
     if (!leases) return;
-    const wasLeader = this.leading();
-    this.leaderUntil = 0;
-    await Promise.allSettled([wasLeader ? leases.releaseLease(LEADER_LEASE, instance) : Promise.resolve(false), leases.releaseLease(INSTANCE_LEASE_PREFIX + instance, instance)]);
+    await this.stepDown().catch(() => undefined);
+    await Promise.allSettled([leases.releaseLease(INSTANCE_LEASE_PREFIX + instance, instance), leases.releaseLease(NAME_LEASE_PREFIX + instance, this.processHolder)]);
   }
 
   private schedule(): void {
@@ -109,9 +150,10 @@ export class Leadership {
     if (!leases || this.stopped) return;
     const askedAt = Date.now();
     try {
-      const [, leader] = await Promise.all([
+      const [, , leader] = await Promise.all([
+        leases.acquireLease(NAME_LEASE_PREFIX + instance, this.processHolder, this.ttlMs),
         leases.acquireLease(INSTANCE_LEASE_PREFIX + instance, instance, this.ttlMs),
-        leases.acquireLease(LEADER_LEASE, instance, this.ttlMs),
+        this.steppedDown ? Promise.resolve({ held: false, holder: '(stepped down)', expiresAt: 0, term: 0 }) : leases.acquireLease(LEADER_LEASE, instance, this.ttlMs),
       ]);
       if (this.unreachableSince !== undefined) log.info('the shared state answers again: leases renewed');
       this.unreachableSince = undefined;
@@ -157,6 +199,9 @@ export const CATCH_UP_OVERLAP_MS = 120_000;
 const TURN_LEASE_MS = 120_000;
 /** Turns remembered as due, at most (the newest). */
 const DUE_TURNS_KEPT = 24;
+/** A turn whose report fails is tried this many times (30 s, 1, 2, 4, 8 min… apart, at most 30 min), then given up. */
+const TURN_ATTEMPTS = 8;
+const TURN_RETRY_MAX_MS = 30 * 60_000;
 
 /** What the leader's duties act through. */
 export interface LeaderDutyInputs {
@@ -174,6 +219,8 @@ export interface LeaderDutyInputs {
   retryPending(claimedBefore: number, mine?: (message: PendingMessage) => boolean): Promise<void>;
   /** Read missed history, `overlapMs` before each cursor too. */
   catchUp(overlapMs: number): Promise<void>;
+  /** Make the pending messages of instances that are gone this one's (several instances); how many. */
+  adopt(from: string[]): Promise<number>;
   stopping(): boolean;
   /** How long to wait before judging an instance dead for good (default: two lease renewals and a second). */
   confirmGoneMs?: number;
@@ -181,8 +228,11 @@ export interface LeaderDutyInputs {
 
 /** The work one instance does for all, as it differs between one instance (SQLite) and several (shared state). */
 export class LeaderDuties {
-  /** Report turns this instance saw come (its own ticks) and has not seen posted: the leader posts any nobody did. */
-  private readonly dueTurns = new Set<string>();
+  /**
+   * Report turns this instance saw come (its own ticks) and has not seen posted: the leader posts any nobody did. A
+   * turn whose report fails is tried again later and later (Slack away, the bot out of the channel), then given up.
+   */
+  private readonly dueTurns = new Map<string, { failures: number; nextAt: number }>();
   private postingTurns?: Promise<void>;
 
   constructor(private readonly inputs: LeaderDutyInputs) {}
@@ -195,8 +245,8 @@ export class LeaderDuties {
    */
   async report(turn: string): Promise<void> {
     if (!this.inputs.leadership.shared) { await this.inputs.postReport(); return; }
-    this.dueTurns.add(turn);
-    if (this.dueTurns.size > DUE_TURNS_KEPT) this.dueTurns.delete(this.dueTurns.values().next().value!);
+    if (!this.dueTurns.has(turn)) this.dueTurns.set(turn, { failures: 0, nextAt: 0 });
+    if (this.dueTurns.size > DUE_TURNS_KEPT) this.dueTurns.delete(this.dueTurns.keys().next().value!);
     await this.postDueTurns();
   }
 
@@ -205,7 +255,10 @@ export class LeaderDuties {
     if (!this.dueTurns.size || !this.inputs.leadership.leading()) return Promise.resolve();
     this.postingTurns ??= (async () => {
       try {
-        for (const turn of [...this.dueTurns]) if (!this.inputs.stopping() && this.inputs.leadership.leading()) await this.postTurn(turn);
+        for (const [turn, due] of [...this.dueTurns]) {
+          if (this.inputs.stopping() || !this.inputs.leadership.leading()) break;
+          if (Date.now() >= due.nextAt) await this.postTurn(turn);
+        }
       } finally {
         this.postingTurns = undefined;
       }
@@ -234,6 +287,16 @@ export class LeaderDuties {
         // A poster that froze holding the turn finds, on waking, the post of the leader that took over: that one is recorded.
         if (!(await turns.getMeta(posted))) await turns.setMeta(posted, instance);
         this.dueTurns.delete(turn);
+      } else {
+        const due = this.dueTurns.get(turn);
+        if (due) {
+          due.failures++;
+          due.nextAt = Date.now() + Math.min(TURN_RETRY_MAX_MS, 30_000 * 2 ** (due.failures - 1));
+          if (due.failures >= TURN_ATTEMPTS) {
+            this.dueTurns.delete(turn);
+            log.error(`report of ${turn}: not posted after ${TURN_ATTEMPTS} attempts; given up (the next turn is tried as usual)`);
+          }
+        }
       }
     } finally {
       await leases!.releaseLease(lease, instance).catch(() => undefined);
@@ -274,19 +337,67 @@ export class LeaderDuties {
     if (!leadership.shared) return this.inputs.retryPending(claimedBefore);
     const mine = (message: PendingMessage) => message.claimedBy === instance;
     if (!leadership.leading()) return this.inputs.retryPending(claimedBefore, mine);
-    const orphaned = (alive: Set<string>) => (message: PendingMessage) => !message.claimedBy || !alive.has(message.claimedBy);
-    const goneBefore = orphaned(await leadership.aliveNow());
-    let suspects = 0;
+    const aliveBefore = await leadership.aliveNow();
+    const suspects = new Set<string>();
+    let unclaimed = false;
     await this.inputs.retryPending(claimedBefore, (message) => {
       if (mine(message)) return true;
-      if (goneBefore(message)) suspects++;
+      if (!message.claimedBy) unclaimed = true;
+      else if (!aliveBefore.has(message.claimedBy)) suspects.add(message.claimedBy);
       return false;
     });
-    if (!suspects) return;
+    if (!suspects.size && !unclaimed) return;
     await new Promise((resolve) => setTimeout(resolve, this.inputs.confirmGoneMs ?? 5000).unref());
     if (this.inputs.stopping() || !leadership.leading()) return;
-    const goneNow = orphaned(await leadership.aliveNow());
-    await this.inputs.retryPending(claimedBefore, (message) => !mine(message) && goneBefore(message) && goneNow(message));
+    const aliveNow = await leadership.aliveNow();
+    const gone = [...suspects].filter((other) => !aliveNow.has(other));
+    // Made this instance's before it finishes them: the one that claimed them, should it wake up, leaves them alone.
+    if (gone.length) this.inputs.log.info(`taking over ${await this.inputs.adopt(gone)} message(s) left pending by ${gone.join(', ')}`);
+    await this.inputs.retryPending(claimedBefore, (message) => mine(message) || (unclaimed && !message.claimedBy));
   }
 
+
+}
+
+/** How long a lock on an alert key lasts without its holder (a step may wait minutes for its channel's pace). */
+const KEY_LOCK_MS = 10 * 60_000;
+/** How often a key another instance holds is asked for again. */
+const KEY_LOCK_POLL_MS = 50;
+
+/**
+ * Locks on alert keys across instances. Slack gives each event to any instance, so two messages about one alert (a
+ * firing and its recovery, or a repeat) can be worked on by two instances at once: each would read the alert's
+ * state before the other recorded its step, and open a second incident or lose the recovery. A lifecycle step
+ * holds its keys' locks (leases in the state, taken in sorted order), so steps about one alert follow one another
+ * on every instance. A lock whose holder is gone is taken over.
+ */
+export class KeyLocks {
+  constructor(private readonly inputs: { leases: LeaseStore; instance: string; aliveNow(): Promise<Set<string>>; log: Logger }) {}
+
+  /** Hold the locks of `keys`; resolves to what gives them back. */
+  async lock(keys: readonly string[]): Promise<() => Promise<void>> {
+    const { leases, instance } = this.inputs;
+    const names = [...new Set(keys)].sort().map((key) => `ims:key:${key}`);
+    const held: string[] = [];
+    const release = async () => { await Promise.allSettled(held.map((name) => leases.releaseLease(name, instance))); };
+    try {
+      for (const name of names) {
+        for (let attempt = 1; ; attempt++) {
+          const taken = await leases.acquireLease(name, instance, KEY_LOCK_MS);
+          if (taken.held) { held.push(name); break; }
+          // Now and then: is its holder still there? One that died holding it must not hold the alert for ten minutes.
+          if (attempt % 40 === 0 && !(await this.inputs.aliveNow()).has(taken.holder)) {
+            this.inputs.log.warn(`the lock on ${name.slice('ims:key:'.length)} was held by ${taken.holder}, which is gone: taken over`);
+            await leases.releaseLease(name, taken.holder);
+            continue;
+          }
+          await new Promise((resolve) => setTimeout(resolve, KEY_LOCK_POLL_MS + Math.random() * KEY_LOCK_POLL_MS));
+        }
+      }
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    return release;
+  }
 }

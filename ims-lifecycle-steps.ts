@@ -32,6 +32,8 @@ export interface LifecycleStepInputs {
    * note); with the message about it, that message is counted as one the silence kept quiet.
    */
   silenced(incident: Incident, message?: AlertMessage): Promise<boolean>;
+  /** With several instances: hold the alerts' keys across instances while a step about them runs; what gives them back. */
+  lockKeys?(keys: readonly string[]): Promise<() => Promise<void>>;
 }
 
 type AlertDecision = Extract<Decision, { action: 'incident' | 'seen' }> & { alert: Identification };
@@ -108,9 +110,13 @@ export class LifecycleSteps {
     const mine = new Promise<void>((resolve) => { done = resolve; });
     for (const key of keys) this.underWay.set(key, mine);
     await Promise.all(before);
+    let unlock: (() => Promise<void>) | undefined;
     try {
+      // With several instances, one after the other on every instance too.
+      unlock = await this.inputs.lockKeys?.(keys);
       await work();
     } finally {
+      await unlock?.();
       done();
       for (const key of keys) if (this.underWay.get(key) === mine) this.underWay.delete(key);
     }

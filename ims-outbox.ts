@@ -17,6 +17,8 @@ export interface OutboxInputs {
   now(): number;
   /** True once IMS is stopping: nothing new is kicked off. */
   stopping(): boolean;
+  /** Whether this instance delivers (the leader, with several instances): a flush under way stops when it no longer does. */
+  delivering(): boolean;
   track<T>(work: Promise<T>): Promise<T>;
 }
 
@@ -37,7 +39,7 @@ export class OutboxWorker {
       // Yield first: finishing synchronously (nothing due) would run `finally` before `??=` assigns, leaving a settled promise that blocks every later flush.
       await Promise.resolve();
       try {
-        for (let round = 0; round < 50; round++) {
+        for (let round = 0; round < 50 && this.inputs.delivering(); round++) {
           const due = await this.inputs.state.dueDeliveries(this.inputs.now());
           if (!due.length) break;
           await Promise.all(due.map((item) => this.deliver(item)));

@@ -260,7 +260,8 @@ export async function runReport(ims: ReportInputs, options: { verbose?: boolean;
 function reportPost(channel: string, report: Report, part: number, message: { text: string; blocks: unknown[] }, turn?: string): PostSpec {
   return {
     channel, text: message.text, blocks: message.blocks, fallback: plainText(message.blocks) || message.text, what: `report (part ${part + 1})`,
-    metadata: { event_type: 'ims_report', event_payload: turn ? { turn, part } : { generated_at: report.generatedAt, part } }, oldest: (Date.now() / 1000 - 600).toFixed(6),
+    // A turn may be posted again hours later (after failures, by another instance): looked for as far back.
+    metadata: { event_type: 'ims_report', event_payload: turn ? { turn, part } : { generated_at: report.generatedAt, part } }, oldest: (Date.now() / 1000 - (turn ? 6 * 3600 : 600)).toFixed(6),
     ...(turn ? { lookFirst: true } : {}),
   };
 }

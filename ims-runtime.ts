@@ -35,7 +35,7 @@ import { AppHome } from './ims-home.ts';
 import { ConfigReload } from './ims-reload.ts';
 import { Metrics } from './ims-metrics.ts';
 import { operationsFor, parseListen, type OpsServer } from './ims-http.ts';
-import { LeaderDuties, Leadership, isLeaseStore } from './ims-leadership.ts';
+import { KeyLocks, LeaderDuties, Leadership, isLeaseStore } from './ims-leadership.ts';
 import { SlackReach, untilStopped } from './ims-slack-reach.ts';
 import os from 'node:os';
 
@@ -209,7 +209,7 @@ export class Ims {
     });
     this.outbox = new OutboxWorker({
       state: this.store, config: config$, contextFor: (plugin, signal) => this.hookRunner.contextFor(plugin, signal), log, now: this.now,
-      stopping: () => this.stopping, track,
+      stopping: () => this.stopping, delivering: () => this.leadership.leading(), track,
     });
     const permalink = (channel: string, ts: string) => this.permalink(channel, ts);
     this.home = new AppHome({
@@ -218,9 +218,13 @@ export class Ims {
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
     this.silencing = new Silencing({ state: this.store, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
+    const keyLocks = isLeaseStore(this.store)
+      ? new KeyLocks({ leases: this.store, instance, log, aliveNow: () => this.leadership.aliveNow() }) : undefined;
     this.lifecycle = new IncidentLifecycle({
       state: this.store, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
       permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(), permissions,
+      lockKeys: keyLocks ? (keys) => keyLocks.lock(keys) : undefined,
+      claimedElsewhere: hasClaimers(this.store) ? (channel, ts) => claimerOtherThan(this.store as Store & Pick<PgState, 'messageClaimer'>, channel, ts, instance) : undefined,
     });
     this.interactions = new Interactions({
       state: this.store, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
@@ -249,6 +253,7 @@ export class Ims {
       leadership: this.leadership, turns: this.store, leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
       reportChannel: () => this.config.report.channel, postReport: (turn) => this.postReport(turn),
       retryPending: (before, mine) => this.intake.retryPending(before, mine), catchUp: (overlapMs) => this.catchUps.run(overlapMs), stopping: () => this.stopping,
+      adopt: (from) => (hasClaimers(this.store) ? this.store.adoptMessages(from) : Promise.resolve(0)),
     });
     // Work that must happen once is the leader's (all of it, alone on SQLite).
     const lead = (work: () => Promise<unknown>) => (this.leadership.leading() ? work() : Promise.resolve());
@@ -260,8 +265,13 @@ export class Ims {
       sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
       // A war room another instance made is never read as an alert source here either.
       refreshShared: isLeaseStore(this.store) ? async () => {
-        for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
-        await this.duties.postDueTurns();
+        try {
+          for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
+          await this.duties.postDueTurns();
+        } catch (error) {
+          // The state away is said once by the leases and the intake; this runs again in 5 s.
+          log.debug(`refreshing what other instances recorded failed: ${errorText(error)}`);
+        }
       } : undefined,
     });
     this.socket = new SocketConnection({
@@ -319,6 +329,8 @@ export class Ims {
     if (leading) await untilStopped(this.stopRequested.signal, this.track(this.catchUps.run(this.duties.catchUpOverlapMs())));
     if (this.stopping) throw new StoppedError();
     this.started = true;
+    // Became the leader while starting (the leader died meanwhile): what start-up left to the leader is done now.
+    if (!leading && this.leadership.leading()) void this.track(this.duties.takeOver());
     this.schedules.start();
     if (this.options.autoReload !== false && this.options.configPath) this.reloads.watch(this.options.configPath);
   }
@@ -422,8 +434,9 @@ export class Ims {
     this.log.info('stopping: finishing in-flight work');
     this.reloads.close();
     this.schedules.stop();
-    // Another instance takes over the leader's work at once rather than when the lease runs out.
-    await this.leadership.stop().catch(() => undefined);
+    // Another instance takes over the leader's work at once rather than when the lease runs out (this instance's own
+    // lease is kept until its in-flight work is done: its messages are not finished by another meanwhile).
+    await this.leadership.stepDown().catch(() => undefined);
     this.home.stop();
     await this.socket.close(settleWithin, Math.min(deadline, Date.now() + 2000));
     // With several instances the outbox is the leader's, and this one has handed leadership over.
@@ -437,6 +450,7 @@ export class Ims {
       this.log.warn(`stopping with ${this.intake.parkedCount} event(s) kept while the state was unreachable: they are read back from history by the next catch-up`);
     }
     await settleWithin(this.hooks('onStop', () => ({})), Math.max(deadline, Date.now() + 1000));
+    await settleWithin(this.leadership.stop(), Date.now() + 2000);
     this.halt.abort();
     this.stoppedSignal.abort();
     await this.store.close();
@@ -444,6 +458,18 @@ export class Ims {
     this.log.info('stopped');
   }
 
+}
+
+/** A state that records which instance claimed each message (PostgreSQL's). */
+function hasClaimers(store: Store): store is Store & Pick<PgState, 'adoptMessages' | 'messageClaimer'> {
+  const candidate = store as Partial<Pick<PgState, 'adoptMessages' | 'messageClaimer'>>;
+  return typeof candidate.adoptMessages === 'function' && typeof candidate.messageClaimer === 'function';
+}
+
+/** The instance `channel`/`ts` is claimed by, when it is not `instance`. */
+async function claimerOtherThan(store: Pick<PgState, 'messageClaimer'>, channel: string, ts: string, instance: string): Promise<string | undefined> {
+  const by = await store.messageClaimer(channel, ts);
+  return by && by !== instance ? by : undefined;
 }
 
 /** A state whose posting pace is shared by several instances (PostgreSQL's). */

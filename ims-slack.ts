@@ -181,7 +181,7 @@ export class StoppedError extends Error {
  * Call Slack, waiting out 429s (only this call waits: other channels go on). `onRateLimited` hears of each 429
  * (a channel's posting pace starts again from nothing).
  */
-export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string, queues?: ChannelQueues, onRateLimited?: () => void): Promise<T> {
+export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: string, queues?: ChannelQueues, onRateLimited?: (retryAfterMs: number) => void): Promise<T> {
   for (;;) {
     try {
       return await call();
@@ -189,7 +189,7 @@ export async function slackCall<T>(call: () => Promise<T>, log: Logger, what: st
       const delay = rateLimitDelay(error);
       if (delay === undefined) throw error;
       log.debug(`rate limited on ${what}; retrying in ${delay} ms`);
-      onRateLimited?.();
+      onRateLimited?.(delay);
       queues?.throttled.add(what);
       queues?.onThrottled?.();
       await sleep(delay).finally(() => queues?.throttled.delete(what));
@@ -312,7 +312,7 @@ export class ChannelQueues {
     const previous = this.tails.get(lane) ?? Promise.resolve();
     const result = previous.then(async () => {
       if (paced) await this.paced(lane);
-      const answer = await slackCall(task, this.log, `${what} in ${channel}`, this, paced ? () => this.rateLimited(lane) : undefined);
+      const answer = await slackCall(task, this.log, `${what} in ${channel}`, this, paced ? (retryAfterMs) => this.rateLimited(lane, retryAfterMs) : undefined);
       if (what === 'chat.postMessage') this.onPosted?.(channel);
       return answer;
     });
@@ -344,10 +344,16 @@ export class ChannelQueues {
     }
   }
 
+  /** Until when the shared pace is not asked (it did not answer): this instance's own pace alone meanwhile. */
+  private sharedPaceAwayUntil = 0;
+
   /** Wait for the shared pace's turn in `channel` (the pace of every instance together). */
   private async sharedTurn(channel: string): Promise<void> {
     const shared = this.sharedPace!;
+    if (Date.now() < this.sharedPaceAwayUntil) return;
     const ask = () => shared.take(channel, this.pace.perSecond, this.pace.burst).catch((error: unknown) => {
+      // Not asked again for a while: a state that does not answer must not add its time-out to every post.
+      this.sharedPaceAwayUntil = Date.now() + SHARED_PACE_RETRY_MS;
       this.log.debug(`the shared posting pace of ${channel} could not be read (${errorText(error)}): this instance's own pace goes on`);
       return 0;
     });
@@ -400,6 +406,9 @@ export class ChannelQueues {
     while (this.tails.size) await Promise.allSettled([...this.tails.values()]);
   }
 }
+
+/** How long the shared pace is left alone after it did not answer. */
+const SHARED_PACE_RETRY_MS = 10_000;
 
 const keepAlive = { http: new http.Agent({ keepAlive: true, maxSockets: 32 }), https: new https.Agent({ keepAlive: true, maxSockets: 32 }) };
 
@@ -561,7 +570,7 @@ export class Poster {
         }
         const base = { channel: spec.channel, thread_ts: spec.thread_ts, unfurl_links: false, unfurl_media: false, metadata: spec.metadata };
         const args = (plain ? { ...base, text: spec.fallback } : { ...base, text: spec.text, blocks: spec.blocks }) as Parameters<WebClient['chat']['postMessage']>[0];
-        const answer = await slackCall(() => this.deps.client.chat.postMessage(args), log, `chat.postMessage in ${spec.channel}`, queues, () => queues.rateLimited(spec.channel));
+        const answer = await slackCall(() => this.deps.client.chat.postMessage(args), log, `chat.postMessage in ${spec.channel}`, queues, (retryAfterMs) => queues.rateLimited(spec.channel, retryAfterMs));
         return { ts: String(answer.ts) };
       } catch (error) {
         const failure = classifySlackFailure(error);

@@ -1109,6 +1109,28 @@ export class PgState implements StateStore<'async'> {
     });
   }
 
+  /**
+   * Take over the pending messages claimed by instances that are gone (`from`): they are this instance's from now on
+   * (an instance that wakes up finds them no longer its own, and leaves them). How many were taken over.
+   */
+  adoptMessages(from: readonly string[]): Promise<number> {
+    if (!this.instance) return Promise.reject(new TypeError('PgState.adoptMessages: this state was opened without an instance name'));
+    return this.run({
+      name: 'adoptMessages', values: [[...from], this.instance],
+      text: `UPDATE messages SET claimed_by = $2::text WHERE status = 'pending' AND claimed_by = ANY($1::text[])`,
+      answer: (r) => r.rowCount ?? 0,
+    });
+  }
+
+  /** Which instance a message is claimed by now (undefined: none recorded, or no such message). */
+  messageClaimer(channel: string, ts: string): Promise<string | undefined> {
+    return this.run({
+      name: 'messageClaimer', values: [channel, ts],
+      text: 'SELECT claimed_by FROM messages WHERE channel = $1::text AND ts = $2::text',
+      answer: (r) => (r.rows[0] as { claimed_by: string | null } | undefined)?.claimed_by ?? undefined,
+    });
+  }
+
   /** The leases whose names start with `prefix` held at `now` (the server's clock when not given). */
   liveLeases(prefix: string, now?: number): Promise<{ name: string; holder: string; expiresAt: number }[]> {
     let at: number | null;

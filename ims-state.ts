@@ -1001,6 +1001,17 @@ export class StateUnavailableError extends Error {
   override name = 'StateUnavailableError';
 }
 
+/**
+ * The message this instance was handling is another instance's now (it was taken over while this one was frozen
+ * or cut off): this one leaves it, and the other finishes it.
+ */
+export class ClaimTakenError extends Error {
+  override name = 'ClaimTakenError';
+  constructor(readonly channel: string, readonly ts: string, readonly by: string) {
+    super(`${channel}:${ts} was taken over by ${by}: left to it`);
+  }
+}
+
 /** Whether an error came from the state (its database), not from Slack: such a failure never makes a message failed for good. */
 export function isStateFailure(error: unknown): boolean {
   const name = (error as { name?: string } | undefined)?.name;

@@ -87,13 +87,14 @@ export const UNPACED: Partial<RuntimeOptions> = { postsPerSecond: 1000, postBurs
 export const TEST_BACKEND: 'sqlite' | 'postgres' = process.env.IMS_TEST_STATE === 'postgres' ? 'postgres' : 'sqlite';
 let testServer: Promise<TestPostgres> | undefined;
 const databasesByPath = new Map<string, Promise<string>>();
+let botsStarted = 0;
 
 /** The PostgreSQL state of `statePath` (a fresh database the first time), opened for one bot. */
-async function postgresStateFor(statePath: string): Promise<PgState> {
+async function postgresStateFor(statePath: string, instance: string): Promise<PgState> {
   testServer ??= startPostgres().then((server) => { process.once('beforeExit', () => void server.stop()); return server; });
   const server = await testServer;
   if (!databasesByPath.has(statePath)) databasesByPath.set(statePath, freshDatabase(server.url));
-  return PgState.open(await databasesByPath.get(statePath)!);
+  return PgState.open(await databasesByPath.get(statePath)!, { instance });
 }
 
 /** Start a real IMS against the fake. Stop it (or let the test's `after` do it) before closing the fake. */
@@ -102,10 +103,12 @@ export async function startBot(fake: FakeSlack, config: Config, options: Partial
   const compiled = compileConfig({ ...config, state: { ...config.state, path: statePath } }, { source: 'test-config', reverse: options.reverse, reacji: options.reacji });
   const logs: string[] = [];
   const log = createLogger({ level: 'debug', write: (line) => logs.push(line), secrets: ['xapp-test', 'xoxb-test'] });
-  const store = options.store ?? (TEST_BACKEND === 'postgres' ? await postgresStateFor(statePath) : undefined);
+  // On PostgreSQL the bot's claims name it, as an instance's do.
+  const instance = options.instance ?? `test-bot-${++botsStarted}`;
+  const store = options.store ?? (TEST_BACKEND === 'postgres' ? await postgresStateFor(statePath, instance) : undefined);
   const ims = new Ims(compiled, {
     appToken: 'xapp-test', botToken: 'xoxb-test', apiUrl: fake.apiUrl, log, autoReload: false, reports: false,
-    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options, store,
+    retryConfig: { retries: 1, minTimeout: 10, maxTimeout: 50 }, clientPingTimeoutMs: 300, outboxIntervalMs: 50, ...options, store, instance,
   });
   let stopped = false;
   const bot: Bot = { ims, logs, config: compiled, stop: async () => { if (!stopped) { stopped = true; await ims.stop(); } } };
