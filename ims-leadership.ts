@@ -63,8 +63,8 @@ export class Leadership {
   private unreachableSince?: number;
   /** Stopping: the leader's lease is not taken again. */
   private steppedDown = false;
-  /** This process, among processes that might be given the same instance name. */
-  private readonly processHolder: string;
+  /** This process, among processes that might be given the same instance name: what holds leases on its work. */
+  readonly processHolder: string;
 
   constructor(private readonly inputs: LeadershipInputs) {
     this.processHolder = `${inputs.instance}#${randomBytes(6).toString('hex')}`;
@@ -185,6 +185,13 @@ export class Leadership {
     if (gone.length) this.inputs.onInstancesGone(gone);
   }
 
+  /** The processes alive now (holders of an instance name's lease, `name#…`), this one included. */
+  async processesAliveNow(): Promise<Set<string>> {
+    const { leases } = this.inputs;
+    if (!leases) return new Set([this.processHolder]);
+    return new Set([this.processHolder, ...(await leases.liveLeases(NAME_LEASE_PREFIX)).map((lease) => lease.holder)]);
+  }
+
   /** The instances whose leases are alive now, this one included (read from the state). */
   async aliveNow(): Promise<Set<string>> {
     const { leases, instance } = this.inputs;
@@ -205,7 +212,7 @@ const TURN_RETRY_MAX_MS = 30 * 60_000;
 
 /** What the leader's duties act through. */
 export interface LeaderDutyInputs {
-  leadership: Pick<Leadership, 'shared' | 'leading' | 'aliveNow'>;
+  leadership: Pick<Leadership, 'shared' | 'leading' | 'aliveNow' | 'processHolder' | 'processesAliveNow'>;
   /** Where a report's turn is recorded as posted. */
   turns: { getMeta(key: string): Promise<string | undefined>; setMeta(key: string, value: string): Promise<void> };
   /** The shared state's leases (several instances); none alone. */
@@ -221,6 +228,8 @@ export interface LeaderDutyInputs {
   catchUp(overlapMs: number): Promise<void>;
   /** Make the pending messages of instances that are gone this one's (several instances); how many. */
   adopt(from: string[]): Promise<number>;
+  /** Free the leases of processes not among `alive` (several instances). */
+  freeLeasesOfGone(alive: string[]): Promise<unknown>;
   stopping(): boolean;
   /** How long to wait before judging an instance dead for good (default: two lease renewals and a second). */
   confirmGoneMs?: number;
@@ -271,13 +280,15 @@ export class LeaderDuties {
     const posted = `report posted ${this.inputs.reportChannel() ?? ''} ${turn}`;
     if (await turns.getMeta(posted)) { this.dueTurns.delete(turn); return; }
     const lease = `ims:report:${this.inputs.reportChannel() ?? ''}:${turn}`;
-    let taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
+    const me = this.inputs.leadership.processHolder;
+    let taken = await leases!.acquireLease(lease, me, TURN_LEASE_MS);
     if (!taken.held) {
-      // Its poster may have died holding it: then the turn is this leader's now (its post, if one went out, is found first).
-      if ((await this.inputs.leadership.aliveNow()).has(taken.holder)) { log.debug(`report of ${turn}: ${taken.holder} is posting it`); return; }
+      // Its poster may have died holding it (even if an instance of the same name runs again): then the turn is this
+      // leader's now (its post, if one went out, is found first).
+      if ((await this.inputs.leadership.processesAliveNow()).has(taken.holder)) { log.debug(`report of ${turn}: ${taken.holder} is posting it`); return; }
       log.warn(`report of ${turn}: ${taken.holder} took it and is gone; posting it`);
       await leases!.releaseLease(lease, taken.holder);
-      taken = await leases!.acquireLease(lease, instance, TURN_LEASE_MS);
+      taken = await leases!.acquireLease(lease, me, TURN_LEASE_MS);
       if (!taken.held) return;
     }
     try {
@@ -299,7 +310,7 @@ export class LeaderDuties {
         }
       }
     } finally {
-      await leases!.releaseLease(lease, instance).catch(() => undefined);
+      await leases!.releaseLease(lease, me).catch(() => undefined);
     }
   }
 
@@ -351,8 +362,12 @@ export class LeaderDuties {
     if (this.inputs.stopping() || !leadership.leading()) return;
     const aliveNow = await leadership.aliveNow();
     const gone = [...suspects].filter((other) => !aliveNow.has(other));
-    // Made this instance's before it finishes them: the one that claimed them, should it wake up, leaves them alone.
-    if (gone.length) this.inputs.log.info(`taking over ${await this.inputs.adopt(gone)} message(s) left pending by ${gone.join(', ')}`);
+    if (gone.length) {
+      // What the gone processes held (alert keys, a report's turn) is free at once, then their messages are made this
+      // instance's before it finishes them: one that wakes up leaves them alone.
+      await this.inputs.freeLeasesOfGone([...(await leadership.processesAliveNow())]);
+      this.inputs.log.info(`taking over ${await this.inputs.adopt(gone)} message(s) left pending by ${gone.join(', ')}`);
+    }
     await this.inputs.retryPending(claimedBefore, (message) => mine(message) || (unclaimed && !message.claimedBy));
   }
 
@@ -372,21 +387,22 @@ const KEY_LOCK_POLL_MS = 50;
  * on every instance. A lock whose holder is gone is taken over.
  */
 export class KeyLocks {
-  constructor(private readonly inputs: { leases: LeaseStore; instance: string; aliveNow(): Promise<Set<string>>; log: Logger }) {}
+  constructor(private readonly inputs: { leases: LeaseStore; leadership: Pick<Leadership, 'processHolder' | 'processesAliveNow'>; log: Logger }) {}
 
   /** Hold the locks of `keys`; resolves to what gives them back. */
   async lock(keys: readonly string[]): Promise<() => Promise<void>> {
-    const { leases, instance } = this.inputs;
+    const { leases } = this.inputs;
+    const me = this.inputs.leadership.processHolder;
     const names = [...new Set(keys)].sort().map((key) => `ims:key:${key}`);
     const held: string[] = [];
-    const release = async () => { await Promise.allSettled(held.map((name) => leases.releaseLease(name, instance))); };
+    const release = async () => { await Promise.allSettled(held.map((name) => leases.releaseLease(name, me))); };
     try {
       for (const name of names) {
         for (let attempt = 1; ; attempt++) {
-          const taken = await leases.acquireLease(name, instance, KEY_LOCK_MS);
+          const taken = await leases.acquireLease(name, me, KEY_LOCK_MS);
           if (taken.held) { held.push(name); break; }
-          // Now and then: is its holder still there? One that died holding it must not hold the alert for ten minutes.
-          if (attempt % 40 === 0 && !(await this.inputs.aliveNow()).has(taken.holder)) {
+          // At once and now and then: is its holder still there? One that died holding it must not hold the alert.
+          if ((attempt === 1 || attempt % 40 === 0) && !(await this.inputs.leadership.processesAliveNow()).has(taken.holder)) {
             this.inputs.log.warn(`the lock on ${name.slice('ims:key:'.length)} was held by ${taken.holder}, which is gone: taken over`);
             await leases.releaseLease(name, taken.holder);
             continue;

@@ -218,8 +218,10 @@ export class Ims {
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
     this.silencing = new Silencing({ state: this.store, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
+    // Made further down (it needs the intake and the catch-up); asked only once IMS runs.
+    const leadership = () => this.leadership;
     const keyLocks = isLeaseStore(this.store)
-      ? new KeyLocks({ leases: this.store, instance, log, aliveNow: () => this.leadership.aliveNow() }) : undefined;
+      ? new KeyLocks({ leases: this.store, log, leadership: { get processHolder() { return leadership().processHolder; }, processesAliveNow: () => leadership().processesAliveNow() } }) : undefined;
     this.lifecycle = new IncidentLifecycle({
       state: this.store, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
       permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(), permissions,
@@ -254,6 +256,7 @@ export class Ims {
       reportChannel: () => this.config.report.channel, postReport: (turn) => this.postReport(turn),
       retryPending: (before, mine) => this.intake.retryPending(before, mine), catchUp: (overlapMs) => this.catchUps.run(overlapMs), stopping: () => this.stopping,
       adopt: (from) => (hasClaimers(this.store) ? this.store.adoptMessages(from) : Promise.resolve(0)),
+      freeLeasesOfGone: (alive) => (hasClaimers(this.store) ? this.store.releaseLeasesOfGone(alive) : Promise.resolve(0)),
     });
     // Work that must happen once is the leader's (all of it, alone on SQLite).
     const lead = (work: () => Promise<unknown>) => (this.leadership.leading() ? work() : Promise.resolve());
@@ -461,9 +464,9 @@ export class Ims {
 }
 
 /** A state that records which instance claimed each message (PostgreSQL's). */
-function hasClaimers(store: Store): store is Store & Pick<PgState, 'adoptMessages' | 'messageClaimer'> {
-  const candidate = store as Partial<Pick<PgState, 'adoptMessages' | 'messageClaimer'>>;
-  return typeof candidate.adoptMessages === 'function' && typeof candidate.messageClaimer === 'function';
+function hasClaimers(store: Store): store is Store & Pick<PgState, 'adoptMessages' | 'messageClaimer' | 'releaseLeasesOfGone'> {
+  const candidate = store as Partial<Pick<PgState, 'adoptMessages' | 'messageClaimer' | 'releaseLeasesOfGone'>>;
+  return typeof candidate.adoptMessages === 'function' && typeof candidate.messageClaimer === 'function' && typeof candidate.releaseLeasesOfGone === 'function';
 }
 
 /** The instance `channel`/`ts` is claimed by, when it is not `instance`. */

@@ -1122,6 +1122,19 @@ export class PgState implements StateStore<'async'> {
     });
   }
 
+  /**
+   * Free every lease held by a process that is gone: held by a process holder (`name#…`) that is not among `alive`.
+   * What those processes held (alert keys, a report's turn) is free at once rather than when it would expire. How many.
+   */
+  releaseLeasesOfGone(alive: readonly string[]): Promise<number> {
+    return this.run({
+      name: 'releaseLeasesOfGone', values: [[...alive]],
+      text: `UPDATE leases SET expires_at = clock.now FROM (SELECT ims_clock_ms() AS now) AS clock
+        WHERE position('#' in holder) > 0 AND holder <> ALL($1::text[]) AND expires_at > clock.now`,
+      answer: (r) => r.rowCount ?? 0,
+    });
+  }
+
   /** Which instance a message is claimed by now (undefined: none recorded, or no such message). */
   messageClaimer(channel: string, ts: string): Promise<string | undefined> {
     return this.run({

@@ -329,7 +329,7 @@ async function logReportTurns(url: string): Promise<void> {
         INSERT INTO test_turn_log (kind, turn, holder, asker, at_ms) VALUES (
           CASE WHEN TG_OP = 'INSERT' OR NEW.term <> OLD.term THEN 'take'
                WHEN NEW.expires_at < OLD.expires_at THEN 'release'
-               WHEN NEW.holder = current_setting('application_name') THEN 'renew'
+               WHEN split_part(NEW.holder, '#', 1) = current_setting('application_name') THEN 'renew'
                ELSE 'refused' END,
           NEW.name, NEW.holder, current_setting('application_name'), floor(extract(epoch FROM clock_timestamp()) * 1000));
       END IF;
@@ -352,7 +352,8 @@ interface TurnEvent { kind: 'take' | 'renew' | 'refused' | 'release' | 'posted';
 
 async function turnLog(url: string): Promise<TurnEvent[]> {
   const rows = await sql<{ kind: TurnEvent['kind']; turn: string; holder: string; asker: string; at_ms: number | string }>(url, 'SELECT kind, turn, holder, asker, at_ms FROM test_turn_log ORDER BY seq');
-  return rows.map((r) => ({ kind: r.kind, turn: turnNumber(r.turn), holder: r.holder, asker: r.asker, at: Number(r.at_ms) }));
+  // A turn's lease is held by a process (`ims-a#…`, one per start): the instance it ran as is what the checks name.
+  return rows.map((r) => ({ kind: r.kind, turn: turnNumber(r.turn), holder: r.holder.replace(/#.*$/, ''), asker: r.asker, at: Number(r.at_ms) }));
 }
 
 /** The interval number at the end of a turn's name (`every 0.0041… h #N`), NaN when there is none. */
