@@ -185,8 +185,6 @@ export class Ims {
     this.queues = new ChannelQueues(log, { perSecond: options.postsPerSecond, burst: options.postBurst });
     this.queues.onPosted = (channel) => this.metrics.notePost(channel);
     this.queues.onRateLimited = (channel) => this.metrics.noteRateLimited(channel);
-    // Several instances post into the same channels: their posts are paced together, in the shared state.
-    if (options.store && isSharedPace(options.store)) this.queues.sharedPace = { take: options.store.takePostingTurn.bind(options.store), limited: options.store.postingRateLimited.bind(options.store) };
     this.poster = new Poster({
       client: createSlackClient(options.botToken, web, { ...policy, retry: { ...retry, retries: 0 } }), reader: this.slack, queues: this.queues, log,
       retry: () => this.retryPolicy(), halt: this.halt.signal,
@@ -198,6 +196,17 @@ export class Ims {
     }
     // Filled from the state when IMS starts (before any event is read).
     this.pluginChannels = new Set();
+    const shared = sharedStateOf(this.store);
+    // Several instances post into the same channels: their posts are paced together, in the shared state.
+    if (shared) this.queues.sharedPace = { take: shared.takePostingTurn.bind(shared), limited: shared.postingRateLimited.bind(shared) };
+    this.leadership = new Leadership({
+      leases: shared, instance, log,
+      onGained: () => { if (this.started) void this.track(this.duties.takeOver()); },
+      onInstancesGone: (gone) => {
+        log.warn(`instance(s) ${gone.join(', ')} stopped renewing their lease: finishing what they left, and reading back what they may have missed`);
+        void this.track(this.duties.takeOver());
+      },
+    });
     const track = <T>(work: Promise<T>) => this.track(work);
     const config$ = () => this.config;
     const self = () => this.self;
@@ -218,15 +227,12 @@ export class Ims {
     const refreshPost = (incident: Incident) => void track(this.lifecycle.posts.refresh(incident));
     this.silencing = new Silencing({ state: this.store, poster: this.poster, log, now: this.now, config: config$, permalink, refreshPost, changed: () => this.home.changed(), userName: (user) => this.names.user(user) });
     const permissions = new PermissionChecker({ slack: this.slack, log, config: config$, now: this.now });
-    // Made further down (it needs the intake and the catch-up); asked only once IMS runs.
-    const leadership = () => this.leadership;
-    const keyLocks = isLeaseStore(this.store)
-      ? new KeyLocks({ leases: this.store, log, leadership: { get processHolder() { return leadership().processHolder; }, processesAliveNow: () => leadership().processesAliveNow() } }) : undefined;
+    const keyLocks = shared ? new KeyLocks({ leases: shared, log, leadership: this.leadership }) : undefined;
     this.lifecycle = new IncidentLifecycle({
       state: this.store, slack: this.slack, poster: this.poster, log, now: this.now, config: config$, self, names: this.names, hooks: this.hookRunner,
       permalink, queues: this.queues, track, silencing: this.silencing, changed: () => this.home.changed(), permissions,
       lockKeys: keyLocks ? (keys) => keyLocks.lock(keys) : undefined,
-      claimedElsewhere: hasClaimers(this.store) ? (channel, ts) => claimerOtherThan(this.store as Store & Pick<PgState, 'messageClaimer'>, channel, ts, instance) : undefined,
+      claimedElsewhere: shared ? async (channel, ts) => { const by = await shared.messageClaimer(channel, ts); return by && by !== instance ? by : undefined; } : undefined,
     });
     this.interactions = new Interactions({
       state: this.store, slack: this.slack, log, now: this.now, permissions, silencing: this.silencing, stopping: () => this.stopping, track, refreshHome: (user) => this.home.opened(user), metrics: this.metrics,
@@ -243,20 +249,12 @@ export class Ims {
       incidents: this.lifecycle, hooks: this.hookRunner, pluginChannels: this.pluginChannels, track, homeOpened: (user) => this.home.opened(user), metrics: this.metrics,
       decide: (compiled, event, me, edited) => compiled.engine.decide(compiled, event, { self: me, log, edited }),
     });
-    this.leadership = new Leadership({
-      leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
-      onGained: () => { if (this.started) void this.track(this.duties.takeOver()); },
-      onInstancesGone: (gone) => {
-        log.warn(`instance(s) ${gone.join(', ')} stopped renewing their lease: finishing what they left, and reading back what they may have missed`);
-        void this.track(this.duties.takeOver());
-      },
-    });
     this.duties = new LeaderDuties({
-      leadership: this.leadership, turns: this.store, leases: isLeaseStore(this.store) ? this.store : undefined, instance, log,
+      leadership: this.leadership, turns: this.store, leases: shared, instance, log,
       reportChannel: () => this.config.report.channel, postReport: (turn) => this.postReport(turn),
       retryPending: (before, mine) => this.intake.retryPending(before, mine), catchUp: (overlapMs) => this.catchUps.run(overlapMs), stopping: () => this.stopping,
-      adopt: (from) => (hasClaimers(this.store) ? this.store.adoptMessages(from) : Promise.resolve(0)),
-      freeLeasesOfGone: (alive) => (hasClaimers(this.store) ? this.store.releaseLeasesOfGone(alive) : Promise.resolve(0)),
+      adopt: (from) => shared?.adoptMessages(from) ?? Promise.resolve(0),
+      freeLeasesOfGone: (alive) => shared?.releaseLeasesOfGone(alive) ?? Promise.resolve(0),
     });
     // Work that must happen once is the leader's (all of it, alone on SQLite).
     const lead = (work: () => Promise<unknown>) => (this.leadership.leading() ? work() : Promise.resolve());
@@ -267,9 +265,9 @@ export class Ims {
       prune: (before) => void lead(() => this.store.prune(before)).catch((error) => log.warn(`pruning old state failed: ${errorText(error)}`)),
       sweepFlapping: (now) => lead(() => this.lifecycle.sweepFlapping(now)), sweepSilences: () => lead(() => this.silencing.sweep()), track,
       // A war room another instance made is never read as an alert source here either.
-      refreshShared: isLeaseStore(this.store) ? async () => {
+      refreshShared: shared ? async () => {
         try {
-          for (const channel of await this.store.ownedChannels()) this.pluginChannels.add(channel);
+          for (const channel of await shared.ownedChannels()) this.pluginChannels.add(channel);
           await this.duties.postDueTurns();
         } catch (error) {
           // The state away is said once by the leases and the intake; this runs again in 5 s.
@@ -463,22 +461,16 @@ export class Ims {
 
 }
 
-/** A state that records which instance claimed each message (PostgreSQL's). */
-function hasClaimers(store: Store): store is Store & Pick<PgState, 'adoptMessages' | 'messageClaimer' | 'releaseLeasesOfGone'> {
-  const candidate = store as Partial<Pick<PgState, 'adoptMessages' | 'messageClaimer' | 'releaseLeasesOfGone'>>;
-  return typeof candidate.adoptMessages === 'function' && typeof candidate.messageClaimer === 'function' && typeof candidate.releaseLeasesOfGone === 'function';
-}
+/** What several instances share besides the state's operations (PostgreSQL's `PgState` has it all; SQLite none). */
+type SharedState = Store & Pick<PgState, 'acquireLease' | 'releaseLease' | 'liveLeases' | 'takePostingTurn' | 'postingRateLimited'
+  | 'adoptMessages' | 'messageClaimer' | 'releaseLeasesOfGone'>;
 
-/** The instance `channel`/`ts` is claimed by, when it is not `instance`. */
-async function claimerOtherThan(store: Pick<PgState, 'messageClaimer'>, channel: string, ts: string, instance: string): Promise<string | undefined> {
-  const by = await store.messageClaimer(channel, ts);
-  return by && by !== instance ? by : undefined;
-}
-
-/** A state whose posting pace is shared by several instances (PostgreSQL's). */
-function isSharedPace(store: Store): store is Store & Pick<PgState, 'takePostingTurn' | 'postingRateLimited'> {
-  const candidate = store as Partial<Pick<PgState, 'takePostingTurn' | 'postingRateLimited'>>;
-  return typeof candidate.takePostingTurn === 'function' && typeof candidate.postingRateLimited === 'function';
+/** The state as several instances share it, when it can be shared. */
+function sharedStateOf(store: Store): SharedState | undefined {
+  const candidate = store as Partial<SharedState>;
+  return isLeaseStore(store) && typeof candidate.takePostingTurn === 'function' && typeof candidate.postingRateLimited === 'function'
+    && typeof candidate.adoptMessages === 'function' && typeof candidate.messageClaimer === 'function' && typeof candidate.releaseLeasesOfGone === 'function'
+    ? store as SharedState : undefined;
 }
 
 /** Whether `work` settled before `deadline` (epoch ms); its outcome is not looked at. */
