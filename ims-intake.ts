@@ -211,7 +211,8 @@ export class Intake {
         if (!(await seenBefore())) await this.handleEdit(event, origin);
       } else if (event.type === 'message' && typeof event.channel === 'string' && typeof event.ts === 'string') {
         // Its claim (made before any await) decides whether it is handled; a redelivery is still said to be one.
-        const [, redelivered] = await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, seenBefore), duplicate]);
+        // A thread reply on an incident post is noted only when its event ID is new; a redelivery is logged once, here.
+        const [, redelivered] = await Promise.all([this.handleMessage(event as SlackMessageEvent, origin, () => duplicate), duplicate]);
         if (redelivered) log.debug('duplicate delivery ignored: this message event_id was seen before', { event_id: eventId, channel: event.channel, ts: event.ts });
       } else if ((event.type === 'reaction_added' || event.type === 'reaction_removed') && isReactionEvent(event)) {
         // One at a time, in the order they came: a reaction and its removal a moment later must not swap.
@@ -236,7 +237,7 @@ export class Intake {
   }
 
   /** The pipeline for one message: decide, claim (once), act, then run the plugins. Throws what may pass (it stays pending). */
-  async handleMessage(event: SlackMessageEvent, origin: MessageOrigin, seenBefore: () => Promise<boolean> = async () => false): Promise<void> {
+  async handleMessage(event: SlackMessageEvent, origin: MessageOrigin, redelivered: () => Promise<boolean> = async () => false): Promise<void> {
     const { state, log, catchUp } = this.inputs;
     const config = this.inputs.config();
     const where = { channel: event.channel, ts: event.ts, poster: event.bot_id || event.user };
@@ -248,7 +249,7 @@ export class Intake {
     if (decision.action === 'ignore') {
       if (decision.reason !== 'hidden subtype' && decision.reason !== 'own post' && decision.reason !== 'own channel' && catchUp.mayAdvance(event.channel)) void state.advanceCursor(event.channel, event.ts).catch(() => undefined);
       log.debug(decisionLine(decision, event), where);
-      if (decision.reason === 'own channel' && !(await seenBefore())) await this.inputs.incidents.noteThreadReply(event);
+      if (decision.reason === 'own channel' && !(await redelivered())) await this.inputs.incidents.noteThreadReply(event);
       return;
     }
     const key = `${event.channel}:${event.ts}`;
